@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
+import { registerKnowledgeCommands } from './knowledge-commands.ts';
 
 /** registerCommands adds every subcommand; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
-  void program;
+  registerKnowledgeCommands(program);
 }

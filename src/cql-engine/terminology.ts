@@ -1,0 +1,82 @@
+import { Code, ValueSet, type TerminologyProvider } from 'cql-execution';
+
+/** One expanded value set, as the knowledge loader hands it to the engine. */
+export interface ValueSetExpansion {
+  readonly url: string;
+  readonly version: string | undefined;
+  /** Bare OIDs this value set is also known by (from `urn:oid:` identifiers or an OID-shaped URL tail). */
+  readonly oids: readonly string[];
+  readonly codes: readonly { readonly system: string; readonly code: string; readonly version?: string; readonly display?: string }[];
+}
+
+const OID = /^[0-2](?:\.(?:0|[1-9]\d*))+$/;
+
+/** oidOf returns the bare OID a value-set reference names, if it names one (`urn:oid:1.2.3`, `.../ValueSet/1.2.3`, `1.2.3`). */
+export function oidOf(reference: string): string | undefined {
+  const tail = reference.startsWith('urn:oid:') ? reference.slice('urn:oid:'.length) : reference.split('/').pop() ?? '';
+  return OID.test(tail) ? tail : undefined;
+}
+
+/** splitCanonical splits `url|version` into its parts. */
+export function splitCanonical(reference: string): { url: string; version: string | undefined } {
+  const bar = reference.indexOf('|');
+  return bar < 0 ? { url: reference, version: undefined } : { url: reference.slice(0, bar), version: reference.slice(bar + 1) || undefined };
+}
+
+/**
+ * ValueSetIndex resolves value-set references the way CQL content writes them: by canonical URL
+ * with or without a version (`url|version` too), and by the `urn:oid:` form older content uses.
+ * It is the engine's terminology provider, built once per knowledge set.
+ */
+export class ValueSetIndex implements TerminologyProvider {
+  readonly #byKey = new Map<string, ValueSet[]>();
+
+  constructor(expansions: readonly ValueSetExpansion[]) {
+    for (const expansion of expansions) {
+      const valueSet = new ValueSet(
+        expansion.url,
+        expansion.version,
+        expansion.codes.map((c) => new Code(c.code, c.system, c.version, c.display)),
+      );
+      const keys = new Set([expansion.url, ...expansion.oids.map((oid) => `urn:oid:${oid}`)]);
+      for (const key of keys) {
+        const list = this.#byKey.get(key) ?? [];
+        list.push(valueSet);
+        this.#byKey.set(key, list);
+      }
+    }
+  }
+
+  #candidates(reference: string): ValueSet[] {
+    const direct = this.#byKey.get(reference);
+    if (direct) return direct;
+    const oid = oidOf(reference);
+    return oid ? this.#byKey.get(`urn:oid:${oid}`) ?? [] : [];
+  }
+
+  /** resolve finds a value set by reference and optional version; without a version the latest loaded wins. */
+  resolve(reference: string, version?: string): ValueSet | undefined {
+    const split = splitCanonical(reference);
+    const wanted = version ?? split.version;
+    const candidates = this.#candidates(split.url);
+    if (wanted) return candidates.find((vs) => vs.version === wanted);
+    return [...candidates].sort((a, b) => compareVersions(b.version, a.version))[0];
+  }
+
+  /** versionsOf lists the versions loaded for a reference (for "exists with another version" hints). */
+  versionsOf(reference: string): string[] {
+    return this.#candidates(splitCanonical(reference).url).map((vs) => vs.version ?? '(no version)');
+  }
+
+  findValueSetsByOid(oid: string): ValueSet[] {
+    return [...this.#candidates(splitCanonical(oid).url)];
+  }
+
+  findValueSet(oid: string, version?: string): ValueSet | null {
+    return this.resolve(oid, version) ?? null;
+  }
+}
+
+function compareVersions(a: string | undefined, b: string | undefined): number {
+  return (a ?? '').localeCompare(b ?? '', 'en', { numeric: true });
+}

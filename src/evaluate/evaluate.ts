@@ -1,0 +1,198 @@
+import { z } from 'zod';
+import { CairnError } from '../domain/errors.ts';
+import type { Action, AlertDecision, Card, CardDecision, CareGapDecision, Decision, PatientEvaluation, RuleError, Suggestion } from '../domain/decisions.ts';
+import type { HookId } from '../domain/hooks.ts';
+import { executeLibrary, type DefineResults } from '../cql-engine/execute.ts';
+import type { FhirResource } from '../cql-engine/fhir-model.ts';
+import { indexPatient, type PatientData } from '../cql-engine/patient-source.ts';
+import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
+import type { CardTemplate } from '../knowledge/rule-schema.ts';
+import { deterministicUuid, stableStringify } from './ids.ts';
+import type { PreparedKnowledge, PreparedRule } from './prepare.ts';
+import { renderJson, renderText, truncateSummary } from './render.ts';
+
+/** What to evaluate a patient for: the instant (required: evaluation never reads the clock) and, in real time, the hook. */
+export interface EvaluationRequest {
+  /** ISO 8601 instant with offset, e.g. `2026-03-01T12:00:00Z`; CQL `Now()` is this instant. */
+  readonly evaluatedAt: string;
+  /** The CDS hook being answered; absent for the nightly batch. */
+  readonly hook?: HookId;
+  /** The hook's context; resources in it (draftOrders, appointments) are seen like stored data. */
+  readonly context?: Readonly<Record<string, unknown>>;
+  readonly hookInstance?: string;
+}
+
+const Instant = z.iso.datetime({ offset: true });
+
+/**
+ * evaluatePatient evaluates one patient against a prepared knowledge set: it runs each library the
+ * applicable rules read once, then each rule's conditions over its facts, and returns the
+ * decisions plus per-rule errors (a failing rule never hides the others). The same inputs always
+ * give byte-identical output.
+ */
+export async function evaluatePatient(prepared: PreparedKnowledge, patientData: PatientData, request: EvaluationRequest): Promise<PatientEvaluation> {
+  if (!Instant.safeParse(request.evaluatedAt).success) {
+    throw new CairnError('INPUT_INVALID', `evaluatedAt "${request.evaluatedAt}" is not an ISO 8601 instant with a time zone (e.g. 2026-03-01T12:00:00Z)`);
+  }
+  const resources = withContextResources(resourcesOf(patientData), request.context);
+  const patientId = resources.find((r) => r.resourceType === 'Patient')?.id ?? patientIdFromContext(request.context);
+  if (!patientId) throw new CairnError('INPUT_INVALID', 'patient data has no Patient resource with an id');
+  const knowledgeVersion = prepared.knowledge.version;
+  const rules = prepared.rulesFor(request.hook);
+
+  const results = await executeLibraries(prepared, rules, resources, request.evaluatedAt);
+  const decisions: Decision[] = [];
+  const errors: RuleError[] = [];
+  const contextHash = request.hook ? deterministicUuid(stableStringify(request.context ?? {})) : '';
+  for (const rule of rules) {
+    const { rule: spec } = rule.loaded;
+    const libraryResult = results.get(rule.libraryKey);
+    if (!libraryResult || 'error' in libraryResult) {
+      errors.push({ ruleId: spec.id, ruleVersion: spec.version, library: spec.cql.library, message: libraryResult?.error ?? 'library did not run' });
+      continue;
+    }
+    try {
+      const facts = factsFor(rule, libraryResult.values);
+      const outcome = await rule.conditions.evaluate({ ...facts, context: request.context ?? {}, hook: request.hook ?? null });
+      if (!outcome.fired) continue;
+      const base = { ruleId: spec.id, ruleVersion: spec.version, knowledgeVersion };
+      if (request.hook) {
+        if (spec.outcome.card) {
+          const cardId = deterministicUuid('card', knowledgeVersion, spec.id, patientId, request.hook, request.hookInstance ?? '', request.evaluatedAt, contextHash);
+          decisions.push({ ...base, kind: 'card', hook: request.hook, card: renderCard(spec.outcome.card, spec.source, facts, cardId) } satisfies CardDecision);
+        }
+        continue;
+      }
+      const decisionId = (kind: string): string => deterministicUuid(kind, spec.id, spec.version, patientId, request.evaluatedAt);
+      if (spec.outcome.alert) {
+        const { severity, message, category } = spec.outcome.alert;
+        decisions.push({ ...base, kind: 'alert', id: decisionId('alert'), severity, message: renderText(message, facts), ...(category ? { category } : {}) } satisfies AlertDecision);
+      }
+      if (spec.outcome.careGap) {
+        const { measure, guideline, missing, dueDate } = spec.outcome.careGap;
+        const due = dueDate ? facts[dueDate.fact] : null;
+        decisions.push({
+          ...base,
+          kind: 'care-gap',
+          id: decisionId('care-gap'),
+          ...(measure ? { measure } : {}),
+          ...(guideline ? { guideline } : {}),
+          missing: renderText(missing, facts),
+          dueDate: typeof due === 'string' ? due.slice(0, 10) : request.evaluatedAt.slice(0, 10),
+        } satisfies CareGapDecision);
+      }
+    } catch (error) {
+      errors.push({ ruleId: spec.id, ruleVersion: spec.version, library: spec.cql.library, message: error instanceof Error ? error.message : String(error) });
+    }
+  }
+  return {
+    patientId,
+    evaluatedAt: request.evaluatedAt,
+    knowledgeVersion,
+    ...(request.hook ? { hook: request.hook } : {}),
+    decisions,
+    errors,
+  };
+}
+
+type LibraryRun = { values: DefineResults } | { error: string };
+
+async function executeLibraries(prepared: PreparedKnowledge, rules: readonly PreparedRule[], resources: readonly FhirResource[], evaluatedAt: string): Promise<Map<string, LibraryRun>> {
+  const runs = new Map<string, LibraryRun>();
+  if (rules.length === 0) return runs;
+  const patient = indexPatient(prepared.model, resources);
+  for (const { libraryKey } of rules) {
+    if (runs.has(libraryKey)) continue;
+    const library = prepared.libraries.get(libraryKey);
+    if (!library) {
+      runs.set(libraryKey, { error: `library ${libraryKey} is not prepared` });
+      continue;
+    }
+    try {
+      const values = await executeLibrary(library, patient, { executionDateTime: evaluatedAt, codeService: prepared.knowledge.valueSets });
+      runs.set(libraryKey, { values });
+    } catch (error) {
+      runs.set(libraryKey, { error: error instanceof Error ? error.message : String(error) });
+    }
+  }
+  return runs;
+}
+
+function factsFor(rule: PreparedRule, values: DefineResults): Record<string, JsonValue> {
+  return Object.fromEntries(rule.loaded.rule.cql.facts.map((name) => [name, toJsonValue(values[name])]));
+}
+
+function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], facts: Readonly<Record<string, JsonValue>>, uuid: string): Card {
+  const detail = template.detail ? renderText(template.detail, facts).trim() : '';
+  const suggestions = (template.suggestions ?? [])
+    .map((suggestion, i): Suggestion | undefined => {
+      const actions = (suggestion.actions ?? []).map((action) => renderAction(action, facts)).filter((a): a is Action => a !== undefined);
+      if (suggestion.actions && actions.length === 0) return undefined;
+      return {
+        label: renderText(suggestion.label, facts),
+        uuid: deterministicUuid(uuid, 'suggestion', String(i)),
+        ...(suggestion.isRecommended === undefined ? {} : { isRecommended: suggestion.isRecommended }),
+        ...(actions.length ? { actions } : {}),
+      };
+    })
+    .filter((s): s is Suggestion => s !== undefined);
+  const source = template.source ?? ruleSource;
+  return {
+    uuid,
+    summary: truncateSummary(renderText(template.summary, facts)),
+    ...(detail ? { detail } : {}),
+    indicator: template.indicator,
+    source: source ?? { label: 'Cairn' },
+    ...(suggestions.length ? { suggestions, selectionBehavior: template.selectionBehavior ?? 'at-most-one' } : {}),
+    ...(template.overrideReasons ? { overrideReasons: template.overrideReasons } : {}),
+    ...(template.links ? { links: template.links } : {}),
+  };
+}
+
+type ActionTemplate = NonNullable<NonNullable<CardTemplate['suggestions']>[number]['actions']>[number];
+
+function renderAction(action: ActionTemplate, facts: Readonly<Record<string, JsonValue>>): Action | undefined {
+  const description = renderText(action.description, facts);
+  if (action.type === 'delete') {
+    const ids = Array.isArray(action.resourceId) ? action.resourceId : toStrings(action.resourceId ? facts[action.resourceId.fact] : null);
+    return ids.length ? { type: 'delete', description, resourceId: ids } : undefined;
+  }
+  const resource = renderJson(action.resource, facts);
+  if (!resource || typeof resource !== 'object') return undefined;
+  return { type: action.type, description, resource: resource as Record<string, unknown> };
+}
+
+function toStrings(value: JsonValue | undefined): string[] {
+  if (typeof value === 'string') return value ? [value] : [];
+  if (Array.isArray(value)) return value.flatMap(toStrings);
+  return [];
+}
+
+function resourcesOf(data: PatientData): FhirResource[] {
+  if (Array.isArray(data)) return [...(data as readonly FhirResource[])];
+  const bundle = data as { resourceType?: unknown; entry?: readonly { resource?: FhirResource }[] };
+  if (bundle.resourceType === 'Bundle') return (bundle.entry ?? []).flatMap((e) => (e.resource ? [e.resource] : []));
+  if (typeof bundle.resourceType === 'string') return [data as unknown as FhirResource];
+  throw new CairnError('INPUT_INVALID', 'patient data must be a FHIR Bundle, a resource or an array of resources');
+}
+
+/** Context resources (draft orders, appointments) replace stored ones with the same type and id: they are the newer state. */
+function withContextResources(resources: FhirResource[], context: Readonly<Record<string, unknown>> | undefined): FhirResource[] {
+  if (!context) return resources;
+  const extra: FhirResource[] = [];
+  for (const value of Object.values(context)) {
+    const bundle = value as { resourceType?: unknown; entry?: unknown };
+    if (bundle?.resourceType === 'Bundle' && Array.isArray(bundle.entry)) {
+      for (const entry of bundle.entry as { resource?: FhirResource }[]) if (entry?.resource?.resourceType) extra.push(entry.resource);
+    }
+  }
+  if (extra.length === 0) return resources;
+  const key = (r: FhirResource): string => `${r.resourceType}/${r.id ?? ''}`;
+  const replaced = new Set(extra.filter((r) => r.id).map(key));
+  return [...resources.filter((r) => !replaced.has(key(r))), ...extra];
+}
+
+function patientIdFromContext(context: Readonly<Record<string, unknown>> | undefined): string | undefined {
+  const id = context?.patientId;
+  return typeof id === 'string' && id ? id.replace(/^Patient\//, '') : undefined;
+}

@@ -1,0 +1,42 @@
+import type { CompiledLibrary } from '../cql-engine/compiler.ts';
+import type { ValueSetIndex } from '../cql-engine/terminology.ts';
+import type { ElmSummary } from './elm.ts';
+import type { Rule } from './rule-schema.ts';
+
+/** A validated rule and the file it came from. */
+export interface LoadedRule {
+  readonly file: string;
+  readonly rule: Rule;
+}
+
+/** A compiled library with what the loader read from its ELM. */
+export interface LoadedLibrary {
+  readonly compiled: CompiledLibrary;
+  readonly summary: ElmSummary;
+}
+
+/**
+ * KnowledgeSet is one immutable, versioned load of the knowledge folders. `version` is a content
+ * hash of every input file, so the same folders always give the same version.
+ */
+export interface KnowledgeSet {
+  readonly version: string;
+  readonly root: string;
+  readonly files: readonly { readonly file: string; readonly sha256: string }[];
+  readonly libraries: ReadonlyMap<string, LoadedLibrary>;
+  readonly rules: readonly LoadedRule[];
+  readonly valueSets: ValueSetIndex;
+}
+
+/** libraryKey is how libraries are indexed: `Name|version` (version may be empty). */
+export function libraryKey(name: string, version: string | undefined): string {
+  return `${name}|${version ?? ''}`;
+}
+
+/** findLibrary resolves a library by name and, when given, exact version; without a version the latest wins. */
+export function findLibrary(set: Pick<KnowledgeSet, 'libraries'>, name: string, version?: string): LoadedLibrary | undefined {
+  if (version !== undefined) return set.libraries.get(libraryKey(name, version));
+  return [...set.libraries.values()]
+    .filter((lib) => lib.summary.name === name)
+    .sort((a, b) => (b.summary.version ?? '').localeCompare(a.summary.version ?? '', 'en', { numeric: true }))[0];
+}
