@@ -34,9 +34,7 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
   if (!Instant.safeParse(request.evaluatedAt).success) {
     throw new CairnError('INPUT_INVALID', `evaluatedAt "${request.evaluatedAt}" is not an ISO 8601 instant with a time zone (e.g. 2026-03-01T12:00:00Z)`);
   }
-  const resources = withContextResources(resourcesOf(patientData), request.context);
-  const patientId = resources.find((r) => r.resourceType === 'Patient')?.id ?? patientIdFromContext(request.context);
-  if (!patientId) throw new CairnError('INPUT_INVALID', 'patient data has no Patient resource with an id');
+  const { resources, patientId } = assemblePatient(patientData, request.context);
   const knowledgeVersion = prepared.knowledge.version;
   const rules = prepared.rulesFor(request.hook);
 
@@ -93,6 +91,26 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
     decisions,
     errors,
   };
+}
+
+/**
+ * evaluateDefines returns every define of one prepared library for a patient, as JSON, with the
+ * hook context's resources included exactly as evaluatePatient sees them. Used to test CQL logic
+ * apart from the rules around it.
+ */
+export async function evaluateDefines(prepared: PreparedKnowledge, libraryKey: string, patientData: PatientData, request: EvaluationRequest): Promise<Record<string, JsonValue>> {
+  const library = prepared.libraries.get(libraryKey);
+  if (!library) throw new CairnError('INPUT_INVALID', `library ${libraryKey} is not prepared in knowledge ${prepared.knowledge.version}`);
+  const { resources } = assemblePatient(patientData, request.context);
+  const values = await executeLibrary(library, indexPatient(prepared.model, resources), { executionDateTime: request.evaluatedAt, codeService: prepared.knowledge.valueSets });
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, toJsonValue(value)]));
+}
+
+function assemblePatient(patientData: PatientData, context: Readonly<Record<string, unknown>> | undefined): { resources: FhirResource[]; patientId: string } {
+  const resources = withContextResources(resourcesOf(patientData), context);
+  const patientId = resources.find((r) => r.resourceType === 'Patient')?.id ?? patientIdFromContext(context);
+  if (!patientId) throw new CairnError('INPUT_INVALID', 'patient data has no Patient resource with an id');
+  return { resources, patientId };
 }
 
 type LibraryRun = { values: DefineResults } | { error: string };

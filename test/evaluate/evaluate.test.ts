@@ -1,0 +1,93 @@
+import path from 'node:path';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { CardDecision } from '../../src/domain/decisions.ts';
+import { evaluatePatient } from '../../src/evaluate/evaluate.ts';
+import { loadPreparedKnowledge } from '../../src/evaluate/knowledge-service.ts';
+import type { PreparedKnowledge } from '../../src/evaluate/prepare.ts';
+import { CairnError } from '../../src/domain/errors.ts';
+import { FIXTURES, MINIMAL_KNOWLEDGE, readJson, testDeps } from '../support/knowledge.ts';
+
+type Resource = { resourceType: string; id?: string; [k: string]: unknown };
+type Bundle = { resourceType: 'Bundle'; entry: { resource: Resource }[] };
+
+let prepared: PreparedKnowledge;
+let patient: Bundle;
+let context: Record<string, unknown>;
+const AT = '2026-03-01T12:00:00Z';
+
+beforeAll(async () => {
+  prepared = await loadPreparedKnowledge(MINIMAL_KNOWLEDGE, testDeps());
+  patient = await readJson<Bundle>(path.join(FIXTURES, 'patients/test-orders-patient.json'));
+  context = await readJson(path.join(FIXTURES, 'patients/test-orders-context.json'));
+});
+
+describe('evaluatePatient', () => {
+  it('sees draft orders from the hook context like stored data, and names the rule and knowledge version', async () => {
+    const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context });
+    expect(result.decisions).toHaveLength(1);
+    const decision = result.decisions[0] as CardDecision;
+    expect(decision).toMatchObject({ kind: 'card', ruleId: 'test-draft-order', ruleVersion: '1.0.0', knowledgeVersion: prepared.knowledge.version });
+    expect(decision.card.summary).toBe('Test medication ordered with 1 active (age 55)');
+    expect(decision.card.suggestions?.[0]?.actions?.[0]).toEqual({ type: 'delete', description: 'Remove the draft order', resourceId: ['MedicationRequest/draft-1'] });
+    expect(decision.card.selectionBehavior).toBe('at-most-one');
+  });
+
+  it('fires nothing without the draft order, and never runs draft rules', async () => {
+    const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context: { ...context, draftOrders: { resourceType: 'Bundle', entry: [] } } });
+    expect(result.decisions).toEqual([]);
+    const ruleIds = result.errors.map((e) => e.ruleId);
+    expect(ruleIds).not.toContain('test-draft-rule');
+  });
+
+  it('keeps a failing rule as data without hiding the others', async () => {
+    const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context });
+    expect(result.errors).toEqual([expect.objectContaining({ ruleId: 'test-faulty', library: 'Faulty' })]);
+    expect(result.errors[0]?.message).toContain('SingletonFrom');
+    expect(result.decisions.map((d) => d.ruleId)).toEqual(['test-draft-order']);
+  });
+
+  it('produces alerts and care gaps for batch rules, due dates from CQL', async () => {
+    const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT });
+    expect(result.decisions).toEqual([
+      expect.objectContaining({ kind: 'alert', ruleId: 'test-birthday-gap', severity: 'info', message: 'Adult aged 55' }),
+      expect.objectContaining({ kind: 'care-gap', ruleId: 'test-birthday-gap', guideline: 'Test guideline 1', missing: 'Annual check', dueDate: '2027-06-15' }),
+    ]);
+  });
+
+  it('uses evaluatedAt as CQL Now(): the age bound moves with it', async () => {
+    const child = { ...patient, entry: patient.entry.map((e) => (e.resource.resourceType === 'Patient' ? { resource: { ...e.resource, birthDate: '2008-03-02' } } : e)) };
+    const dayBefore18 = await evaluatePatient(prepared, child, { evaluatedAt: '2026-03-01T12:00:00Z' });
+    const on18 = await evaluatePatient(prepared, child, { evaluatedAt: '2026-03-02T12:00:00Z' });
+    expect(dayBefore18.decisions).toEqual([]);
+    expect(on18.decisions.map((d) => d.kind)).toEqual(['alert', 'care-gap']);
+  });
+
+  it('rejects an evaluatedAt without a time zone, and patient data without a patient', async () => {
+    await expect(evaluatePatient(prepared, patient, { evaluatedAt: '2026-03-01T12:00:00' })).rejects.toBeInstanceOf(CairnError);
+    await expect(evaluatePatient(prepared, { resourceType: 'Bundle', entry: [] }, { evaluatedAt: AT })).rejects.toThrow(/no Patient/);
+  });
+
+  it('gives byte-identical output for the same inputs (property)', async () => {
+    const instants = fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2040-01-01T00:00:00Z'), noInvalidDate: true }).map((d) => d.toISOString());
+    const drafts = fc.array(fc.constantFrom('1049621', '197591', '000000'), { maxLength: 3 });
+    const actives = fc.array(fc.constantFrom('1049621', '197591', '000000'), { maxLength: 3 });
+    await fc.assert(
+      fc.asyncProperty(instants, drafts, actives, fc.constantFrom<'order-select' | 'order-sign' | undefined>('order-select', 'order-sign', undefined), async (at, draftCodes, activeCodes, hook) => {
+        const med = (id: string, status: string, code: string): Resource => ({
+          resourceType: 'MedicationRequest', id, status, intent: 'order', subject: { reference: 'Patient/p1' },
+          medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code }] },
+        });
+        const data: Bundle = { resourceType: 'Bundle', entry: [patient.entry[0]!, ...activeCodes.map((c, i) => ({ resource: med(`a${i}`, 'active', c) }))] };
+        const ctx = { patientId: 'p1', userId: 'Practitioner/1', draftOrders: { resourceType: 'Bundle', entry: draftCodes.map((c, i) => ({ resource: med(`d${i}`, 'draft', c) })) } };
+        const request = hook ? { evaluatedAt: at, hook, context: ctx } : { evaluatedAt: at };
+        const first = JSON.stringify(await evaluatePatient(prepared, data, request));
+        const second = JSON.stringify(await evaluatePatient(prepared, structuredClone(data), structuredClone(request)));
+        expect(second).toBe(first);
+        const fired = hook !== undefined && draftCodes.some((c) => c !== '000000') && activeCodes.some((c) => c !== '000000');
+        expect(first.includes('"kind":"card"')).toBe(fired);
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
