@@ -522,6 +522,10 @@ interface CompileState {
  * compile() call; with `cacheDir`, translated ELM is cached there by content hash.
  */
 export function createCqlCompiler(settings: CqlCompilerSettings = {}): CqlCompiler {
+  return withoutKotlinBanner(() => buildCompiler(settings));
+}
+
+function buildCompiler(settings: CqlCompilerSettings): CqlCompiler {
   const options = CqlCompilerOptions.defaultOptions();
   const modelInfo = loadModelInfoSet();
   const identity = sha256(CACHE_FORMAT, translatorVersion(), options.toString(), modelInfo.digest);
@@ -585,7 +589,30 @@ export function createCqlCompiler(settings: CqlCompilerSettings = {}): CqlCompil
       stats: { translated: state.translated, cacheHits: state.cacheHits },
     };
   };
-  return { compile };
+  return { compile: (sources, prebuilt) => withoutKotlinBanner(() => compile(sources, prebuilt)) };
+}
+
+/**
+ * withoutKotlinBanner runs `fn` while dropping the one line kotlin-logging writes to stdout the first
+ * time the translator logs ("kotlin-logging: initializing..."), which would corrupt JSON output of
+ * the CLI. The translator offers no setting for it.
+ */
+function withoutKotlinBanner<T>(fn: () => T): T {
+  // Kotlin/JS println writes straight to process.stdout on Node.
+  const write = process.stdout.write;
+  let dropNewline = false;
+  process.stdout.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+    if (typeof chunk === 'string' && (chunk.startsWith('kotlin-logging: initializing') || (dropNewline && chunk === '\n'))) {
+      dropNewline = !dropNewline;
+      return true;
+    }
+    return (write as (...args: unknown[]) => boolean).call(process.stdout, chunk, ...rest);
+  }) as typeof process.stdout.write;
+  try {
+    return fn();
+  } finally {
+    process.stdout.write = write;
+  }
 }
 
 /** createSessionWithKnown opens a session that already serves the libraries compiled so far. */
