@@ -1,0 +1,70 @@
+import { readdir } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.ts';
+import { copyKnowledge, editFile, FIXTURES, MINIMAL_KNOWLEDGE, PROJECT_ROOT } from '../support/knowledge.ts';
+
+/** run invokes the CLI in-process and captures what it prints. */
+async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+  process.exitCode = undefined;
+  try {
+    const code = await main(['node', 'cairn', ...args, '--data-dir', path.join(PROJECT_ROOT, '.cache/cli-test-data')]);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    process.exitCode = undefined;
+  }
+}
+
+afterEach(() => {
+  process.exitCode = undefined;
+});
+
+describe('cairn CLI (knowledge commands)', () => {
+  it('validate accepts the minimal knowledge', async () => {
+    const result = await run('validate', '--knowledge', MINIMAL_KNOWLEDGE);
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/knowledge [0-9a-f]{16} is valid: 3 libraries, 4 rules \(3 active\)/);
+  });
+
+  it('validate prints every problem with its location and exits non-zero', async () => {
+    const root = await copyKnowledge();
+    await editFile(root, 'rules/test-draft-order.json', (t) => t.replace('"Active Count", "Draft', '"Active Cuont", "Draft'));
+    await editFile(root, 'cql/Faulty.cql', (t) => t.replace('singleton from {', 'singleton frm {'));
+    const result = await run('validate', '--knowledge', root);
+    expect(result.code).toBe(1);
+    expect(result.out).toContain('rules/test-draft-order.json $.cql.facts[1] [RULE_REFERENCE] define "Active Cuont" does not exist in library TestOrders version \'1.0.0\' (hint: did you mean "Active Count"?)');
+    expect(result.out).toMatch(/cql\/Faulty\.cql:11:\d+ \[CQL_COMPILE\]/);
+  });
+
+  it('eval prints the decisions as JSON for a hook', async () => {
+    const result = await run('eval', '--knowledge', MINIMAL_KNOWLEDGE, '--patient', path.join(FIXTURES, 'patients/test-orders-patient.json'),
+      '--hook', 'order-sign', '--context', path.join(FIXTURES, 'patients/test-orders-context.json'), '--at', '2026-03-01T12:00:00Z');
+    expect(result.code).toBe(0);
+    const evaluation = JSON.parse(result.out) as { decisions: { kind: string; card: { summary: string } }[] };
+    expect(evaluation.decisions.map((d) => d.card.summary)).toEqual(['Test medication ordered with 1 active (age 55)']);
+  });
+
+  it('eval refuses an unknown hook and an unreadable patient file with a clear error', async () => {
+    const badHook = await run('eval', '--knowledge', MINIMAL_KNOWLEDGE, '--patient', 'x.json', '--hook', 'order-review', '--at', '2026-03-01T12:00:00Z');
+    expect(badHook.code).toBe(1);
+    expect(badHook.err).toContain('--hook order-review is not one of');
+    const missing = await run('eval', '--knowledge', MINIMAL_KNOWLEDGE, '--patient', '/nonexistent/p.json', '--at', '2026-03-01T12:00:00Z');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain('cannot read patient file /nonexistent/p.json');
+  });
+
+  it('compile writes the ELM of each CQL library', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'cairn-elm-'));
+    const result = await run('compile', '--knowledge', MINIMAL_KNOWLEDGE, '--out', out);
+    expect(result.code).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['FHIRHelpers-4.0.1.json', 'Faulty-1.0.0.json', 'TestOrders-1.0.0.json']);
+  });
+});
