@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
 import { registerKnowledgeCommands } from './knowledge-commands.ts';
+import { registerIngestCommand } from './ingest.ts';
+import { registerGenerateCommand } from './generate.ts';
 
 /** registerCommands adds every subcommand; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
   registerKnowledgeCommands(program);
+  registerIngestCommand(program);
+  registerGenerateCommand(program);
 }

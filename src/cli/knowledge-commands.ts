@@ -10,6 +10,8 @@ import type { PatientData } from '../cql-engine/patient-source.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
 import { loadPreparedKnowledge } from '../evaluate/knowledge-service.ts';
 import { readCqlFolder } from '../knowledge/load.ts';
+import { zodProblems } from '../knowledge/zod-problems.ts';
+import { RuleCaseSchema, type RuleCase } from '../authoring/cases.ts';
 
 interface KnowledgeFlags {
   readonly knowledge?: string;
@@ -84,29 +86,53 @@ export function registerKnowledgeCommands(program: Command): void {
 
   knowledgeOptions(program.command('eval'))
     .description('evaluate one patient and print the decisions as JSON')
-    .requiredOption('--patient <file>', 'FHIR R4 Bundle (or array of resources) with the patient\'s data')
-    .requiredOption('--at <datetime>', 'evaluation instant, e.g. 2026-03-01T12:00:00Z (CQL Now())')
+    .option('--patient <file>', 'FHIR R4 Bundle (or array of resources) with the patient\'s data')
+    .option('--case <file>', 'a rule test case (rules/<id>.tests/*.json): its patient, hook, context and evaluatedAt')
+    .option('--at <datetime>', 'evaluation instant, e.g. 2026-03-01T12:00:00Z (CQL Now()); required without --case')
     .option('--hook <id>', `CDS hook to evaluate for (${HOOK_IDS.join(', ')}); omit for the nightly batch rules`)
     .option('--context <file>', 'hook context JSON (or a whole CDS Hooks request, whose context is used)')
-    .action(async (flags: KnowledgeFlags & { patient: string; at: string; hook?: string; context?: string }) => {
+    .action(async (flags: KnowledgeFlags & { patient?: string; case?: string; at?: string; hook?: string; context?: string }) => {
       const config = configFrom(flags);
-      if (flags.hook !== undefined && !(HOOK_IDS as readonly string[]).includes(flags.hook)) {
-        throw new CairnError('INPUT_INVALID', `--hook ${flags.hook} is not one of ${HOOK_IDS.join(', ')}`);
-      }
-      if (flags.context && !flags.hook) throw new CairnError('INPUT_INVALID', '--context needs --hook');
-      const patient = (await readJsonFile(flags.patient, 'patient file')) as PatientData;
-      let context: Record<string, unknown> | undefined;
-      if (flags.context) {
-        const raw = (await readJsonFile(flags.context, 'context file')) as Record<string, unknown>;
-        context = (raw.context && typeof raw.context === 'object' ? raw.context : raw) as Record<string, unknown>;
-      }
+      const input = await evalInput(flags);
       const compiler = createCqlCompiler({ cacheDir: config.elmCacheDir });
       const prepared = await loadPreparedKnowledge(config.knowledgeDir, { compiler, model: loadFhirR4Model() });
-      const evaluation = await evaluatePatient(prepared, patient, {
-        evaluatedAt: flags.at,
-        ...(flags.hook ? { hook: flags.hook as HookId } : {}),
-        ...(context ? { context } : {}),
+      const evaluation = await evaluatePatient(prepared, input.patient, {
+        evaluatedAt: input.at,
+        ...(input.hook ? { hook: input.hook } : {}),
+        ...(input.context ? { context: input.context } : {}),
       });
       console.log(JSON.stringify(evaluation, null, 2));
     });
+}
+
+interface EvalInput {
+  readonly patient: PatientData;
+  readonly at: string;
+  readonly hook?: HookId;
+  readonly context?: Record<string, unknown>;
+}
+
+/** evalInput reads `cairn eval`'s inputs from --case and/or --patient/--hook/--context/--at (flags win). */
+async function evalInput(flags: { patient?: string; case?: string; at?: string; hook?: string; context?: string }): Promise<EvalInput> {
+  if (!flags.patient === !flags.case) throw new CairnError('INPUT_INVALID', 'give exactly one of --patient FILE or --case FILE');
+  if (flags.hook !== undefined && !(HOOK_IDS as readonly string[]).includes(flags.hook)) {
+    throw new CairnError('INPUT_INVALID', `--hook ${flags.hook} is not one of ${HOOK_IDS.join(', ')}`);
+  }
+  let fromCase: Partial<RuleCase> = {};
+  if (flags.case) {
+    const parsed = RuleCaseSchema.safeParse(await readJsonFile(flags.case, 'case file'));
+    if (!parsed.success) throw new CairnError('INPUT_INVALID', `case file ${flags.case} is not a rule test case`, { problems: zodProblems('INPUT_INVALID', flags.case, parsed.error) });
+    fromCase = parsed.data;
+  }
+  const patient = (flags.patient ? await readJsonFile(flags.patient, 'patient file') : fromCase.patient) as PatientData;
+  let context = fromCase.context;
+  if (flags.context) {
+    const raw = (await readJsonFile(flags.context, 'context file')) as Record<string, unknown>;
+    context = (raw.context && typeof raw.context === 'object' ? raw.context : raw) as Record<string, unknown>;
+  }
+  const hook = (flags.hook ?? fromCase.hook) as HookId | undefined;
+  if (context && !hook) throw new CairnError('INPUT_INVALID', 'a hook context needs --hook');
+  const at = flags.at ?? fromCase.evaluatedAt;
+  if (!at) throw new CairnError('INPUT_INVALID', '--at DATETIME is required (e.g. 2026-03-01T12:00:00Z)');
+  return { patient, at, ...(hook ? { hook } : {}), ...(context ? { context } : {}) };
 }

@@ -68,3 +68,19 @@ describe('cairn CLI (knowledge commands)', () => {
     expect((await readdir(out)).sort()).toEqual(['FHIRHelpers-4.0.1.json', 'Faulty-1.0.0.json', 'TestOrders-1.0.0.json']);
   });
 });
+
+describe('cairn eval --case', () => {
+  it('runs a rule test case of the sample knowledge', async () => {
+    const result = await run('eval', '--knowledge', PROJECT_ROOT, '--case', path.join(PROJECT_ROOT, 'rules/opioid-benzodiazepine-concurrent.tests/opioid-ordered-with-active-benzodiazepine.json'));
+    expect(result.code).toBe(0);
+    const evaluation = JSON.parse(result.out) as { hook: string; decisions: { ruleId: string; card: { indicator: string } }[] };
+    expect(evaluation.hook).toBe('order-select');
+    expect(evaluation.decisions).toEqual([expect.objectContaining({ ruleId: 'opioid-benzodiazepine-concurrent', card: expect.objectContaining({ indicator: 'warning' }) })]);
+  });
+
+  it('refuses --patient together with --case', async () => {
+    const result = await run('eval', '--knowledge', MINIMAL_KNOWLEDGE, '--patient', 'a.json', '--case', 'b.json');
+    expect(result.code).toBe(1);
+    expect(result.err).toContain('give exactly one of --patient FILE or --case FILE');
+  });
+});
