@@ -1,0 +1,20 @@
+import { runOpioidEvalBench } from './opioid-eval.ts';
+
+/**
+ * Runs every bench in sequence (`npm run bench`). Each prints a human summary and one JSON line;
+ * a bench whose results differ from its reference throws, and the run exits non-zero.
+ */
+const BENCHES: readonly { readonly name: string; readonly run: () => Promise<unknown> }[] = [
+  { name: 'opioid-eval', run: () => runOpioidEvalBench() },
+];
+
+let failed = 0;
+for (const bench of BENCHES) {
+  try {
+    await bench.run();
+  } catch (error) {
+    failed++;
+    console.error(`bench ${bench.name} failed:`, error);
+  }
+}
+process.exitCode = failed === 0 ? 0 : 1;

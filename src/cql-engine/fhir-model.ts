@@ -1,0 +1,214 @@
+import { FHIRWrapper } from 'cql-exec-fhir';
+import type { RecordObject } from 'cql-execution';
+
+/**
+ * The FHIR R4 (4.0.1) model as cql-exec-fhir understands it, parsed once. cql-exec-fhir's
+ * `PatientSource.FHIRv401()` and `FHIRWrapper.FHIRv401()` re-parse the 760 KB model-info XML on
+ * every call (~56 ms); Cairn builds one `FhirModel` at startup and passes it to every patient
+ * source, so per-request cost is only indexing the patient's resources.
+ *
+ * Records are cql-exec-fhir's own `FHIRObject` instances (same constructor, same class info as
+ * its `Patient.findRecords`), so property access, code and date conversion and type tests behave
+ * exactly as with cql-exec-fhir.
+ */
+
+/** The part of cql-exec-fhir's parsed `ClassInfo` we rely on. */
+export interface FhirClassInfo {
+  readonly name: string;
+  findElement(name: string, allowExplicitChoice?: boolean): unknown;
+}
+
+/** The part of cql-exec-fhir's parsed `ModelInfo` we rely on. */
+interface FhirModelInfo {
+  readonly version: string;
+  readonly patientClassName: string;
+  readonly patientClassIdentifier?: string;
+  findClass(name: string): FhirClassInfo | undefined;
+}
+
+/** A FHIR resource as JSON: only `resourceType` is known at this edge. */
+export interface FhirResource {
+  readonly resourceType: string;
+  readonly id?: string;
+  readonly meta?: { readonly profile?: readonly string[] };
+  readonly [field: string]: unknown;
+}
+
+type TypeHierarchy = NonNullable<ReturnType<NonNullable<RecordObject['_typeHierarchy']>>>;
+type TypeSpecifier = TypeHierarchy[number];
+
+/** cql-exec-fhir's FHIRObject as seen from here. */
+interface FhirObject extends RecordObject {
+  getTypeInfo(): FhirClassInfo | null | undefined;
+  _typeHierarchy(): TypeHierarchy;
+  _is(typeSpecifier: TypeSpecifier): boolean;
+}
+
+type FhirObjectConstructor = new (json: unknown, classInfo: FhirClassInfo, modelInfo: FhirModelInfo) => FhirObject;
+
+/** FhirModel is a parsed FHIR model info shared by every patient source; build it once per process. */
+export interface FhirModel {
+  /** FHIR version of the model info, e.g. `4.0.1`. */
+  readonly version: string;
+  /** The class info a retrieve's datatype, profile or class name resolves to (memoised). */
+  classFor(datatypeOrProfile: string): FhirClassInfo | undefined;
+  /** The FHIR resource type a class info stands for (`FHIR.Observation` and `Observation` -> `Observation`). */
+  resourceTypeOf(classInfo: FhirClassInfo): string;
+  /** The class info of the model's patient class. */
+  readonly patientClass: FhirClassInfo;
+  /** wrap makes the cql-exec-fhir record for `resource` read as `classInfo`. */
+  wrap(resource: FhirResource, classInfo: FhirClassInfo): RecordObject;
+}
+
+interface WrapperInternals {
+  readonly _modelInfo?: unknown;
+}
+
+function isModelInfo(value: unknown): value is FhirModelInfo {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Partial<Record<keyof FhirModelInfo, unknown>>;
+  return typeof candidate.findClass === 'function' && typeof candidate.version === 'string' && typeof candidate.patientClassName === 'string';
+}
+
+/**
+ * loadFhirR4Model parses cql-exec-fhir's FHIR 4.0.1 model info (~56 ms). Call it once at startup and
+ * share the result; it is immutable apart from an internal lookup memo.
+ */
+export function loadFhirR4Model(): FhirModel {
+  const wrapper = FHIRWrapper.FHIRv401();
+  // cql-exec-fhir 2.2.0 keeps the parsed model on the wrapper and does not export the record class;
+  // both are pinned in package.json, and this check fails loudly if an upgrade moves them.
+  const modelInfo = (wrapper as unknown as WrapperInternals)._modelInfo;
+  if (!isModelInfo(modelInfo)) {
+    throw new Error('cql-exec-fhir: FHIRWrapper no longer exposes its parsed model info; fhir-model.ts needs updating');
+  }
+  const FhirObjectBase = (wrapper.wrap({ resourceType: 'Basic' }) as object).constructor as FhirObjectConstructor;
+  const FhirObject = fastFhirObjectClass(FhirObjectBase);
+
+  const patientClass = modelInfo.findClass(modelInfo.patientClassIdentifier ?? modelInfo.patientClassName);
+  if (patientClass === undefined) throw new Error(`FHIR model info has no patient class ${modelInfo.patientClassName}`);
+
+  const classes = new Map<string, FhirClassInfo | undefined>();
+  const resourceTypes = new WeakMap<FhirClassInfo, string>();
+
+  return Object.freeze({
+    version: modelInfo.version,
+    patientClass,
+    classFor(datatypeOrProfile: string): FhirClassInfo | undefined {
+      if (!classes.has(datatypeOrProfile)) classes.set(datatypeOrProfile, modelInfo.findClass(datatypeOrProfile));
+      return classes.get(datatypeOrProfile);
+    },
+    resourceTypeOf(classInfo: FhirClassInfo): string {
+      let resourceType = resourceTypes.get(classInfo);
+      if (resourceType === undefined) {
+        // Same derivation as cql-exec-fhir's Patient.findRecords.
+        resourceType = classInfo.name.replace(/^FHIR\./, '');
+        resourceTypes.set(classInfo, resourceType);
+      }
+      return resourceType;
+    },
+    wrap(resource: FhirResource, classInfo: FhirClassInfo): RecordObject {
+      return new FhirObject(resource, classInfo, modelInfo);
+    },
+  });
+}
+
+/**
+ * fastFhirObjectClass derives from cql-exec-fhir's FHIRObject, changing cost but not answers:
+ *
+ * - `_typeHierarchy()` is computed once per class info and shared (frozen), and `_is` looks the
+ *   name up in a set built from it. cql-exec-fhir rebuilds
+ *   it (walking parent classes by name) on every call, and cql-execution calls it for every
+ *   candidate overload of every function call: resolving one FHIRHelpers `ToString` call tries each
+ *   of its ~250 overloads.
+ * - values returned by `get` are switched to this class, so elements read from a record get the same
+ *   treatment (and equality, which compares constructors, sees one class throughout).
+ * - a path whose root is not an element of the type returns undefined without cql-exec-fhir's
+ *   console.error (it returns undefined too); e.g. the translator's `medication.reference` path
+ *   for choice-typed code paths hits this for every CodeableConcept-valued MedicationRequest.
+ *   Dotted paths are walked one step at a time for the same reason, with cql-exec-fhir's outcomes:
+ *   null stays null/undefined, a list or System value in the middle gives undefined.
+ */
+function fastFhirObjectClass(Base: FhirObjectConstructor): FhirObjectConstructor {
+  interface TypeFacts {
+    readonly hierarchy: TypeHierarchy;
+    readonly names: ReadonlySet<string>;
+  }
+  const cache = new WeakMap<FhirClassInfo, TypeFacts>();
+  const memo = new WeakMap<FhirObject, Map<string, unknown>>();
+  const baseHierarchy = Base.prototype._typeHierarchy as (this: FhirObject) => TypeHierarchy;
+  const baseIs = Base.prototype._is as (this: FhirObject, typeSpecifier: TypeSpecifier) => boolean;
+  const baseGet = Base.prototype.get as (this: FhirObject, field: string) => unknown;
+
+  class FastFhirObject extends Base {
+    override get(field: string): unknown {
+      const typeInfo = this.getTypeInfo();
+      if (typeInfo == null) return adopt(baseGet.call(this, field));
+      const dot = field.indexOf('.');
+      const root = dot < 0 ? field : field.slice(0, dot);
+      if (typeInfo.findElement(root, true) === undefined) return undefined;
+      if (dot < 0) return memoised(this, field);
+      const head = this.get(root);
+      if (head == null) return head;
+      return head instanceof FastFhirObject ? head.get(field.slice(dot + 1)) : undefined;
+    }
+
+    override _typeHierarchy(): TypeHierarchy {
+      const typeInfo = this.getTypeInfo();
+      return typeInfo == null ? baseHierarchy.call(this) : typeFacts(this, typeInfo).hierarchy;
+    }
+
+    override _is(typeSpecifier: TypeSpecifier): boolean {
+      const typeInfo = this.getTypeInfo();
+      if (typeInfo == null) return baseIs.call(this, typeSpecifier);
+      // Same test as cql-exec-fhir's _is (every hierarchy entry is a NamedTypeSpecifier), by lookup.
+      return typeSpecifier.type === 'NamedTypeSpecifier' && typeFacts(this, typeInfo).names.has(typeSpecifier.name);
+    }
+  }
+
+  function typeFacts(object: FhirObject, typeInfo: FhirClassInfo): TypeFacts {
+    let facts = cache.get(typeInfo);
+    if (facts === undefined) {
+      const computed = baseHierarchy.call(object);
+      // Frozen so a caller that tried to mutate the shared array would fail loudly, not corrupt it.
+      const hierarchy = Object.freeze(computed.map((entry) => Object.freeze({ ...entry }))) as unknown as TypeHierarchy;
+      const names = new Set(computed.filter((entry) => entry.type === 'NamedTypeSpecifier').map((entry) => (entry as { name: string }).name));
+      if (names.size !== computed.length) throw new Error('cql-exec-fhir type hierarchy has non-named entries; fhir-model.ts needs updating');
+      facts = { hierarchy, names };
+      cache.set(typeInfo, facts);
+    }
+    return facts;
+  }
+
+  /**
+   * Element objects read from a record are remembered per (object, field): the wrapped JSON never
+   * changes and cql-execution never writes to model objects, so the same instance can be handed
+   * out again. Lists are copied on the way out (cql-execution sorts some lists in place) and CQL
+   * System values (DateTime, ...) are never remembered (cql-execution adjusts some in place).
+   */
+  function memoised(object: FastFhirObject, field: string): unknown {
+    let fields = memo.get(object);
+    if (fields === undefined) memo.set(object, (fields = new Map()));
+    if (fields.has(field)) {
+      const known = fields.get(field);
+      return Array.isArray(known) ? known.slice() : known;
+    }
+    const value = adopt(baseGet.call(object, field));
+    const remember = value instanceof FastFhirObject || (Array.isArray(value) && value.every((item) => item instanceof FastFhirObject));
+    if (remember) {
+      fields.set(field, Array.isArray(value) ? value.slice() : value);
+    }
+    return value;
+  }
+
+  function adopt(value: unknown): unknown {
+    if (Array.isArray(value)) {
+      for (const item of value) adopt(item);
+    } else if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Base.prototype) {
+      Object.setPrototypeOf(value, FastFhirObject.prototype);
+    }
+    return value;
+  }
+
+  return FastFhirObject;
+}

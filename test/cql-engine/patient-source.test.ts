@@ -1,0 +1,254 @@
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CodeService, DateTime, Executor, Interval, type DataProvider } from 'cql-execution';
+import { PatientSource } from 'cql-exec-fhir';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { generateOpioidPatient } from '../../bench/opioid-patient.ts';
+import { structural } from '../../bench/structural.ts';
+import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
+import { executeLibrary, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
+import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
+import { createPatientSource, indexPatient, type PatientData, type PatientSourceOptions } from '../../src/cql-engine/patient-source.ts';
+
+const ECQM = fileURLToPath(new URL('../../../shared/fixtures/population/ecqm-content-qicore-2024/', import.meta.url));
+const HAVE_ECQM = existsSync(ECQM);
+const BENCH_FIXTURES = fileURLToPath(new URL('../fixtures/bench/', import.meta.url));
+const CACHE_DIR = fileURLToPath(new URL('../../.cache/test-elm/', import.meta.url));
+const AS_OF = '2025-06-01T12:00:00.000+00:00';
+
+type Defines = Record<string, unknown>;
+type Outcome = { readonly ok: true; readonly defines: Defines } | { readonly ok: false; readonly message: string };
+
+let model: FhirModel;
+let plainSource: PatientSource;
+
+beforeAll(() => {
+  model = loadFhirR4Model();
+  plainSource = PatientSource.FHIRv401();
+  // cql-exec-fhir logs every path it cannot resolve; the eCQM content hits some on purpose.
+  vi.spyOn(console, 'error').mockImplementation(() => undefined);
+});
+
+afterAll(() => {
+  vi.restoreAllMocks();
+});
+
+/** Plain cql-exec-fhir: one PatientSource, reloaded per case (its construction re-parses the model). */
+async function runPlain(prepared: PreparedLibrary, bundles: readonly unknown[], codeService: CodeService, parameters: Defines, options: PatientSourceOptions = {}): Promise<Record<string, Outcome>> {
+  const source = options.requireProfileTagging === true ? PatientSource.FHIRv401({ requireProfileTagging: true }) : plainSource;
+  source.reset();
+  source.loadBundles([...bundles]);
+  const executor = new Executor(prepared.library, codeService, parameters);
+  try {
+    const results = await executor.exec_patient_context(source as unknown as DataProvider, DateTime.parse(AS_OF) as DateTime);
+    return Object.fromEntries(Object.entries(results.patientResults).map(([id, defines]) => [id, { ok: true, defines: defines as Defines }]));
+  } catch (error) {
+    return { '*': { ok: false, message: (error as Error).message } };
+  }
+}
+
+async function runOurs(prepared: PreparedLibrary, bundle: PatientData, codeService: CodeService, parameters: Defines, options: PatientSourceOptions = {}): Promise<Outcome> {
+  try {
+    return { ok: true, defines: { ...(await executeLibrary(prepared, bundle, { executionDateTime: AS_OF, codeService, parameters, patientSource: options })) } };
+  } catch (error) {
+    return { ok: false, message: ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message };
+  }
+}
+
+function render(outcome: Outcome | undefined): unknown {
+  if (outcome === undefined) return 'missing';
+  return outcome.ok ? Object.fromEntries(Object.entries(outcome.defines).map(([k, v]) => [k, structural(v)])) : { error: outcome.message };
+}
+
+/** codeServiceFromBundle puts a ValueSet bundle's expansions into cql-execution's CodeService. */
+function codeServiceFromBundle(bundle: { entry: { resource: { url: string; version?: string; expansion?: { contains?: { system: string; code: string; version?: string }[] } } }[] }): CodeService {
+  const valueSets: Record<string, Record<string, { code: string; system: string; version?: string }[]>> = {};
+  for (const { resource } of bundle.entry) {
+    const codes = (resource.expansion?.contains ?? []).map((c) => ({ code: c.code, system: c.system, version: c.version }));
+    (valueSets[resource.url] ??= {})[resource.version ?? ''] = codes;
+  }
+  return new CodeService(valueSets);
+}
+
+function readJson(path: string): unknown {
+  return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+}
+
+interface Measure {
+  readonly folder: string;
+  readonly prepared: PreparedLibrary;
+  readonly codeService: CodeService;
+  readonly parameters: Defines;
+  readonly tests: readonly { readonly file: string; readonly bundle: PatientData }[];
+}
+
+function loadMeasure(folder: string): Measure {
+  const dir = `${ECQM}measures/${folder}/`;
+  const { measure, libraries } = readJson(`${dir}libraries.json`) as { measure: string; libraries: Record<string, string> };
+  const elm = (name: string): unknown => readJson(`${ECQM}elm/${name}-${libraries[name]}.json`);
+  const prepared = prepareLibrary(elm(measure), Object.keys(libraries).filter((n) => n !== measure).map(elm), model);
+  const files = readdirSync(dir);
+  const codeService = codeServiceFromBundle(readJson(`${dir}${files.find((f) => f.startsWith('valuesets-'))}`) as Parameters<typeof codeServiceFromBundle>[0]);
+  const period = (readJson(`${dir}${files.find((f) => f.startsWith('Measure-'))}`) as { effectivePeriod: { start: string; end: string } }).effectivePeriod;
+  const parameters = {
+    'Measurement Period': new Interval(DateTime.parse(`${period.start}T00:00:00.000`), DateTime.parse(`${period.end}T23:59:59.999`), true, true),
+  };
+  const tests = readdirSync(`${dir}tests/`).sort().map((file) => ({ file, bundle: readJson(`${dir}tests/${file}`) as PatientData }));
+  return { folder, prepared, codeService, parameters, tests };
+}
+
+const MEASURES = HAVE_ECQM ? readdirSync(`${ECQM}measures/`).sort() : [];
+
+describe.skipIf(!HAVE_ECQM)(`eCQM QI-Core 2024 content: every define equals plain cql-exec-fhir${HAVE_ECQM ? '' : ' (skipped: ../shared/fixtures/population not present)'}`, () => {
+  it('has the 5 measures', () => {
+    expect(MEASURES).toHaveLength(5);
+  });
+
+  for (const folder of MEASURES) {
+    it(`${folder}: all test cases`, async () => {
+      const m = loadMeasure(folder);
+      expect(m.tests.length).toBeGreaterThan(40);
+      let evaluated = 0;
+      for (const { file, bundle } of m.tests) {
+        const plain = Object.values(await runPlain(m.prepared, [bundle], m.codeService, m.parameters))[0];
+        const ours = await runOurs(m.prepared, bundle, m.codeService, m.parameters);
+        expect(render(ours), `${folder} ${file}`).toEqual(render(plain));
+        if (ours.ok) evaluated++;
+      }
+      // The content must actually evaluate, not just fail the same way on both sides.
+      expect(evaluated).toBe(m.tests.length);
+    });
+  }
+
+  it('CMS125 with requireProfileTagging (trust meta.profile) matches cql-exec-fhir with the same option', async () => {
+    const m = loadMeasure(MEASURES.find((f) => f.startsWith('CMS125')) ?? '');
+    const options = { requireProfileTagging: true };
+    for (const { file, bundle } of m.tests.slice(0, 15)) {
+      const plain = Object.values(await runPlain(m.prepared, [bundle], m.codeService, m.parameters, options))[0];
+      const ours = await runOurs(m.prepared, bundle, m.codeService, m.parameters, options);
+      expect(render(ours), file).toEqual(render(plain));
+    }
+  });
+
+  it('a multi-patient source gives the same per-patient results as cql-exec-fhir loadBundles', async () => {
+    const m = loadMeasure(MEASURES.find((f) => f.startsWith('CMS130')) ?? '');
+    const bundles = m.tests.slice(0, 8).map((t) => t.bundle);
+    const plain = await runPlain(m.prepared, bundles, m.codeService, m.parameters);
+    const executor = new Executor(m.prepared.library, m.codeService, m.parameters);
+    const when = DateTime.parse(AS_OF) as DateTime;
+    const fromIterable = await executor.exec_patient_context(createPatientSource(model, bundles), when);
+    async function* stream(): AsyncGenerator<PatientData> {
+      for (const bundle of bundles) yield bundle;
+    }
+    const fromAsync = await executor.exec_patient_context(createPatientSource(model, stream()), when);
+    const renderAll = (results: Record<string, unknown>): unknown => Object.fromEntries(Object.entries(results).map(([id, d]) => [id, render({ ok: true, defines: d as Defines })]));
+    const plainRendered = Object.fromEntries(Object.entries(plain).map(([id, o]) => [id, render(o)]));
+    expect(Object.keys(plainRendered)).toHaveLength(8);
+    expect(renderAll(fromIterable.patientResults)).toEqual(plainRendered);
+    expect(renderAll(fromAsync.patientResults)).toEqual(plainRendered);
+  });
+});
+
+describe('own fixtures: CQL compiled with src/cql-engine/compiler.ts', () => {
+  const EDGE_CQL = `library DataLayerEdges version '1.0.0'
+using FHIR version '4.0.1'
+include FHIRHelpers version '4.0.1' called FHIRHelpers
+context Patient
+define "Observations": [Observation]
+define "Distinct Observations": [Observation] O where O.status = 'final'
+define "Union": [Observation] union [Observation]
+define "Count Union": Count([Observation] union [Observation])
+define "Ids": [Observation] O return O.id
+define "Pairs": from [Observation] A, [Condition] C where C.id is not null
+define "Conditions": [Condition] union [Condition]
+define "Gender": Patient.gender
+define "Code Texts": [Observation] O return O.code.text
+`;
+
+  let edges: PreparedLibrary;
+  let opioid: PreparedLibrary;
+  let opioidCodes: CodeService;
+
+  beforeAll(() => {
+    const compiler = createCqlCompiler({ cacheDir: CACHE_DIR });
+    const compile = (file: string, text: string): PreparedLibrary => {
+      const result = compiler.compile([{ file, text }], []);
+      expect(result.problems).toEqual([]);
+      const main = result.libraries[result.libraries.length - 1];
+      if (main === undefined) throw new Error(`${file} produced no library`);
+      return prepareLibrary(main.elm, result.libraries.filter((l) => l !== main).map((l) => l.elm), model);
+    };
+    edges = compile('test/DataLayerEdges.cql', EDGE_CQL);
+    opioid = compile('test/fixtures/bench/OpioidBenzoBench.cql', readFileSync(`${BENCH_FIXTURES}OpioidBenzoBench.cql`, 'utf8'));
+    const valueSets = readJson(`${BENCH_FIXTURES}valuesets.json`) as Record<string, unknown>;
+    opioidCodes = new CodeService(Object.fromEntries(Object.entries(valueSets).filter(([k]) => !k.startsWith('$'))) as ConstructorParameters<typeof CodeService>[0]);
+  }, 120_000);
+
+  const obs = (id: string | undefined, status = 'final', text = `obs ${id ?? 'none'}`): FhirResource => ({
+    resourceType: 'Observation',
+    ...(id === undefined ? {} : { id }),
+    status,
+    code: { text, coding: [{ system: 'http://loinc.org', code: '8480-6' }] },
+  });
+  const patient: FhirResource = { resourceType: 'Patient', id: 'p1', gender: 'female' };
+  const cond: FhirResource = { resourceType: 'Condition', id: 'c1', code: { text: 'x' } };
+
+  const cases: readonly { readonly name: string; readonly input: PatientData }[] = [
+    { name: 'unique ids', input: [patient, obs('o1'), obs('o2', 'amended'), cond] },
+    { name: 'same id twice, same content (structural de-dup applies)', input: [patient, obs('o1'), obs('o1'), cond] },
+    { name: 'same id twice, different content (kept apart)', input: [patient, obs('o1'), obs('o1', 'final', 'other text'), cond] },
+    { name: 'no ids, identical content', input: [patient, obs(undefined), obs(undefined), cond] },
+    { name: 'same resource object listed twice', input: ((o: FhirResource) => [patient, o, o])(obs('o9')) },
+    { name: 'Bundle input', input: { resourceType: 'Bundle', entry: [{ resource: patient }, { resource: obs('o1') }, {}] } },
+  ];
+
+  for (const { name, input } of cases) {
+    it(`edge library: ${name}`, async () => {
+      const bundle = Array.isArray(input) ? { resourceType: 'Bundle', entry: input.map((resource) => ({ resource })) } : input;
+      const plain = Object.values(await runPlain(edges, [bundle], new CodeService({}), {}))[0];
+      const ours = await runOurs(edges, input, new CodeService({}), {});
+      expect(ours.ok).toBe(true);
+      expect(render(ours)).toEqual(render(plain));
+    });
+  }
+
+  it('opioid bench library over generated patients', async () => {
+    for (const seed of [1, 2, 3]) {
+      const resources = generateOpioidPatient({ resources: 60, seed, asOf: AS_OF });
+      const plain = Object.values(await runPlain(opioid, [{ resourceType: 'Bundle', entry: resources.map((resource) => ({ resource })) }], opioidCodes, {}))[0];
+      const ours = await runOurs(opioid, resources, opioidCodes, {});
+      expect(ours.ok).toBe(true);
+      expect(render(ours), `seed ${seed}`).toEqual(render(plain));
+    }
+  });
+
+  it('gives resource records a cheap identity key only when resourceType/id is unique', () => {
+    const p = indexPatient(model, [patient, obs('o1'), obs('o2'), obs('o2'), obs(undefined)]);
+    const records = p.findRecords('{http://hl7.org/fhir}Observation', { datatype: '{http://hl7.org/fhir}Observation' });
+    const iterable = records.map((r) => typeof (r as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function');
+    expect(iterable).toEqual([true, false, false, false]);
+    // Enumerable fields (what equality and structural keys of other values see) are unchanged.
+    expect(Object.keys(records[0] as object)).toEqual(Object.keys(model.wrap(obs('o1'), model.classFor('Observation') as never)));
+  });
+
+  it('retrieves return fresh arrays of the same records', () => {
+    const p = indexPatient(model, [patient, obs('o1')]);
+    const a = p.findRecords(null, { datatype: '{http://hl7.org/fhir}Observation' });
+    const b = p.findRecords(null, { datatype: '{http://hl7.org/fhir}Observation' });
+    expect(a).not.toBe(b);
+    expect(a[0]).toBe(b[0]);
+    expect(p.findRecords(null, { datatype: '{http://hl7.org/fhir}NoSuchType' })).toEqual([]);
+    expect(p.getId()).toBe('p1');
+  });
+
+  it('rejects data without a Patient and bad executionDateTime with INPUT_INVALID', async () => {
+    expect(() => indexPatient(model, [obs('o1')])).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
+    expect(() => indexPatient(model, { resourceType: 'Bundle' } as PatientData)).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
+    await expect(executeLibrary(edges, [patient], { executionDateTime: 'yesterday' })).rejects.toMatchObject({ code: 'INPUT_INVALID' });
+  });
+
+  it('prepareLibrary reports includes that do not resolve', () => {
+    const main = { library: { identifier: { id: 'Main', version: '1' }, includes: { def: [{ localIdentifier: 'H', path: 'Helpers', version: '2' }] } } };
+    expect(() => prepareLibrary(main, [], model)).toThrow(expect.objectContaining({ code: 'CQL_INCLUDE' }));
+  });
+});
