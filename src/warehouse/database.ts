@@ -1,0 +1,132 @@
+/**
+ * Opening the DuckDB file. DuckDB lets one process hold a database file for writing (or several
+ * processes read-only, with no writer); a collision becomes CairnError WAREHOUSE_BUSY naming the
+ * file, the holder's PID and what to do. Extension auto-install/auto-load are off: this machine is
+ * offline and only the built-in json, parquet and icu extensions exist.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { CairnError } from '../domain/errors.ts';
+import { SCHEMA_VERSION, schemaStatements } from './schema.ts';
+
+/** DEFAULT_DATABASE_PATH is where the warehouse lives unless configured otherwise. */
+export const DEFAULT_DATABASE_PATH = './data/cairn.duckdb';
+
+/** OpenOptions choose the file and access mode. */
+export interface OpenOptions {
+  readonly path: string;
+  /** readOnly opens without a write lock; several readers may share the file, but no writer. */
+  readonly readOnly?: boolean;
+  /** waitMs keeps retrying for this long while another process holds the file (default 0). */
+  readonly waitMs?: number;
+  /** memoryLimit is DuckDB's memory_limit, e.g. `2GB`; larger work spills to disk. */
+  readonly memoryLimit?: string;
+}
+
+/** Warehouse is an open database: one connection plus a way to make more for parallel streams. */
+export interface Warehouse {
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly connection: DuckDBConnection;
+  connect(): Promise<DuckDBConnection>;
+  close(): void;
+}
+
+const LOCK_MESSAGE = /Could not set lock on file|Conflicting lock is held/i;
+
+function busyError(path: string, error: Error): CairnError {
+  const pid = /\(PID (\d+)\)/.exec(error.message)?.[1];
+  const holder = pid ? `process ${pid}` : 'another process';
+  return new CairnError(
+    'WAREHOUSE_BUSY',
+    `The analytical database ${path} is locked by ${holder}. Only one process may write it at a time: ` +
+      `stop that process (for example a running \`cairn serve\` or another \`cairn ingest\`) or wait for it to finish, then retry; ` +
+      `or point this command at another database file.`,
+    { context: { path, pid: pid ? Number(pid) : undefined }, cause: error },
+  );
+}
+
+/** openWarehouse opens (and, for writing, creates and migrates) the database at `options.path`. */
+export async function openWarehouse(options: OpenOptions): Promise<Warehouse> {
+  const path = resolve(options.path);
+  const readOnly = options.readOnly ?? false;
+  if (readOnly && !existsSync(path)) {
+    throw new CairnError('WAREHOUSE_FAILED', `There is no analytical database at ${path}; run \`cairn ingest\` first.`, { context: { path } });
+  }
+  if (!readOnly) await mkdir(dirname(path), { recursive: true });
+  const settings: Record<string, string> = {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'false',
+    access_mode: readOnly ? 'READ_ONLY' : 'READ_WRITE',
+  };
+  if (options.memoryLimit) settings.memory_limit = options.memoryLimit;
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  let instance: DuckDBInstance;
+  for (;;) {
+    try {
+      instance = await DuckDBInstance.create(path, settings);
+      break;
+    } catch (error) {
+      const err = error as Error;
+      if (!LOCK_MESSAGE.test(err.message)) {
+        throw new CairnError('WAREHOUSE_FAILED', `Could not open the analytical database ${path}: ${err.message}`, { context: { path }, cause: err });
+      }
+      if (Date.now() >= deadline) throw busyError(path, err);
+      await sleep(200);
+    }
+  }
+  const connection = await instance.connect();
+  const warehouse: Warehouse = {
+    path,
+    readOnly,
+    connection,
+    connect: () => instance.connect(),
+    close: () => {
+      connection.closeSync();
+      instance.closeSync();
+    },
+  };
+  if (!readOnly) {
+    try {
+      await migrate(connection);
+    } catch (error) {
+      warehouse.close();
+      throw new CairnError('WAREHOUSE_FAILED', `Could not create the warehouse schema in ${path}: ${(error as Error).message}`, { context: { path }, cause: error });
+    }
+  }
+  return warehouse;
+}
+
+async function migrate(connection: DuckDBConnection): Promise<void> {
+  for (const statement of schemaStatements()) await connection.run(statement);
+  const reader = await connection.runAndReadAll(`SELECT value FROM cairn_meta WHERE key = 'schema_version'`);
+  const found = reader.getRowsJS()[0]?.[0];
+  if (found === undefined) {
+    await connection.run(`INSERT INTO cairn_meta VALUES ('schema_version', $1)`, [String(SCHEMA_VERSION)]);
+  } else if (Number(found) !== SCHEMA_VERSION) {
+    throw new Error(`schema version ${String(found)} found, this Cairn expects ${SCHEMA_VERSION}`);
+  }
+}
+
+/** withWarehouse opens the database, runs `work`, and always closes it, so the lock is held briefly. */
+export async function withWarehouse<T>(options: OpenOptions, work: (warehouse: Warehouse) => Promise<T>): Promise<T> {
+  const warehouse = await openWarehouse(options);
+  try {
+    return await work(warehouse);
+  } finally {
+    warehouse.close();
+  }
+}
+
+/** queryRows runs `sql` and returns plain JS row objects (bigints stay bigints). */
+export async function queryRows(connection: DuckDBConnection, sql: string, values?: readonly (string | number | boolean | null)[]): Promise<Record<string, unknown>[]> {
+  try {
+    const reader = await connection.runAndReadAll(sql, values ? [...values] : undefined);
+    return reader.getRowObjectsJS() as Record<string, unknown>[];
+  } catch (error) {
+    throw new CairnError('WAREHOUSE_FAILED', `A warehouse query failed: ${(error as Error).message}`, { context: { sql: sql.slice(0, 200) }, cause: error });
+  }
+}
