@@ -1,0 +1,71 @@
+import type { Coding } from '../domain/decisions.ts';
+import type { HookId } from '../domain/hooks.ts';
+
+/** A card as issued, so feedback can be checked against it and rule statistics computed. */
+export interface IssuedCard {
+  readonly uuid: string;
+  readonly serviceId: string;
+  readonly hook: HookId;
+  readonly hookInstance: string;
+  readonly patientId: string;
+  readonly ruleId: string;
+  readonly ruleVersion: string;
+  readonly knowledgeVersion: string;
+  readonly indicator: string;
+  readonly issuedAt: string;
+}
+
+/** One service invocation, for the audit trail: ids and counts, never patient data. */
+export interface InvocationRecord {
+  readonly serviceId: string;
+  readonly hook: HookId;
+  readonly hookInstance: string;
+  readonly client: string;
+  readonly patientId: string;
+  readonly knowledgeVersion: string;
+  readonly at: string;
+  readonly durationMs: number;
+  readonly status: number;
+  readonly cards: readonly IssuedCard[];
+  readonly suppressed: number;
+  readonly ruleErrors: number;
+}
+
+/** One feedback item ({@link https://cds-hooks.hl7.org/2.0/#feedback}) as stored. */
+export interface FeedbackRecord {
+  readonly cardUuid: string;
+  readonly serviceId: string;
+  readonly outcome: 'accepted' | 'overridden';
+  readonly outcomeTimestamp: string;
+  readonly acceptedSuggestions: readonly string[];
+  readonly overrideReason?: Coding;
+  readonly userComment?: string;
+  readonly client: string;
+  readonly receivedAt: string;
+}
+
+export interface FeedbackResult {
+  readonly stored: number;
+  readonly duplicates: number;
+}
+
+/** A rule silenced for one patient until `until` (from a "snooze" override reason). */
+export interface Snooze {
+  readonly ruleId: string;
+  readonly patientId: string;
+  readonly until: string;
+}
+
+/**
+ * CdsStore is where the CDS Hooks service keeps what must survive a restart: issued cards, the
+ * invocation audit trail, feedback and the snoozes feedback creates. The DuckDB implementation
+ * lives in warehouse/; the service only sees this port.
+ */
+export interface CdsStore {
+  recordInvocation(record: InvocationRecord): Promise<void>;
+  findCards(uuids: readonly string[]): Promise<ReadonlyMap<string, IssuedCard>>;
+  /** Stores feedback idempotently (same card, outcome and timestamp twice is one item) and the snoozes it implies. */
+  recordFeedback(items: readonly FeedbackRecord[], snoozes: readonly Snooze[]): Promise<FeedbackResult>;
+  /** Rules snoozed for a patient at `at`. */
+  snoozedRules(patientId: string, at: string): Promise<ReadonlySet<string>>;
+}
