@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
-import { registerKnowledgeCommands } from './knowledge-commands.ts';
-import { registerIngestCommand } from './ingest.ts';
+import { registerBatchCommand } from './batch.ts';
 import { registerGenerateCommand } from './generate.ts';
+import { registerIngestCommand } from './ingest.ts';
+import { registerKnowledgeCommands } from './knowledge-commands.ts';
 
 /** registerCommands adds every subcommand; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
   registerKnowledgeCommands(program);
   registerIngestCommand(program);
   registerGenerateCommand(program);
+  registerBatchCommand(program);
 }

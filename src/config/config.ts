@@ -1,37 +1,136 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { CairnError } from '../domain/errors.ts';
+import { CairnError, type Problem } from '../domain/errors.ts';
 
-/** Settings every command shares. Parsed once, from flags over environment over defaults, then frozen. */
-const ConfigSchema = z.strictObject({
+/**
+ * Cairn's settings: defaults, then the config file (`cairn.config.json` in the working folder, or
+ * `--config FILE`), then environment variables, then command-line flags. Parsed once into a frozen
+ * object; a bad configuration lists every problem at once.
+ */
+const FileSchema = z.strictObject({
+  $schema: z.string().optional(),
   /** Folder holding `cql/`, `rules/` and `value-sets/`. */
-  knowledgeDir: z.string().min(1),
+  knowledgeDir: z.string().min(1).optional(),
   /** Folder for the DuckDB file, the ELM cache and other state. */
-  dataDir: z.string().min(1),
+  dataDir: z.string().min(1).optional(),
+  /** The analytical database file; default `<dataDir>/cairn.duckdb`. */
+  database: z.string().min(1).optional(),
+  server: z
+    .strictObject({
+      host: z.string().min(1).optional(),
+      port: z.number().int().min(0).max(65_535).optional(),
+      /** The URL EHRs call (behind a proxy); JWT audiences are this plus the path. */
+      publicBaseUrl: z.url().optional(),
+      /** Browser origins allowed by CORS (echoed back, never `*`). */
+      corsOrigins: z.array(z.url()).optional(),
+      bodyLimitBytes: z.number().int().min(1_024).max(100 * 1024 * 1024).optional(),
+      /** Time budget for fetching missing prefetch data from the EHR's FHIR server. */
+      fhirBudgetMs: z.number().int().min(50).max(30_000).optional(),
+    })
+    .optional(),
+  /** CDS client authentication (see README); `CAIRN_AUTH=off` switches it off for local trials. */
+  auth: z.unknown().optional(),
+  /** Folder of client configuration files (`*.json`), added to `auth.clients`. */
+  clientsDir: z.string().min(1).optional(),
 });
 
-export type Config = Readonly<z.infer<typeof ConfigSchema>> & { readonly elmCacheDir: string };
+export interface Config {
+  readonly knowledgeDir: string;
+  readonly dataDir: string;
+  readonly databasePath: string;
+  readonly elmCacheDir: string;
+  readonly configFile: string | undefined;
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly publicBaseUrl: string;
+    readonly corsOrigins: readonly string[];
+    readonly bodyLimitBytes: number;
+    readonly fhirBudgetMs: number;
+  };
+  /** The raw `auth` section, parsed by the CDS Hooks authentication module; `off` when CAIRN_AUTH=off. */
+  readonly auth: { readonly raw: unknown; readonly off: boolean };
+  readonly clientsDir: string;
+}
 
 export interface ConfigInputs {
-  readonly flags?: Partial<Record<'knowledgeDir' | 'dataDir', string | undefined>>;
-  /** The environment (CAIRN_KNOWLEDGE_DIR, CAIRN_DATA_DIR); passed in so nothing below main reads process.env. */
+  readonly flags?: Partial<Record<'knowledgeDir' | 'dataDir' | 'config', string | undefined>>;
+  /** The environment; passed in so nothing below main reads process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
 }
 
-/** loadConfig resolves settings; every problem is reported at once as CONFIG_INVALID. */
-export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config {
-  const raw = {
-    knowledgeDir: flags.knowledgeDir ?? env.CAIRN_KNOWLEDGE_DIR ?? '.',
-    dataDir: flags.dataDir ?? env.CAIRN_DATA_DIR ?? 'data',
-  };
-  const parsed = ConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new CairnError('CONFIG_INVALID', 'configuration is invalid', {
-      problems: parsed.error.issues.map((issue) => ({ code: 'CONFIG_INVALID', path: `$.${issue.path.join('.')}`, message: issue.message })),
-    });
+export const DEFAULT_CONFIG_FILE = 'cairn.config.json';
+
+function readConfigFile(file: string, required: boolean, problems: Problem[]): z.infer<typeof FileSchema> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (required || (error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ code: 'CONFIG_INVALID', file, message: `cannot read the config file: ${(error as Error).message}` });
+    return {};
   }
-  const knowledgeDir = path.resolve(cwd, parsed.data.knowledgeDir);
-  const dataDir = path.resolve(cwd, parsed.data.dataDir);
-  return Object.freeze({ knowledgeDir, dataDir, elmCacheDir: path.join(dataDir, 'elm-cache') });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    problems.push({ code: 'CONFIG_INVALID', file, message: `not valid JSON: ${(error as Error).message}` });
+    return {};
+  }
+  const parsed = FileSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) problems.push({ code: 'CONFIG_INVALID', file, path: `$.${issue.path.join('.')}`, message: issue.message });
+  return {};
+}
+
+function envNumber(env: Readonly<Record<string, string | undefined>>, name: string, problems: Problem[]): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) {
+    problems.push({ code: 'CONFIG_INVALID', path: name, message: `environment variable ${name}="${value}" is not a port number` });
+    return undefined;
+  }
+  return n;
+}
+
+/** loadConfig resolves every setting or throws CONFIG_INVALID listing every problem. */
+export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config {
+  const problems: Problem[] = [];
+  const explicitFile = flags.config ?? env.CAIRN_CONFIG;
+  const configFile = path.resolve(cwd, explicitFile ?? DEFAULT_CONFIG_FILE);
+  const file = readConfigFile(configFile, explicitFile !== undefined, problems);
+  const fromFile = (p: string | undefined): string | undefined => (p === undefined ? undefined : path.resolve(path.dirname(configFile), p));
+
+  const knowledgeDir = path.resolve(cwd, flags.knowledgeDir ?? env.CAIRN_KNOWLEDGE_DIR ?? fromFile(file.knowledgeDir) ?? '.');
+  const dataDir = path.resolve(cwd, flags.dataDir ?? env.CAIRN_DATA_DIR ?? fromFile(file.dataDir) ?? 'data');
+  const host = env.HOST ?? file.server?.host ?? '127.0.0.1';
+  const port = envNumber(env, 'PORT', problems) ?? file.server?.port ?? 8080;
+  const authSetting = env.CAIRN_AUTH;
+  if (authSetting !== undefined && authSetting !== 'off' && authSetting !== 'on') {
+    problems.push({ code: 'CONFIG_INVALID', path: 'CAIRN_AUTH', message: `CAIRN_AUTH="${authSetting}" must be "off" (local trials only) or "on"` });
+  }
+  const corsFromEnv = env.CAIRN_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean);
+  const publicBaseUrl = env.CAIRN_PUBLIC_URL ?? file.server?.publicBaseUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (!z.url().safeParse(publicBaseUrl).success) problems.push({ code: 'CONFIG_INVALID', path: 'CAIRN_PUBLIC_URL', message: `"${publicBaseUrl}" is not a URL` });
+
+  if (problems.length > 0) throw new CairnError('CONFIG_INVALID', `configuration is invalid (${problems.length} problem(s))`, { problems });
+  return Object.freeze({
+    knowledgeDir,
+    dataDir,
+    databasePath: path.resolve(cwd, env.CAIRN_DATABASE ?? fromFile(file.database) ?? path.join(dataDir, 'cairn.duckdb')),
+    elmCacheDir: path.join(dataDir, 'elm-cache'),
+    configFile: explicitFile !== undefined || problems.length === 0 ? configFile : undefined,
+    server: Object.freeze({
+      host,
+      port,
+      publicBaseUrl,
+      corsOrigins: Object.freeze(corsFromEnv ?? file.server?.corsOrigins ?? []),
+      bodyLimitBytes: file.server?.bodyLimitBytes ?? 5 * 1024 * 1024,
+      fhirBudgetMs: file.server?.fhirBudgetMs ?? 1500,
+    }),
+    auth: Object.freeze({ raw: file.auth, off: authSetting === 'off' }),
+    clientsDir: path.resolve(cwd, fromFile(file.clientsDir) ?? 'config/clients'),
+  });
 }

@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { runBatch } from '../batch/run-batch.ts';
+import { loadConfig } from '../config/config.ts';
+import { CairnError } from '../domain/errors.ts';
+import { createCqlCompiler } from '../cql-engine/compiler.ts';
+import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
+import { loadPreparedKnowledge } from '../evaluate/knowledge-service.ts';
+import { withWarehouse } from '../warehouse/database.ts';
+import { ensureDemoPopulation } from '../warehouse/demo.ts';
+import { ruleCounts } from '../warehouse/results.ts';
+
+interface BatchFlags {
+  readonly knowledge?: string;
+  readonly dataDir?: string;
+  readonly config?: string;
+  readonly at?: string;
+  readonly demo: boolean;
+}
+
+/** registerBatchCommand adds `cairn batch`: the nightly job, run now. */
+export function registerBatchCommand(program: Command): void {
+  program
+    .command('batch')
+    .description('run the nightly job now: evaluate every patient in the analytical database against the active batch rules and publish alerts and care gaps')
+    .option('--at <datetime>', 'evaluation instant (CQL Now()), e.g. 2026-03-01T02:00:00Z (default: now)')
+    .option('--knowledge <dir>', 'knowledge folder (default: CAIRN_KNOWLEDGE_DIR or .)')
+    .option('--data-dir <dir>', 'data folder holding cairn.duckdb (default: CAIRN_DATA_DIR or ./data)')
+    .option('--config <file>', 'configuration file (default: ./cairn.config.json when present)')
+    .option('--demo', 'first generate and ingest 1,000 synthetic patients when the database is empty', false)
+    .action(async (flags: BatchFlags) => {
+      const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
+      const evaluatedAt = flags.at ?? new Date().toISOString();
+      if (Number.isNaN(Date.parse(evaluatedAt))) throw new CairnError('INPUT_INVALID', `--at ${evaluatedAt} is not an ISO 8601 date-time`);
+      const prepared = await loadPreparedKnowledge(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() });
+      console.log(`knowledge ${prepared.knowledge.version}: ${prepared.rulesFor(undefined).length} batch rules`);
+      if (flags.demo) {
+        const loaded = await ensureDemoPopulation({ path: config.databasePath, now: new Date() });
+        if (loaded) console.log(`generated and ingested a synthetic demo population: ${loaded.loaded} resources`);
+      }
+      await withWarehouse({ path: config.databasePath }, async (warehouse) => {
+        const summary = await runBatch(warehouse, prepared, {
+          evaluatedAt,
+          now: () => new Date(),
+          ...(process.stderr.isTTY ? { onProgress: (done: number, total: number) => process.stderr.write(`\revaluated ${done}/${total} patients${done === total ? '\n' : ''}`) } : {}),
+        });
+        console.log(`run ${summary.runId} published: ${summary.patients} patients, ${summary.alerts} alerts, ${summary.careGaps} care gaps, ${summary.errors} rule errors`);
+        for (const row of await ruleCounts(warehouse, summary.runId)) {
+          console.log(`  ${row.ruleId.padEnd(40)} ${String(row.alerts).padStart(6)} alerts ${String(row.careGaps).padStart(6)} care gaps ${String(row.errors).padStart(4)} errors`);
+        }
+      });
+    });
+}

@@ -1,0 +1,99 @@
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CairnError } from '../../../src/domain/errors.ts';
+import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles } from '../../../src/cds-hooks/auth/index.ts';
+import { HAS_SHARED, PROJECT_ROOT, SHARED_CDS_HOOKS, SHARED_MISSING } from './support.ts';
+
+const EC_KEY = { kty: 'EC', crv: 'P-384', kid: 'k', x: 'dw_JGR8nB2I6XveNxUOl2qk699ZPLM2nYI5STSdiEl9avAkrm3CkfYMbrrjr8laB', y: 'Sm3mLE-n1zYNla_aiE3cb3nZsL51RbC7ysw3q8aJLxGm-hx79RPMYpITDjp7kgzy' };
+const client = (extra: Record<string, unknown> = {}) => ({ iss: 'https://ehr.example.org', jwks: { keys: [EC_KEY] }, ...extra });
+
+function problemsOf(raw: unknown): string[] {
+  try {
+    parseAuthConfig(raw, { file: 'auth.json' });
+  } catch (error) {
+    if (error instanceof CairnError && error.code === 'CONFIG_INVALID') return error.problems.map((problem) => `${problem.path} ${problem.message}`);
+    throw error;
+  }
+  return [];
+}
+
+describe('AuthConfigSchema', () => {
+  it('fills defaults', () => {
+    const config = parseAuthConfig({ mode: 'required', clients: [client()] });
+    expect(config.leewaySeconds).toBe(60);
+    expect(config.clients[0]?.services).toBe('*');
+    expect(config.jwksFetch).toEqual({ timeoutMs: 3_000, minRefreshIntervalSeconds: 30, maxAgeSeconds: 3_600, maxBytes: 65_536 });
+    expect(Object.isFrozen(config.clients[0])).toBe(true);
+  });
+
+  it.each([
+    { name: 'mode missing', input: { clients: [client()] }, want: ['$.mode'] },
+    { name: 'required mode with no client', input: { mode: 'required' }, want: ['$.clients mode "required" needs at least one client'] },
+    { name: 'client without keys or jku', input: { mode: 'required', clients: [{ iss: 'x' }] }, want: ['$.clients[0] a client needs "jwks"'] },
+    { name: 'jku over plain http', input: { mode: 'required', clients: [client({ jku: ['http://ehr.example.org/jwks'] })] }, want: ['$.clients[0].jku[0] a jku URL must use https'] },
+    { name: 'private key member', input: { mode: 'required', clients: [client({ jwks: { keys: [{ ...EC_KEY, d: 'secret' }] } })] }, want: ['$.clients[0].jwks.keys[0].d a client key must be public'] },
+    { name: 'symmetric key', input: { mode: 'required', clients: [client({ jwks: { keys: [{ kty: 'oct', kid: 'h', k: 'c2VjcmV0' }] } })] }, want: ['$.clients[0].jwks.keys[0].kty'] },
+    { name: 'EC key on the wrong curve', input: { mode: 'required', clients: [client({ jwks: { keys: [{ ...EC_KEY, crv: 'P-256' }] } })] }, want: ['$.clients[0].jwks.keys[0].crv'] },
+    { name: 'key without kid', input: { mode: 'required', clients: [client({ jwks: { keys: [{ ...EC_KEY, kid: undefined }] } })] }, want: ['$.clients[0].jwks.keys[0].kid'] },
+    { name: 'HS256 key alg', input: { mode: 'required', clients: [client({ jwks: { keys: [{ ...EC_KEY, alg: 'HS256' }] } })] }, want: ['$.clients[0].jwks.keys[0].alg'] },
+    { name: 'duplicate iss', input: { mode: 'required', clients: [client(), client()] }, want: ['$.clients[1].iss duplicate iss'] },
+    { name: 'leeway out of range', input: { mode: 'required', clients: [client()], leewaySeconds: -1 }, want: ['$.leewaySeconds'] },
+    { name: 'unknown key', input: { mode: 'required', clients: [client({ audience: 'x' })] }, want: ['$.clients[0]'] },
+    { name: 'services not a list', input: { mode: 'required', clients: [client({ services: 'statin-use' })] }, want: ['$.clients[0].services'] },
+  ])('names the path: $name', ({ input, want }) => {
+    const problems = problemsOf(input);
+    for (const prefix of want) expect(problems.some((problem) => problem.startsWith(prefix)), `${prefix} in ${JSON.stringify(problems)}`).toBe(true);
+  });
+
+  it('reports every problem at once, with the file', () => {
+    try {
+      parseAuthConfig({ mode: 'maybe', clients: [{ iss: '' }], leewaySeconds: 'x' }, { file: 'auth.json' });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(CairnError);
+      expect((error as CairnError).problems.length).toBeGreaterThanOrEqual(3);
+      expect((error as CairnError).problems.every((problem) => problem.file === 'auth.json')).toBe(true);
+    }
+  });
+
+  it('accepts mode off without clients', () => {
+    expect(parseAuthConfig({ mode: 'off' }).mode).toBe('off');
+  });
+
+  it('ready() rejects an inline key that is not a point on the curve', async () => {
+    const bad = { ...EC_KEY, x: EC_KEY.y, y: EC_KEY.x };
+    const auth = createClientAuthenticator(parseAuthConfig({ mode: 'required', clients: [client({ jwks: { keys: [bad] } })] }), { now: () => 0 });
+    await expect(auth.ready()).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+});
+
+describe('config/clients', () => {
+  const dir = path.join(PROJECT_ROOT, 'config/clients');
+
+  it('every client file parses', async () => {
+    const clients = await readClientConfigFiles(dir);
+    expect(clients.map((c) => c.iss)).toContain('https://sandbox.cds-hooks.org');
+    const auth = createClientAuthenticator(parseAuthConfig({ mode: 'required', clients: clients.map((c) => JSON.parse(JSON.stringify(c))) }), { now: () => 0 });
+    await expect(auth.ready()).resolves.toBeUndefined();
+  });
+
+  it.skipIf(!HAS_SHARED)(`the sandbox key equals the published sandbox JWKS${HAS_SHARED ? '' : ` (${SHARED_MISSING})`}`, async () => {
+    const published = JSON.parse(readFileSync(path.join(SHARED_CDS_HOOKS, 'sandbox/sandbox-client-jwks.public.json'), 'utf8')) as unknown;
+    const sandbox = (await readClientConfigFiles(dir)).find((c) => c.iss === 'https://sandbox.cds-hooks.org');
+    expect(sandbox?.jwks).toEqual(published);
+    expect(sandbox?.jku).toEqual(['https://sandbox.cds-hooks.org/.well-known/jwks.json']);
+  });
+
+  it('reports a bad client file with its path', async () => {
+    const fixtures = path.join(PROJECT_ROOT, 'test/fixtures/cds-hooks-auth/bad-clients');
+    await expect(readClientConfigFiles(fixtures)).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      problems: [
+        { file: path.join(fixtures, 'no-keys.json'), path: '$' },
+        { file: path.join(fixtures, 'not-json.json') },
+        { file: path.join(fixtures, 'private-key.json'), path: '$.jwks.keys[0].d' },
+      ],
+    });
+  });
+});
