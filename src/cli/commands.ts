@@ -3,6 +3,7 @@ import { registerBatchCommand } from './batch.ts';
 import { registerGenerateCommand } from './generate.ts';
 import { registerIngestCommand } from './ingest.ts';
 import { registerKnowledgeCommands } from './knowledge-commands.ts';
+import { registerServeCommand } from './serve.ts';
 
 /** registerCommands adds every subcommand; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
@@ -10,4 +11,5 @@ export function registerCommands(program: Command): void {
   registerIngestCommand(program);
   registerGenerateCommand(program);
   registerBatchCommand(program);
+  registerServeCommand(program);
 }

@@ -6,7 +6,7 @@ import { queryRows, type Warehouse } from './database.ts';
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS cds_invocation (
      service_id VARCHAR NOT NULL, hook VARCHAR NOT NULL, hook_instance VARCHAR NOT NULL, client VARCHAR NOT NULL,
-     patient_id VARCHAR NOT NULL, knowledge_version VARCHAR NOT NULL, at TIMESTAMPTZ NOT NULL, duration_ms INTEGER NOT NULL,
+     patient_id VARCHAR NOT NULL, knowledge_version VARCHAR NOT NULL, invoked_at TIMESTAMPTZ NOT NULL, duration_ms INTEGER NOT NULL,
      status INTEGER NOT NULL, cards INTEGER NOT NULL, suppressed INTEGER NOT NULL, rule_errors INTEGER NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS cds_card (
      uuid VARCHAR PRIMARY KEY, service_id VARCHAR NOT NULL, hook VARCHAR NOT NULL, hook_instance VARCHAR NOT NULL,

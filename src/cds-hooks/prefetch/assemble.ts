@@ -1,0 +1,341 @@
+/**
+ * Assembling one patient's data for a CDS Hooks call: the request's prefetch first, then what is
+ * missing from the CDS Client's FHIR server (parallel, bounded by a time budget), then what is still
+ * missing from the local analytical copy, then the hook context's own resources on top.
+ */
+import type { FhirResource } from '../../cql-engine/fhir-model.ts';
+import { fetchQuery, followPages, parseFhirBase, type FetchOutcome, type FetchRecord, type FhirConnection } from './fhir-fetch.ts';
+import { compare, isRecord, isResource } from './json.ts';
+import { readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
+import { resourceTypeOfTemplate } from './templates.ts';
+import { normalizePatientId, resolvePrefetchTemplates } from './tokens.ts';
+
+/** DEFAULT_BUDGET_MS bounds the whole assembly; CDS Services should answer in about 500 ms to 1 s. */
+export const DEFAULT_BUDGET_MS = 1500;
+/** DEFAULT_MAX_PAGES bounds how many searchset pages are read per prefetch key. */
+export const DEFAULT_MAX_PAGES = 10;
+/** With a local source, the FHIR phase stops at this share of the budget so the local copy gets the rest. */
+const FHIR_SHARE_WITH_LOCAL = 0.8;
+
+/**
+ * LocalSource reads a patient's resources of the given types from the local analytical copy (DuckDB).
+ * It may return more than asked; it should honour `signal`.
+ */
+export type LocalSource = (patientId: string, resourceTypes: readonly string[], options: { readonly signal: AbortSignal }) => Promise<readonly FhirResource[]>;
+
+/** Where a satisfied key's data came from. */
+export type DataSource = 'prefetch' | 'fhir' | 'local';
+
+export interface AssembleInput {
+  /** The service's prefetch templates (key -> template), e.g. from derivePrefetchTemplates. */
+  readonly templates: Readonly<Record<string, string>>;
+  /** The hook context: tokens come from it, and its resources (draftOrders, appointments) win over fetched ones. */
+  readonly context: Readonly<Record<string, unknown>>;
+  /** The request's `prefetch` object, read tolerantly. */
+  readonly prefetch?: unknown;
+  readonly fhirServer?: string;
+  readonly fhirAuthorization?: { readonly access_token?: string } | null;
+  readonly localSource?: LocalSource;
+  /** Total time budget in ms (default {@link DEFAULT_BUDGET_MS}). */
+  readonly budgetMs?: number;
+  /** Searchset pages read per key, first page included (default {@link DEFAULT_MAX_PAGES}). */
+  readonly maxPages?: number;
+  /** Read referenced resources of these types by id after the searches; only `Medication` is known. */
+  readonly followReferences?: readonly 'Medication'[];
+  /** Aborts everything, e.g. when the client disconnects. */
+  readonly signal?: AbortSignal;
+  readonly fetch?: typeof fetch;
+  /** Monotonic clock in ms, for timing only (default performance.now). */
+  readonly now?: () => number;
+}
+
+/** A searchset whose later pages could not be read: its key has partial data. */
+export interface IncompletePrefetch {
+  readonly key: string;
+  readonly url: string;
+  readonly reason: string;
+}
+
+export interface AssembledPatientData {
+  /** The context patient's id (bare), when the context has one. */
+  readonly patientId: string | undefined;
+  /** De-duplicated by type/id: context resources, then prefetch, then FHIR server, then local copy. */
+  readonly resources: readonly FhirResource[];
+  /** Template keys still unsatisfied, with their templates: what a 412 answer names. */
+  readonly missing: readonly MissingPrefetch[];
+  /** Keys with data whose later searchset pages could not be read. */
+  readonly incomplete: readonly IncompletePrefetch[];
+  /** Satisfied key -> where its data came from. */
+  readonly satisfiedBy: Readonly<Record<string, DataSource>>;
+  /** Every HTTP request made to the FHIR server. */
+  readonly fetched: readonly FetchRecord[];
+  readonly warnings: readonly string[];
+  readonly timing: { readonly totalMs: number; readonly budgetMs: number; readonly localMs?: number; readonly budgetExceeded: boolean };
+}
+
+/**
+ * assemblePatientData gathers a patient's data for one hook call from the prefetch, the FHIR server
+ * (`fhirServer` with the `fhirAuthorization` bearer token) and a local source, within `budgetMs`.
+ * It never throws for bad prefetch, server errors or timeouts: unsatisfied keys come back in
+ * `missing`, partial searches in `incomplete`.
+ */
+export async function assemblePatientData(input: AssembleInput): Promise<AssembledPatientData> {
+  const now = input.now ?? (() => performance.now());
+  const started = now();
+  const budgetMs = Math.max(0, input.budgetMs ?? DEFAULT_BUDGET_MS);
+  const patientId = normalizePatientId(input.context.patientId);
+  const warnings: string[] = [];
+  const log: FetchRecord[] = [];
+
+  const { queries, unresolved } = resolvePrefetchTemplates(input.templates, input.context);
+  const reading = readPrefetch(input.templates, input.prefetch, patientId === undefined ? {} : { patientId });
+  warnings.push(...reading.warnings);
+
+  const state = new KeyState(input.templates);
+  for (const key of reading.satisfied) state.satisfy(key, 'prefetch', reading.byKey[key] ?? []);
+  const unresolvedByKey = new Map(unresolved.map((u) => [u.key, u]));
+  for (const miss of reading.missing) {
+    const u = unresolvedByKey.get(miss.key);
+    // A template the context cannot resolve can be fetched by nobody: say so rather than "absent".
+    if (u && miss.reason === 'absent') state.miss(miss.key, 'unresolved-token', `no value in the hook context for ${u.tokens.join(', ')}`);
+    else state.miss(miss.key, miss.reason, miss.detail);
+  }
+
+  const base = input.fhirServer === undefined ? undefined : parseFhirBase(input.fhirServer);
+  if (input.fhirServer !== undefined && !base) warnings.push(`fhirServer "${String(input.fhirServer)}" is not an absolute http(s) URL; not used`);
+  const deadline = budgetMs * (input.localSource ? FHIR_SHARE_WITH_LOCAL : 1);
+  const fhirPhase = phaseSignal(input.signal, Math.max(0, deadline - (now() - started)));
+  try {
+    if (base) {
+      const connection: FhirConnection = {
+        base,
+        accessToken: typeof input.fhirAuthorization?.access_token === 'string' ? input.fhirAuthorization.access_token : undefined,
+        fetch: input.fetch ?? fetch,
+        signal: fhirPhase.signal,
+        maxPages: Math.max(1, input.maxPages ?? DEFAULT_MAX_PAGES),
+        now,
+        log,
+      };
+      await fetchMissing(connection, state, queries, reading.pending);
+      if (input.followReferences?.includes('Medication')) await fetchReferencedMedications(connection, state, warnings);
+    } else {
+      for (const { key, url } of reading.pending) state.incomplete(key, url, 'searchset has a next page and no usable fhirServer to read it from');
+      for (const key of state.missingKeys()) if (queries[key] !== undefined) state.note(key, 'no-fhir-server');
+    }
+  } finally {
+    fhirPhase.dispose();
+  }
+
+  let localMs: number | undefined;
+  if (input.localSource && patientId) {
+    const localStarted = now();
+    await fillFromLocal(input.localSource, patientId, state, Math.max(0, budgetMs - (localStarted - started)), input.signal, warnings);
+    localMs = Math.round(now() - localStarted);
+  }
+
+  const totalMs = Math.round(now() - started);
+  return {
+    patientId,
+    resources: mergeResources(contextResources(input.context), state.resourcesInOrder()),
+    missing: state.missingList(),
+    incomplete: state.incompleteList(),
+    satisfiedBy: state.sources(),
+    fetched: log,
+    warnings,
+    timing: { totalMs, budgetMs, ...(localMs === undefined ? {} : { localMs }), budgetExceeded: totalMs > budgetMs },
+  };
+}
+
+/** mergeResources de-duplicates by type/id, earlier lists winning; resources without an id are all kept. */
+export function mergeResources(...lists: readonly (readonly FhirResource[])[]): FhirResource[] {
+  const seen = new Set<string>();
+  const out: FhirResource[] = [];
+  for (const list of lists) {
+    for (const resource of list) {
+      if (typeof resource.id === 'string' && resource.id) {
+        const key = `${resource.resourceType}/${resource.id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      out.push(resource);
+    }
+  }
+  return out;
+}
+
+/** contextResources returns the resources of the Bundles in a hook context (draftOrders, appointments...). */
+export function contextResources(context: Readonly<Record<string, unknown>>): FhirResource[] {
+  const out: FhirResource[] = [];
+  for (const field of Object.keys(context).sort(compare)) {
+    const value = context[field];
+    if (!isRecord(value) || value.resourceType !== 'Bundle' || !Array.isArray(value.entry)) continue;
+    for (const entry of value.entry) if (isRecord(entry) && isResource(entry.resource)) out.push(entry.resource);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function fetchMissing(connection: FhirConnection, state: KeyState, queries: Readonly<Record<string, string>>, pending: readonly { key: string; url: string }[]): Promise<void> {
+  // A prefetch OperationOutcome means the client already tried and failed: the spec sends it so the
+  // service does not repeat the query (CDS Hooks 2.0 §Prefetch Template). The local copy may still fill it.
+  const searches = state.missingKeys().flatMap((key) => {
+    const query = state.reason(key) === 'operation-outcome' ? undefined : queries[key];
+    return query === undefined ? [] : [{ key, run: () => fetchQuery(connection, key, query) }];
+  });
+  const follows = pending.map(({ key, url }) => ({ key, run: () => followPages(connection, key, [], url, 1) }));
+  const settled = await Promise.all([...searches, ...follows].map(async ({ key, run }) => ({ key, outcome: await run() })));
+  const followed = new Set(follows.map((f) => f.key));
+  for (const { key, outcome } of settled) applyOutcome(state, key, outcome, followed.has(key));
+}
+
+function applyOutcome(state: KeyState, key: string, outcome: FetchOutcome, isFollow: boolean): void {
+  if (!outcome.ok) {
+    // A failed first page leaves the key missing; a follow-up failure only makes prefetched data partial.
+    if (isFollow) state.incomplete(key, '', outcome.detail);
+    else state.miss(key, outcome.timeout ? 'timeout' : 'fetch-failed', outcome.detail);
+    return;
+  }
+  if (isFollow) state.add(key, outcome.resources);
+  else state.satisfy(key, 'fhir', outcome.resources);
+  if (outcome.incomplete) state.incomplete(key, outcome.incomplete.url, outcome.incomplete.reason);
+}
+
+const MEDICATION_HOLDERS = new Set(['MedicationRequest', 'MedicationStatement', 'MedicationDispense', 'MedicationAdministration']);
+
+/** Medications referenced by medication resources but not present are read with one `Medication?_id=` search (in the recommended subset). */
+async function fetchReferencedMedications(connection: FhirConnection, state: KeyState, warnings: string[]): Promise<void> {
+  const have = new Set(state.resourcesInOrder().filter((r) => r.resourceType === 'Medication' && r.id).map((r) => r.id));
+  const wanted = new Set<string>();
+  for (const resource of state.resourcesInOrder()) {
+    if (!MEDICATION_HOLDERS.has(resource.resourceType)) continue;
+    const reference = isRecord(resource.medicationReference) ? resource.medicationReference.reference : undefined;
+    const id = typeof reference === 'string' ? /^Medication\/([A-Za-z0-9\-.]{1,64})$/.exec(reference)?.[1] : undefined;
+    if (id && !have.has(id)) wanted.add(id);
+  }
+  if (wanted.size === 0) return;
+  const outcome = await fetchQuery(connection, 'Medication', `Medication?_id=${[...wanted].sort(compare).join(',')}`);
+  if (outcome.ok) state.addExtra(outcome.resources);
+  else warnings.push(`referenced Medications could not be read: ${outcome.detail}`);
+}
+
+async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<void> {
+  const keys = [...new Set([...state.missingKeys(), ...state.incompleteList().map((i) => i.key)])].filter((key) => state.resourceType(key));
+  const types = [...new Set(keys.map((key) => state.resourceType(key) ?? ''))].sort(compare);
+  if (types.length === 0) return;
+  const phase = phaseSignal(outer, budgetMs);
+  try {
+    const resources = await Promise.race([
+      source(patientId, types, { signal: phase.signal }),
+      new Promise<never>((_, reject) => phase.signal.addEventListener('abort', () => reject(new Error('time budget spent')), { once: true })),
+    ]);
+    const valid = Array.isArray(resources) ? resources.filter(isResource) : [];
+    for (const key of keys) state.fillLocal(key, valid.filter((r) => r.resourceType === state.resourceType(key)));
+  } catch (error) {
+    warnings.push(`local source failed for ${types.join(', ')}: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    phase.dispose();
+  }
+}
+
+/** phaseSignal aborts after `ms` or when `outer` aborts; dispose() clears the timer. */
+function phaseSignal(outer: AbortSignal | undefined, ms: number): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error('time budget spent')), ms);
+  const onOuter = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) controller.abort(outer.reason);
+  else outer?.addEventListener('abort', onOuter, { once: true });
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuter);
+    },
+  };
+}
+
+/** Per-key bookkeeping: which keys are satisfied, from where, with what; which are missing or partial. */
+class KeyState {
+  private readonly templates: Readonly<Record<string, string>>;
+  private readonly data = new Map<string, FhirResource[]>();
+  private readonly source = new Map<string, DataSource>();
+  private readonly missing = new Map<string, { reason: MissingReason; detail?: string }>();
+  private readonly partial = new Map<string, IncompletePrefetch>();
+  private readonly extra: FhirResource[] = [];
+
+  constructor(templates: Readonly<Record<string, string>>) {
+    this.templates = templates;
+  }
+
+  satisfy(key: string, from: DataSource, resources: readonly FhirResource[]): void {
+    this.missing.delete(key);
+    this.source.set(key, from);
+    this.data.set(key, [...resources]);
+  }
+
+  add(key: string, resources: readonly FhirResource[]): void {
+    this.data.set(key, [...(this.data.get(key) ?? []), ...resources]);
+  }
+
+  addExtra(resources: readonly FhirResource[]): void {
+    this.extra.push(...resources);
+  }
+
+  miss(key: string, reason: MissingReason, detail?: string): void {
+    this.missing.set(key, detail === undefined ? { reason } : { reason, detail });
+  }
+
+  /** note replaces the reason of a key that stays missing (e.g. there is no server to fetch it from). */
+  note(key: string, reason: MissingReason): void {
+    const current = this.missing.get(key);
+    if (current?.reason === 'absent') this.missing.set(key, { reason, detail: 'not in prefetch, and no usable fhirServer' });
+  }
+
+  incomplete(key: string, url: string, reason: string): void {
+    this.partial.set(key, { key, url: url || (this.partial.get(key)?.url ?? ''), reason });
+  }
+
+  /** fillLocal satisfies a missing or partial key from the local copy; local data never replaces fetched data. */
+  fillLocal(key: string, resources: readonly FhirResource[]): void {
+    if (this.missing.has(key)) this.satisfy(key, 'local', resources);
+    else {
+      this.add(key, resources);
+      this.partial.delete(key);
+    }
+  }
+
+  reason(key: string): MissingReason | undefined {
+    return this.missing.get(key)?.reason;
+  }
+
+  resourceType(key: string): string | undefined {
+    const template = this.templates[key];
+    return template === undefined ? undefined : resourceTypeOfTemplate(template);
+  }
+
+  missingKeys(): string[] {
+    return [...this.missing.keys()].sort(compare);
+  }
+
+  missingList(): MissingPrefetch[] {
+    return this.missingKeys().map((key) => {
+      const { reason, detail } = this.missing.get(key) ?? { reason: 'absent' as const };
+      return { key, template: this.templates[key] ?? '', reason, ...(detail === undefined ? {} : { detail }) };
+    });
+  }
+
+  incompleteList(): IncompletePrefetch[] {
+    return [...this.partial.values()].sort((a, b) => compare(a.key, b.key));
+  }
+
+  sources(): Record<string, DataSource> {
+    return Object.fromEntries([...this.source.entries()].sort(([a], [b]) => compare(a, b)));
+  }
+
+  /** Resources by data source priority (prefetch, FHIR, local), keys sorted within each, then referenced extras. */
+  resourcesInOrder(): FhirResource[] {
+    const keys = [...this.data.keys()].sort(compare);
+    const order: DataSource[] = ['prefetch', 'fhir', 'local'];
+    return [...order.flatMap((from) => keys.filter((key) => this.source.get(key) === from).flatMap((key) => this.data.get(key) ?? [])), ...this.extra];
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Reading from the CDS Client's FHIR server ({@link https://cds-hooks.hl7.org/2.0/#fhir-resource-access})
+ * with the request's bearer token: one read or search, following searchset `next` links up to a page
+ * limit and only on the fhirServer's own origin (a token is never sent anywhere else).
+ */
+import type { FhirResource } from '../../cql-engine/fhir-model.ts';
+import { classifyFhirJson } from './read.ts';
+
+/** One HTTP request made while assembling patient data. */
+export interface FetchRecord {
+  readonly key: string;
+  readonly url: string;
+  /** HTTP status, or 0 when no response arrived (timeout, network error, refused link). */
+  readonly status: number;
+  readonly ms: number;
+  readonly error?: string;
+}
+
+/** How a FHIR server is reached: its base URL, token and fetch, shared by every request of one call. */
+export interface FhirConnection {
+  readonly base: URL;
+  readonly accessToken: string | undefined;
+  readonly fetch: typeof fetch;
+  readonly signal: AbortSignal;
+  readonly maxPages: number;
+  readonly now: () => number;
+  readonly log: FetchRecord[];
+}
+
+/** The outcome of one read or search with its pages. */
+export type FetchOutcome =
+  | { readonly ok: true; readonly resources: readonly FhirResource[]; readonly incomplete?: { readonly url: string; readonly reason: string } }
+  | { readonly ok: false; readonly timeout: boolean; readonly detail: string };
+
+/**
+ * parseFhirBase checks a request's `fhirServer`: an absolute http(s) URL without credentials.
+ * The returned URL's path ends with `/` so relative queries resolve under it.
+ */
+export function parseFhirBase(fhirServer: unknown): URL | undefined {
+  if (typeof fhirServer !== 'string') return undefined;
+  let url: URL;
+  try {
+    url = new URL(fhirServer.trim());
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password) return undefined;
+  url.search = '';
+  url.hash = '';
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return url;
+}
+
+/** fetchQuery reads a relative query (`Patient/1`, `Observation?patient=1`) under the connection's base, with its pages. */
+export async function fetchQuery(connection: FhirConnection, key: string, query: string): Promise<FetchOutcome> {
+  const url = new URL(query.replace(/^\/+/, ''), connection.base);
+  const first = await getJson(connection, key, url.href);
+  if (!first.ok) return first;
+  const value = classifyFhirJson(first.body);
+  if (value.kind === 'outcome') return { ok: false, timeout: false, detail: value.detail };
+  if (value.kind === 'invalid') return { ok: false, timeout: false, detail: `response is ${value.detail}` };
+  if (value.kind === 'empty') return { ok: true, resources: [] };
+  if (!value.next) return { ok: true, resources: value.resources };
+  return followPages(connection, key, value.resources, value.next, 1);
+}
+
+/**
+ * followPages follows `next` links from `next`, adding each page's resources to `resources`;
+ * `pagesSoFar` counts pages already read for this key. A page that fails, a link off the
+ * fhirServer's origin or the page limit leaves the result `incomplete`.
+ */
+export async function followPages(connection: FhirConnection, key: string, resources: readonly FhirResource[], next: string, pagesSoFar: number): Promise<FetchOutcome> {
+  const found = [...resources];
+  let link: string | undefined = next;
+  let pages = pagesSoFar;
+  while (link) {
+    const url = sameOriginUrl(connection.base, link);
+    if (!url) {
+      connection.log.push({ key, url: link, status: 0, ms: 0, error: 'next link is not on the fhirServer origin; not followed' });
+      return { ok: true, resources: found, incomplete: { url: link, reason: 'next link is not on the fhirServer origin' } };
+    }
+    if (pages >= connection.maxPages) return { ok: true, resources: found, incomplete: { url, reason: `page limit ${connection.maxPages} reached` } };
+    const page = await getJson(connection, key, url);
+    pages += 1;
+    if (!page.ok) return { ok: true, resources: found, incomplete: { url, reason: page.detail } };
+    const value = classifyFhirJson(page.body);
+    if (value.kind !== 'resources') {
+      return { ok: true, resources: found, incomplete: { url, reason: value.kind === 'empty' ? 'empty page' : value.detail } };
+    }
+    found.push(...value.resources);
+    link = value.next;
+  }
+  return { ok: true, resources: found };
+}
+
+/** sameOriginUrl resolves `link` against `base` and returns it only when it stays on the base's origin. */
+export function sameOriginUrl(base: URL, link: string): string | undefined {
+  try {
+    const url = new URL(link, base);
+    return url.origin === base.origin && (url.protocol === 'http:' || url.protocol === 'https:') && !url.username && !url.password ? url.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+type JsonResult = { readonly ok: true; readonly body: unknown } | { readonly ok: false; readonly timeout: boolean; readonly detail: string };
+
+async function getJson(connection: FhirConnection, key: string, url: string): Promise<JsonResult> {
+  const started = connection.now();
+  const headers: Record<string, string> = { Accept: 'application/fhir+json' };
+  if (connection.accessToken) headers.Authorization = `Bearer ${connection.accessToken}`;
+  const record = (status: number, error?: string): void => {
+    connection.log.push({ key, url, status, ms: Math.round(connection.now() - started), ...(error ? { error } : {}) });
+  };
+  if (connection.signal.aborted) {
+    record(0, 'time budget spent before the request');
+    return { ok: false, timeout: true, detail: 'time budget spent' };
+  }
+  let response: Response;
+  try {
+    response = await connection.fetch(url, { headers, signal: connection.signal, redirect: 'error' });
+  } catch (error) {
+    const timeout = connection.signal.aborted;
+    const detail = timeout ? 'time budget spent' : `request failed: ${messageOf(error)}`;
+    record(0, detail);
+    return { ok: false, timeout, detail };
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(await response.text());
+  } catch (error) {
+    const timeout = connection.signal.aborted;
+    const detail = timeout ? 'time budget spent' : `HTTP ${response.status}: response is not JSON (${messageOf(error)})`;
+    record(response.status, detail);
+    return { ok: false, timeout, detail };
+  }
+  if (!response.ok) {
+    const value = classifyFhirJson(body);
+    const detail = `HTTP ${response.status}${value.kind === 'outcome' ? ` ${value.detail}` : ''}`;
+    record(response.status, detail);
+    return { ok: false, timeout: false, detail };
+  }
+  record(response.status);
+  return { ok: true, body };
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}

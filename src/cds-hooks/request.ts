@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { HOOK_IDS, type HookId } from '../domain/hooks.ts';
+
+/**
+ * CDS Hooks 2.0 service request ({@link https://cds-hooks.hl7.org/2.0/#http-request-1}) and the
+ * context each hook requires ({@link https://cds-hooks.org/hooks/}). Parsed with zod at the edge so
+ * every problem names its field.
+ */
+
+const Bundle = z.looseObject({
+  resourceType: z.literal('Bundle', { error: 'must be a FHIR Bundle' }),
+  entry: z.array(z.looseObject({ resource: z.looseObject({ resourceType: z.string() }).optional() })).optional(),
+});
+
+/** `Patient/123` or `123`, as ids appear in contexts; normalised to the bare id. */
+const PatientId = z.string().trim().min(1).transform((id) => id.replace(/^Patient\//, ''));
+const UserId = z.string().trim().regex(/^(Practitioner|PractitionerRole|Patient|RelatedPerson)\/[A-Za-z0-9\-.]{1,64}$/, 'must be a FHIR reference to Practitioner, PractitionerRole, Patient or RelatedPerson');
+const Reference = z.string().trim().min(1);
+
+const base = { userId: UserId, patientId: PatientId, encounterId: z.string().trim().min(1).optional() };
+
+/** The context fields each hook requires; unknown extra fields are allowed (spec: extensible). */
+export const HOOK_CONTEXTS = {
+  'patient-view': z.looseObject(base),
+  'order-select': z.looseObject({ ...base, selections: z.array(Reference).min(1), draftOrders: Bundle }),
+  'order-sign': z.looseObject({ ...base, draftOrders: Bundle }),
+  'encounter-start': z.looseObject({ ...base, encounterId: z.string().trim().min(1) }),
+  'encounter-discharge': z.looseObject({ ...base, encounterId: z.string().trim().min(1) }),
+  'appointment-book': z.looseObject({ ...base, appointments: Bundle }),
+} satisfies Record<HookId, z.ZodType>;
+
+const FhirAuthorization = z.strictObject({
+  access_token: z.string().min(1),
+  token_type: z.literal('Bearer'),
+  expires_in: z.number().int().nonnegative(),
+  scope: z.string().min(1),
+  subject: z.string().min(1),
+  patient: z.string().optional(),
+});
+
+export const HookRequestSchema = z
+  .looseObject({
+    hook: z.string().min(1),
+    hookInstance: z.string().min(1),
+    fhirServer: z.url().optional(),
+    fhirAuthorization: FhirAuthorization.optional(),
+    context: z.record(z.string(), z.unknown()),
+    prefetch: z.record(z.string(), z.unknown()).optional(),
+    extension: z.unknown().optional(),
+  })
+  .superRefine((request, ctx) => {
+    if (request.fhirAuthorization && !request.fhirServer) {
+      ctx.addIssue({ code: 'custom', path: ['fhirServer'], message: 'required when fhirAuthorization is given' });
+    }
+  });
+
+export type HookRequest = z.infer<typeof HookRequestSchema>;
+
+export interface RequestIssue {
+  readonly field: string;
+  readonly message: string;
+}
+
+export type ParsedHookRequest =
+  | { readonly ok: true; readonly request: HookRequest; readonly hook: HookId; readonly context: Record<string, unknown> }
+  | { readonly ok: false; readonly issues: readonly RequestIssue[] };
+
+function issuesOf(error: z.ZodError, prefix: string[] = []): RequestIssue[] {
+  return error.issues.map((issue) => ({ field: [...prefix, ...issue.path.map(String)].join('.') || '(body)', message: issue.message }));
+}
+
+/** parseHookRequest validates a request body for a service that answers `serviceHook`. */
+export function parseHookRequest(body: unknown, serviceHook: HookId): ParsedHookRequest {
+  const parsed = HookRequestSchema.safeParse(body);
+  if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error) };
+  const request = parsed.data;
+  if (request.hook !== serviceHook) {
+    const known = (HOOK_IDS as readonly string[]).includes(request.hook);
+    return { ok: false, issues: [{ field: 'hook', message: `this service answers ${serviceHook}, not ${known ? '' : 'unknown hook '}${request.hook}` }] };
+  }
+  const context = HOOK_CONTEXTS[serviceHook].safeParse(request.context);
+  if (!context.success) return { ok: false, issues: issuesOf(context.error, ['context']) };
+  return { ok: true, request, hook: serviceHook, context: context.data as Record<string, unknown> };
+}

@@ -1,0 +1,161 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CardDecision } from '../domain/decisions.ts';
+import type { PreparedKnowledge } from '../evaluate/prepare.ts';
+import { evaluatePatient } from '../evaluate/evaluate.ts';
+import { sendProblem } from '../http/problem.ts';
+import { type ClientAuthenticator } from './auth/index.ts';
+import { FeedbackRequestSchema, toRecords } from './feedback.ts';
+import { assemblePatientData, type LocalSource } from './prefetch/assemble.ts';
+import { parseHookRequest } from './request.ts';
+import { describeServices, discoveryEntry, type CdsService } from './services.ts';
+import type { CdsStore, IssuedCard } from './store.ts';
+
+export interface CdsHooksDeps {
+  /** The knowledge serving now; read once per request so a response comes wholly from one version. */
+  readonly knowledge: () => PreparedKnowledge;
+  readonly authenticator: ClientAuthenticator;
+  readonly store: CdsStore;
+  /** Wall clock: the instant a request is evaluated at. */
+  readonly now: () => Date;
+  /** Public base URL the EHR calls (behind proxies), used as the JWT audience prefix. */
+  readonly publicBaseUrl: string;
+  readonly fhirBudgetMs?: number;
+  readonly localSource?: LocalSource;
+  readonly fetch?: typeof fetch;
+}
+
+interface ServiceParams {
+  readonly id: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    cdsClient?: string;
+  }
+}
+
+/**
+ * cdsHooksRoutes registers discovery, service calls and feedback (CDS Hooks 2.0.1). Every route
+ * authenticates the calling CDS client first; bodies are validated with zod and answered with
+ * `application/problem+json` naming the field on error.
+ */
+export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): Promise<void> {
+  const servicesByKnowledge = new WeakMap<PreparedKnowledge, ReadonlyMap<string, CdsService>>();
+  const servicesOf = (prepared: PreparedKnowledge): ReadonlyMap<string, CdsService> => {
+    let services = servicesByKnowledge.get(prepared);
+    if (!services) {
+      services = new Map(describeServices(prepared).map((s) => [s.id, s]));
+      servicesByKnowledge.set(prepared, services);
+    }
+    return services;
+  };
+
+  app.addHook('preHandler', async (request: FastifyRequest<{ Params: Partial<ServiceParams> }>, reply: FastifyReply) => {
+    const audience = `${deps.publicBaseUrl.replace(/\/+$/, '')}${request.url.split('?')[0]}`;
+    const result = await deps.authenticator.authenticate({ authorization: request.headers.authorization, audience, serviceId: request.params.id });
+    if (result.ok) {
+      if (result.authentication === 'off') request.log.warn(result.warning);
+      request.cdsClient = result.client?.name ?? result.client?.iss ?? 'unauthenticated';
+      return;
+    }
+    request.log.info({ reason: result.reason }, 'CDS client authentication failed');
+    if (result.wwwAuthenticate) reply.header('WWW-Authenticate', result.wwwAuthenticate);
+    return sendProblem(reply, { title: result.status === 401 ? 'Unauthorized' : 'Forbidden', status: result.status, detail: result.message });
+  });
+
+  app.get('/cds-services', async () => ({ services: [...servicesOf(deps.knowledge()).values()].map(discoveryEntry) }));
+
+  app.post<{ Params: ServiceParams }>('/cds-services/:id', async (request, reply) => {
+    const started = performance.now();
+    const prepared = deps.knowledge();
+    const service = servicesOf(prepared).get(request.params.id);
+    if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
+    const parsed = parseHookRequest(request.body, service.hook);
+    if (!parsed.ok) {
+      return sendProblem(reply, { title: 'Invalid CDS Hooks request', status: 400, detail: parsed.issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues: parsed.issues });
+    }
+    const { request: hookRequest, context } = parsed;
+    const data = await assemblePatientData({
+      templates: service.prefetch,
+      context,
+      prefetch: hookRequest.prefetch,
+      ...(hookRequest.fhirServer ? { fhirServer: hookRequest.fhirServer } : {}),
+      ...(hookRequest.fhirAuthorization ? { fhirAuthorization: hookRequest.fhirAuthorization } : {}),
+      ...(deps.localSource ? { localSource: deps.localSource } : {}),
+      ...(deps.fhirBudgetMs ? { budgetMs: deps.fhirBudgetMs } : {}),
+      ...(deps.fetch ? { fetch: deps.fetch } : {}),
+    });
+    if (data.missing.length > 0) {
+      return sendProblem(reply, {
+        title: 'Prefetch data missing',
+        status: 412,
+        detail: `could not obtain prefetch ${data.missing.map((m) => `"${m.key}" (${m.template})`).join(', ')}`,
+        missing: data.missing.map((m) => ({ key: m.key, template: m.template, reason: m.reason })),
+      });
+    }
+    const patientId = String(context.patientId);
+    const evaluatedAt = deps.now().toISOString();
+    const evaluation = await evaluatePatient(prepared, data.resources as never, {
+      evaluatedAt,
+      hook: service.hook,
+      context,
+      hookInstance: hookRequest.hookInstance,
+      ruleIds: service.ruleIds,
+    });
+    const snoozed = await deps.store.snoozedRules(patientId, evaluatedAt);
+    const decisions = evaluation.decisions.filter((d): d is CardDecision => d.kind === 'card');
+    const shown = decisions.filter((d) => !snoozed.has(d.ruleId));
+    for (const error of evaluation.errors) request.log.error({ ruleId: error.ruleId, library: error.library, error: error.message }, 'rule failed');
+    const cards: IssuedCard[] = shown.map((d) => ({
+      uuid: d.card.uuid,
+      serviceId: service.id,
+      hook: service.hook,
+      hookInstance: hookRequest.hookInstance,
+      patientId,
+      ruleId: d.ruleId,
+      ruleVersion: d.ruleVersion,
+      knowledgeVersion: d.knowledgeVersion,
+      indicator: d.card.indicator,
+      issuedAt: evaluatedAt,
+    }));
+    await deps.store.recordInvocation({
+      serviceId: service.id,
+      hook: service.hook,
+      hookInstance: hookRequest.hookInstance,
+      client: request.cdsClient ?? 'unknown',
+      patientId,
+      knowledgeVersion: prepared.knowledge.version,
+      at: evaluatedAt,
+      durationMs: Math.round(performance.now() - started),
+      status: 200,
+      cards,
+      suppressed: decisions.length - shown.length,
+      ruleErrors: evaluation.errors.length,
+    });
+    return { cards: shown.map((d) => d.card) };
+  });
+
+  app.post<{ Params: ServiceParams }>('/cds-services/:id/feedback', async (request, reply) => {
+    const service = servicesOf(deps.knowledge()).get(request.params.id);
+    if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"` });
+    const parsed = FeedbackRequestSchema.safeParse(request.body);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
+      return sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
+    }
+    const uuids = parsed.data.feedback.map((f) => f.card);
+    const issued = await deps.store.findCards(uuids);
+    const unknown = uuids.filter((uuid) => issued.get(uuid)?.serviceId !== service.id);
+    if (unknown.length > 0) {
+      return sendProblem(reply, { title: 'Unknown card', status: 404, detail: `service "${service.id}" never issued card ${unknown.join(', ')}` });
+    }
+    const { records, snoozes } = toRecords(parsed.data, {
+      serviceId: service.id,
+      client: request.cdsClient ?? 'unknown',
+      receivedAt: deps.now().toISOString(),
+      cardOwner: (uuid) => issued.get(uuid),
+    });
+    const result = await deps.store.recordFeedback(records, snoozes);
+    return reply.code(200).send(result);
+  });
+}

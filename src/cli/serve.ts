@@ -1,0 +1,108 @@
+import type { Command } from 'commander';
+import cron from 'node-cron';
+import { runBatch } from '../batch/run-batch.ts';
+import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles, type ClientAuthenticator } from '../cds-hooks/auth/index.ts';
+import { loadConfig, type Config } from '../config/config.ts';
+import { formatProblem } from '../domain/errors.ts';
+import { createCqlCompiler } from '../cql-engine/compiler.ts';
+import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
+import { ActiveKnowledge } from '../evaluate/knowledge-service.ts';
+import { buildApp } from '../http/app.ts';
+import { createCdsStore } from '../warehouse/cds-store.ts';
+import { openWarehouse } from '../warehouse/database.ts';
+import { ensureDemoPopulation } from '../warehouse/demo.ts';
+import { readPatientResources } from '../warehouse/patient-data.ts';
+
+interface ServeFlags {
+  readonly knowledge?: string;
+  readonly dataDir?: string;
+  readonly config?: string;
+  readonly demo: boolean;
+  readonly schedule: string;
+}
+
+async function authenticatorFor(config: Config): Promise<ClientAuthenticator> {
+  if (config.auth.off) return createClientAuthenticator(parseAuthConfig({ mode: 'off' }), { now: Date.now });
+  const raw = (config.auth.raw ?? {}) as { clients?: unknown[] };
+  const fileClients = await readClientConfigFiles(config.clientsDir);
+  const auth = parseAuthConfig({ mode: 'required', ...raw, clients: [...(raw.clients ?? []), ...fileClients] }, { file: config.configFile });
+  const authenticator = createClientAuthenticator(auth, { now: Date.now });
+  await authenticator.ready();
+  return authenticator;
+}
+
+/** registerServeCommand adds `cairn serve`: the CDS Hooks service plus the scheduled nightly job. */
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('serve CDS Hooks (and run the nightly batch on its schedule) over the knowledge and the analytical database')
+    .option('--knowledge <dir>', 'knowledge folder (default: CAIRN_KNOWLEDGE_DIR or .)')
+    .option('--data-dir <dir>', 'data folder (default: CAIRN_DATA_DIR or ./data)')
+    .option('--config <file>', 'configuration file (default: ./cairn.config.json when present)')
+    .option('--demo', 'generate and ingest 1,000 synthetic patients when the database is empty, and run the batch once if it never ran', false)
+    .option('--schedule <cron>', 'when the nightly batch runs (node-cron syntax, local time)', '0 2 * * *')
+    .action(async (flags: ServeFlags) => {
+      const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
+      const knowledge = await ActiveKnowledge.load(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() });
+      const authenticator = await authenticatorFor(config);
+      if (flags.demo) await ensureDemoPopulation({ path: config.databasePath, now: new Date() });
+      const warehouse = await openWarehouse({ path: config.databasePath });
+      const store = await createCdsStore(warehouse);
+      const reader = { ...warehouse, connection: await warehouse.connect() };
+
+      const app = await buildApp({
+        logger: { level: 'info' },
+        corsOrigins: config.server.corsOrigins,
+        bodyLimit: config.server.bodyLimitBytes,
+        cdsHooks: {
+          knowledge: () => knowledge.current,
+          authenticator,
+          store,
+          now: () => new Date(),
+          publicBaseUrl: config.server.publicBaseUrl,
+          fhirBudgetMs: config.server.fhirBudgetMs,
+          localSource: (patientId, types) => readPatientResources(reader, patientId, types),
+        },
+      });
+      if (authenticator.warning) app.log.warn(authenticator.warning);
+
+      let batchRunning = false;
+      const nightly = async (): Promise<void> => {
+        if (batchRunning) return app.log.warn('the nightly batch is still running; this run is skipped');
+        batchRunning = true;
+        try {
+          const summary = await runBatch(warehouse, knowledge.current, { evaluatedAt: new Date().toISOString(), now: () => new Date() });
+          app.log.info({ run: summary }, 'nightly batch published');
+        } catch (error) {
+          app.log.error({ err: error }, 'nightly batch failed; the previous run stays published');
+        } finally {
+          batchRunning = false;
+        }
+      };
+      if (!cron.validate(flags.schedule)) throw new Error(`--schedule "${flags.schedule}" is not a valid cron expression`);
+      const task = cron.schedule(flags.schedule, () => void nightly());
+
+      process.on('SIGHUP', () => {
+        void knowledge.reload().then((outcome) => {
+          if (outcome.swapped) app.log.info({ version: outcome.version, previous: outcome.previousVersion }, 'knowledge reloaded');
+          else app.log.error({ kept: outcome.keptVersion, problems: outcome.problems.map(formatProblem) }, 'knowledge reload refused; the previous knowledge keeps serving');
+        });
+      });
+      const shutdown = async (): Promise<void> => {
+        await task.stop();
+        await app.close();
+        reader.connection.closeSync();
+        warehouse.close();
+      };
+      process.once('SIGINT', () => void shutdown());
+      process.once('SIGTERM', () => void shutdown());
+
+      await app.listen({ host: config.server.host, port: config.server.port });
+      app.log.info(`knowledge ${knowledge.current.knowledge.version}; CDS Hooks discovery at ${config.server.publicBaseUrl}/cds-services`);
+      if (flags.demo) {
+        const runs = await warehouse.connection.runAndReadAll(`SELECT count(*) FROM information_schema.tables WHERE table_name = 'batch_run'`);
+        const hasRuns = Number(runs.getRowsJS()[0]?.[0] ?? 0) > 0 && Number((await warehouse.connection.runAndReadAll('SELECT count(*) FROM batch_run')).getRowsJS()[0]?.[0] ?? 0) > 0;
+        if (!hasRuns) void nightly();
+      }
+    });
+}

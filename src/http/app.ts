@@ -1,0 +1,55 @@
+import cors from '@fastify/cors';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { cdsHooksRoutes, type CdsHooksDeps } from '../cds-hooks/routes.ts';
+import { sendProblem } from './problem.ts';
+
+export interface AppOptions {
+  readonly cdsHooks: CdsHooksDeps;
+  /** Origins allowed to call from a browser (e.g. the CDS Hooks sandbox); echoed back, never `*`. */
+  readonly corsOrigins: readonly string[];
+  /** Largest accepted request body in bytes; larger gets 413. */
+  readonly bodyLimit: number;
+  readonly logger?: FastifyServerOptions['logger'];
+}
+
+/**
+ * buildApp assembles the HTTP service (it never listens: main does, tests use `app.inject`).
+ * Every error leaves as `application/problem+json`; request bodies are never logged.
+ */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit,
+    // Audit and logs carry ids only: request bodies (patient data) are never serialised into logs.
+    disableRequestLogging: false,
+  });
+
+  await app.register(cors, {
+    origin: (origin, callback) => callback(null, origin !== undefined && options.corsOrigins.includes(origin)),
+    methods: ['GET', 'POST', 'OPTIONS'],
+    allowedHeaders: ['Content-Type', 'Authorization'],
+    credentials: true,
+    maxAge: 600,
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    const title =
+      status === 413 ? 'Request body too large'
+      : status === 415 ? 'Unsupported media type'
+      : status === 400 ? 'Malformed request'
+      : status >= 500 ? 'Internal error'
+      : 'Request failed';
+    const detail =
+      status === 413 ? `the body exceeds ${options.bodyLimit} bytes`
+      : status >= 500 ? 'the service could not process this request; it has been logged'
+      : error.message;
+    return sendProblem(reply, { title, status, detail, ...(error.code ? { code: error.code } : {}) });
+  });
+
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, { title: 'Not found', status: 404, detail: `no route ${request.method} ${request.url.split('?')[0]}` }));
+
+  await app.register(async (scope) => cdsHooksRoutes(scope, options.cdsHooks));
+  return app;
+}

@@ -1,0 +1,197 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Card } from '../../src/domain/decisions.ts';
+import { PROJECT_ROOT } from '../support/knowledge.ts';
+import { hookRequestFromCase, startService, type TestService } from './support.ts';
+
+let service: TestService;
+let templates: Record<string, Record<string, string>>;
+const ORDER_SELECT = '/cds-services/medication-safety-order-select';
+
+async function caseFile(rule: string, name: string): Promise<Parameters<typeof hookRequestFromCase>[0]> {
+  return JSON.parse(await readFile(path.join(PROJECT_ROOT, 'rules', `${rule}.tests`, `${name}.json`), 'utf8')) as Parameters<typeof hookRequestFromCase>[0];
+}
+
+async function call(url: string, body: unknown, options: { token?: string | null; headers?: Record<string, string> } = {}) {
+  const token = options.token === undefined ? await service.token(url) : options.token;
+  return service.app.inject({
+    method: 'POST',
+    url,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...options.headers },
+    payload: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+/** Every card is spec-shaped: required fields, no null or empty values, summary under 140. */
+function expectValidCard(card: Card): void {
+  expect(card.uuid).toMatch(/^[0-9a-f-]{36}$/);
+  expect(card.summary.length).toBeLessThan(140);
+  expect(['info', 'warning', 'critical']).toContain(card.indicator);
+  expect(card.source.label).toBeTruthy();
+  if (card.suggestions) {
+    expect(card.selectionBehavior).toBeDefined();
+    for (const s of card.suggestions) expect(s.uuid).toMatch(/^[0-9a-f-]{36}$/);
+  }
+  const walk = (value: unknown, at: string): void => {
+    expect(value, at).not.toBeNull();
+    if (Array.isArray(value)) {
+      expect(value.length, at).toBeGreaterThan(0);
+      value.forEach((v, i) => walk(v, `${at}[${i}]`));
+    } else if (typeof value === 'object') {
+      for (const [k, v] of Object.entries(value as object)) walk(v, `${at}.${k}`);
+    } else if (typeof value === 'string') expect(value.length, at).toBeGreaterThan(0);
+  };
+  walk(card, 'card');
+}
+
+beforeAll(async () => {
+  service = await startService();
+  const discovery = await service.app.inject({ method: 'GET', url: '/cds-services', headers: { authorization: `Bearer ${await service.token('/cds-services')}` } });
+  templates = Object.fromEntries((discovery.json() as { services: { id: string; prefetch?: Record<string, string> }[] }).services.map((s) => [s.id, s.prefetch ?? {}]));
+});
+
+afterAll(async () => {
+  await service.close();
+});
+
+describe('discovery', () => {
+  it('lists one service per hook and rule group, with prefetch derived from the CQL and one Patient template', async () => {
+    expect(Object.keys(templates).sort()).toEqual([
+      'hba1c-above-9-patient-view', 'medication-safety-order-select', 'medication-safety-order-sign', 'statin-for-diabetes-40-75-patient-view',
+    ]);
+    const prefetch = templates['medication-safety-order-select']!;
+    expect(prefetch.patient).toBe('Patient/{{context.patientId}}');
+    expect(prefetch.medicationRequests).toBe('MedicationRequest?patient={{context.patientId}}');
+    expect(Object.values(prefetch).filter((t) => t.startsWith('Patient')).length).toBe(1);
+  });
+
+  it('refuses a caller without a valid token, with a problem body that does not say why', async () => {
+    const none = await service.app.inject({ method: 'GET', url: '/cds-services' });
+    expect(none.statusCode).toBe(401);
+    expect(none.headers['content-type']).toContain('application/problem+json');
+    const wrongAudience = await service.app.inject({ method: 'GET', url: '/cds-services', headers: { authorization: `Bearer ${await service.token('/cds-services/other')}` } });
+    expect(wrongAudience.statusCode).toBe(401);
+    expect(wrongAudience.json()).toEqual(none.json());
+  });
+});
+
+describe('service calls', () => {
+  it('answers order-select with a spec-valid card naming the rule outcome, from prefetch alone', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const response = await call(ORDER_SELECT, hookRequestFromCase(testCase, templates['medication-safety-order-select']!));
+    expect(response.statusCode).toBe(200);
+    const { cards } = response.json() as { cards: Card[] };
+    expect(cards).toHaveLength(1);
+    expectValidCard(cards[0]!);
+    expect(cards[0]!.indicator).toBe('warning');
+    expect(cards[0]!.suggestions?.[0]?.actions?.[0]).toMatchObject({ type: 'delete' });
+  });
+
+  it('answers with no cards when nothing fires', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-without-benzodiazepine');
+    const response = await call(ORDER_SELECT, hookRequestFromCase(testCase, templates['medication-safety-order-select']!));
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ cards: [] });
+  });
+
+  const invalid: { name: string; edit: (body: Record<string, unknown>) => unknown; field: string }[] = [
+    { name: 'missing hook', edit: ({ hook: _hook, ...rest }) => rest, field: 'hook' },
+    { name: 'missing hookInstance', edit: ({ hookInstance: _h, ...rest }) => rest, field: 'hookInstance' },
+    { name: 'missing context', edit: ({ context: _c, ...rest }) => rest, field: 'context' },
+    { name: 'a hook that does not match the service', edit: (b) => ({ ...b, hook: 'patient-view' }), field: 'hook' },
+    { name: 'fhirAuthorization without fhirServer', edit: (b) => ({ ...b, fhirAuthorization: { access_token: 't', token_type: 'Bearer', expires_in: 300, scope: 'user/*.read', subject: 'cds' } }), field: 'fhirServer' },
+    { name: 'order-select context without selections', edit: (b) => ({ ...b, context: { ...(b.context as object), selections: undefined } }), field: 'context.selections' },
+    { name: 'draftOrders that is not a Bundle', edit: (b) => ({ ...b, context: { ...(b.context as object), draftOrders: { resourceType: 'MedicationRequest' } } }), field: 'context.draftOrders.resourceType' },
+  ];
+  for (const { name, edit, field } of invalid) {
+    it(`gives 400 naming the field for ${name}`, async () => {
+      const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+      const response = await call(ORDER_SELECT, edit(hookRequestFromCase(testCase, templates['medication-safety-order-select']!)));
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect((response.json() as { issues: { field: string }[] }).issues.map((i) => i.field)).toContain(field);
+    });
+  }
+
+  it('gives 404 for an unknown service and 400 for a body that is not JSON', async () => {
+    expect((await call('/cds-services/nope', {})).statusCode).toBe(404);
+    const broken = await call(ORDER_SELECT, '{"hook": "order-select",');
+    expect(broken.statusCode).toBe(400);
+    expect(broken.headers['content-type']).toContain('application/problem+json');
+  });
+
+  it('gives 412 naming the prefetch key it could not obtain, without a FHIR server', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const prefetch = { ...(body.prefetch as Record<string, unknown>) };
+    delete prefetch.medicationRequests;
+    const response = await call(ORDER_SELECT, { ...body, prefetch });
+    expect(response.statusCode).toBe(412);
+    expect((response.json() as { missing: { key: string }[] }).missing.map((m) => m.key)).toEqual(['medicationRequests']);
+  });
+
+  it('treats null prefetch values as "no data", not as missing', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const response = await call(ORDER_SELECT, { ...body, prefetch: { ...(body.prefetch as object), observations: null, medicationStatements: null } });
+    expect(response.statusCode).toBe(200);
+  });
+
+  it('gives 413 for a body over the limit', async () => {
+    const small = await startService({ bodyLimit: 2048 });
+    try {
+      const url = ORDER_SELECT;
+      const response = await small.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', authorization: `Bearer ${await small.token(url)}` }, payload: JSON.stringify({ pad: 'x'.repeat(5000) }) });
+      expect(response.statusCode).toBe(413);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('echoes an allow-listed CORS origin on preflight and never a wildcard', async () => {
+    const allowed = await service.app.inject({ method: 'OPTIONS', url: ORDER_SELECT, headers: { origin: 'https://sandbox.cds-hooks.org', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' } });
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://sandbox.cds-hooks.org');
+    expect(String(allowed.headers['access-control-allow-headers']).toLowerCase()).toContain('authorization');
+    const other = await service.app.inject({ method: 'OPTIONS', url: ORDER_SELECT, headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  it('never answers 5xx to arbitrary JSON bodies (property)', async () => {
+    const url = ORDER_SELECT;
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.jsonValue(), fc.record({ hook: fc.constant('order-select'), hookInstance: fc.string(), context: fc.jsonValue(), prefetch: fc.jsonValue() })), async (body) => {
+        const response = await call(url, JSON.stringify(body));
+        expect(response.statusCode).toBeLessThan(500);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('feedback', () => {
+  it('stores accepted and overridden outcomes idempotently, 404s unknown cards, and a snooze silences the rule for that patient', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const first = (await call(ORDER_SELECT, body)).json() as { cards: Card[] };
+    const card = first.cards[0]!;
+    const feedbackUrl = `${ORDER_SELECT}/feedback`;
+    const accepted = { feedback: [{ card: card.uuid, outcome: 'accepted', acceptedSuggestions: [{ id: card.suggestions![0]!.uuid }], outcomeTimestamp: '2026-03-01T12:00:05Z' }] };
+    expect((await call(feedbackUrl, accepted)).json()).toEqual({ stored: 1, duplicates: 0 });
+    expect((await call(feedbackUrl, accepted)).json()).toEqual({ stored: 0, duplicates: 1 });
+
+    const unknown = await call(feedbackUrl, { feedback: [{ card: '00000000-0000-5000-8000-000000000000', outcome: 'accepted', outcomeTimestamp: '2026-03-01T12:00:05Z' }] });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.headers['content-type']).toContain('application/problem+json');
+
+    const snooze = { feedback: [{ card: card.uuid, outcome: 'overridden', overrideReason: { reason: { system: 'http://cairn.health/fhir/CodeSystem/override-reason', code: 'snooze-30d' }, userComment: 'discussed' }, outcomeTimestamp: '2026-03-01T12:01:00Z' }] };
+    expect((await call(feedbackUrl, snooze)).statusCode).toBe(200);
+    service.setNow('2026-03-10T12:00:00Z');
+    expect(((await call(ORDER_SELECT, body)).json() as { cards: Card[] }).cards).toEqual([]);
+    service.setNow('2026-04-01T12:00:00Z');
+    expect(((await call(ORDER_SELECT, body)).json() as { cards: Card[] }).cards).toHaveLength(1);
+    service.setNow('2026-03-01T12:00:00Z');
+  });
+});

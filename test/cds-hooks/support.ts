@@ -1,0 +1,99 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import type { FastifyInstance } from 'fastify';
+import { createClientAuthenticator, parseAuthConfig } from '../../src/cds-hooks/auth/index.ts';
+import { ActiveKnowledge } from '../../src/evaluate/knowledge-service.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { createCdsStore } from '../../src/warehouse/cds-store.ts';
+import { openWarehouse, type Warehouse } from '../../src/warehouse/database.ts';
+import { PROJECT_ROOT, testDeps } from '../support/knowledge.ts';
+
+export const BASE_URL = 'https://cairn.test';
+export const ISSUER = 'https://ehr.test';
+
+/** Only loopback may be fetched in tests: published fixtures name real FHIR servers we must never call. */
+export const loopbackOnlyFetch: typeof fetch = async (input, init) => {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) throw new TypeError(`test refused to fetch non-loopback ${url.origin}`);
+  return fetch(input, init);
+};
+
+export interface TestService {
+  readonly app: FastifyInstance;
+  readonly warehouse: Warehouse;
+  readonly knowledge: ActiveKnowledge;
+  /** token signs a CDS Hooks client JWT for `path` (audience = base URL + path). */
+  token(path: string, claims?: Record<string, unknown>): Promise<string>;
+  setNow(iso: string): void;
+  close(): Promise<void>;
+}
+
+let keyPair: { privateKey: CryptoKey; publicKey: CryptoKey } | undefined;
+
+/** startService builds the real app over the sample knowledge and a fresh DuckDB file, with JWT auth on. */
+export async function startService(options: { knowledgeRoot?: string; bodyLimit?: number; corsOrigins?: string[] } = {}): Promise<TestService> {
+  keyPair ??= await generateKeyPair('ES384');
+  const jwk = { ...(await exportJWK(keyPair.publicKey)), kid: 'test-key', alg: 'ES384', use: 'sig' };
+  let now = Date.parse('2026-03-01T12:00:00Z');
+  const authenticator = createClientAuthenticator(
+    parseAuthConfig({ mode: 'required', clients: [{ name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] } }] }),
+    { now: () => now },
+  );
+  await authenticator.ready();
+  const knowledge = await ActiveKnowledge.load(options.knowledgeRoot ?? PROJECT_ROOT, testDeps());
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-cds-'));
+  const warehouse = await openWarehouse({ path: path.join(dir, 'cairn.duckdb') });
+  const store = await createCdsStore(warehouse);
+  const app = await buildApp({
+    corsOrigins: options.corsOrigins ?? ['https://sandbox.cds-hooks.org'],
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    cdsHooks: {
+      knowledge: () => knowledge.current,
+      authenticator,
+      store,
+      now: () => new Date(now),
+      publicBaseUrl: BASE_URL,
+      fhirBudgetMs: 1000,
+      fetch: loopbackOnlyFetch,
+    },
+  });
+  let jti = 0;
+  return {
+    app,
+    warehouse,
+    knowledge,
+    async token(urlPath, claims = {}) {
+      const seconds = Math.floor(now / 1000);
+      return new SignJWT({ jti: `jti-${++jti}-${Math.random()}`, ...claims })
+        .setProtectedHeader({ alg: 'ES384', kid: 'test-key', typ: 'JWT' })
+        .setIssuer(ISSUER)
+        .setAudience(`${BASE_URL}${urlPath}`)
+        .setIssuedAt(seconds)
+        .setExpirationTime(seconds + 300)
+        .sign(keyPair!.privateKey);
+    },
+    setNow(iso) {
+      now = Date.parse(iso);
+    },
+    async close() {
+      await app.close();
+      warehouse.close();
+    },
+  };
+}
+
+type Resource = { resourceType: string; [k: string]: unknown };
+
+/** hookRequestFromCase turns a rule test case into a CDS Hooks request whose prefetch carries the case's patient data. */
+export function hookRequestFromCase(testCase: { hook?: string; context?: Record<string, unknown>; patient: { entry?: { resource: Resource }[] } | Resource[] }, templates: Record<string, string>): Record<string, unknown> {
+  const resources = Array.isArray(testCase.patient) ? testCase.patient : (testCase.patient.entry ?? []).map((e) => e.resource);
+  const prefetch: Record<string, unknown> = {};
+  for (const [key, template] of Object.entries(templates)) {
+    const type = template.split(/[/?]/)[0] ?? '';
+    if (type === 'Patient') prefetch[key] = resources.find((r) => r.resourceType === 'Patient') ?? null;
+    else prefetch[key] = { resourceType: 'Bundle', type: 'searchset', entry: resources.filter((r) => r.resourceType === type).map((resource) => ({ resource })) };
+  }
+  return { hook: testCase.hook, hookInstance: 'd1577c69-dfbe-44ad-ba6d-3e05e953b2ea', context: testCase.context, prefetch };
+}
