@@ -20,6 +20,8 @@ export interface EvaluationRequest {
   /** The hook's context; resources in it (draftOrders, appointments) are seen like stored data. */
   readonly context?: Readonly<Record<string, unknown>>;
   readonly hookInstance?: string;
+  /** Evaluate only these rules (a CDS service's rule group); all applicable rules when absent. */
+  readonly ruleIds?: readonly string[];
 }
 
 const Instant = z.iso.datetime({ offset: true });
@@ -36,7 +38,8 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
   }
   const { resources, patientId } = assemblePatient(patientData, request.context);
   const knowledgeVersion = prepared.knowledge.version;
-  const rules = prepared.rulesFor(request.hook);
+  const applicable = prepared.rulesFor(request.hook);
+  const rules = request.ruleIds ? applicable.filter((r) => request.ruleIds?.includes(r.loaded.rule.id)) : applicable;
 
   const results = await executeLibraries(prepared, rules, resources, request.evaluatedAt);
   const decisions: Decision[] = [];
