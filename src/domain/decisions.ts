@@ -50,7 +50,12 @@ export interface Card {
   readonly selectionBehavior?: 'at-most-one' | 'any';
   readonly overrideReasons?: readonly Coding[];
   readonly links?: readonly Link[];
+  /** Card extensions ({@link https://cds-hooks.hl7.org/2.0/#extensions}); Cairn names the selected draft orders a card concerns. */
+  readonly extension?: Readonly<Record<string, unknown>>;
 }
+
+/** The card extension listing the `selections` (order-select) a card is about. */
+export const SELECTIONS_EXTENSION = 'http://cairn.health/cds-hooks/extension/selections';
 
 /** Which rule, of which knowledge version, produced a decision. */
 export interface Provenance {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CairnError } from '../domain/errors.ts';
-import type { Action, AlertDecision, Card, CardDecision, CareGapDecision, Decision, PatientEvaluation, RuleError, Suggestion } from '../domain/decisions.ts';
+import { SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion } from '../domain/decisions.ts';
 import type { HookId } from '../domain/hooks.ts';
 import { executeLibrary, type DefineResults } from '../cql-engine/execute.ts';
 import type { FhirResource } from '../cql-engine/fhir-model.ts';
@@ -60,7 +60,9 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
       if (request.hook) {
         if (spec.outcome.card) {
           const cardId = deterministicUuid('card', knowledgeVersion, spec.id, patientId, request.hook, request.hookInstance ?? '', request.evaluatedAt, contextHash);
-          decisions.push({ ...base, kind: 'card', hook: request.hook, card: renderCard(spec.outcome.card, spec.source, facts, cardId) } satisfies CardDecision);
+          const card = renderCard(spec.outcome.card, spec.source, facts, cardId);
+          const concerns = selectionsNamed(request.context?.selections, facts);
+          decisions.push({ ...base, kind: 'card', hook: request.hook, card: concerns.length ? { ...card, extension: { [SELECTIONS_EXTENSION]: concerns } } : card } satisfies CardDecision);
         }
         continue;
       }
@@ -181,6 +183,16 @@ function renderAction(action: ActionTemplate, facts: Readonly<Record<string, Jso
   const resource = renderJson(action.resource, facts);
   if (!resource || typeof resource !== 'object') return undefined;
   return { type: action.type, description, resource: resource as Record<string, unknown> };
+}
+
+/**
+ * selectionsNamed returns the order-select `selections` (e.g. `MedicationRequest/draft-1`) that the
+ * rule's facts mention, so the card can say which selected draft order it is about.
+ */
+function selectionsNamed(selections: unknown, facts: Readonly<Record<string, JsonValue>>): string[] {
+  if (!Array.isArray(selections) || selections.length === 0) return [];
+  const mentioned = new Set(Object.values(facts).flatMap(toStrings));
+  return selections.filter((s): s is string => typeof s === 'string' && mentioned.has(s));
 }
 
 function toStrings(value: JsonValue | undefined): string[] {
