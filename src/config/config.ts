@@ -80,7 +80,7 @@ function readConfigFile(file: string, required: boolean, problems: Problem[]): z
   }
   const parsed = FileSchema.safeParse(json);
   if (parsed.success) return parsed.data;
-  for (const issue of parsed.error.issues) problems.push({ code: 'CONFIG_INVALID', file, path: `$.${issue.path.join('.')}`, message: issue.message });
+  for (const issue of parsed.error.issues) problems.push({ code: 'CONFIG_INVALID', file, path: ['$', ...issue.path.map(String)].join('.'), message: issue.message });
   return {};
 }
 
