@@ -50,7 +50,9 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     return services;
   };
 
-  app.addHook('preHandler', async (request: FastifyRequest<{ Params: Partial<ServiceParams> }>, reply: FastifyReply) => {
+  // onRequest, before the body is read: an untrusted caller gets 401 whatever it sends (never a parse
+  // error about its body, never a large body parsed on its behalf).
+  app.addHook('onRequest', async (request: FastifyRequest<{ Params: Partial<ServiceParams> }>, reply: FastifyReply) => {
     const audience = `${deps.publicBaseUrl.replace(/\/+$/, '')}${request.url.split('?')[0]}`;
     const result = await deps.authenticator.authenticate({ authorization: request.headers.authorization, audience, serviceId: request.params.id });
     if (result.ok) {

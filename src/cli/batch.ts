@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runBatch } from '../batch/run-batch.ts';
+import { runNightly } from '../batch/nightly.ts';
 import { loadConfig } from '../config/config.ts';
 import { CairnError } from '../domain/errors.ts';
 import { createCqlCompiler } from '../cql-engine/compiler.ts';
@@ -21,7 +21,7 @@ interface BatchFlags {
 export function registerBatchCommand(program: Command): void {
   program
     .command('batch')
-    .description('run the nightly job now: evaluate every patient in the analytical database against the active batch rules and publish alerts and care gaps')
+    .description('run the nightly job now: ingest from the configured sources, evaluate every patient in the analytical database against the active batch rules and publish alerts and care gaps')
     .option('--at <datetime>', 'evaluation instant (CQL Now()), e.g. 2026-03-01T02:00:00Z (default: now)')
     .option('--knowledge <dir>', 'knowledge folder (default: CAIRN_KNOWLEDGE_DIR or .)')
     .option('--data-dir <dir>', 'data folder holding cairn.duckdb (default: CAIRN_DATA_DIR or ./data)')
@@ -38,11 +38,14 @@ export function registerBatchCommand(program: Command): void {
         if (loaded) console.log(`generated and ingested a synthetic demo population: ${loaded.loaded} resources`);
       }
       await withWarehouse({ path: config.databasePath }, async (warehouse) => {
-        const summary = await runBatch(warehouse, prepared, {
+        const { ingests, run: summary } = await runNightly(warehouse, prepared, {
+          sources: config.ingest,
           evaluatedAt,
           now: () => new Date(),
+          log: (event, detail) => process.stderr.write(`${JSON.stringify({ component: 'ingest', event, ...detail })}\n`),
           ...(process.stderr.isTTY ? { onProgress: (done: number, total: number) => process.stderr.write(`\revaluated ${done}/${total} patients${done === total ? '\n' : ''}`) } : {}),
         });
+        for (const counts of ingests) console.log(`ingested: read ${counts.read}, loaded ${counts.loaded}, replaced ${counts.replaced}, deleted ${counts.deleted}, quarantined ${counts.quarantined}`);
         console.log(`run ${summary.runId} published: ${summary.patients} patients, ${summary.alerts} alerts, ${summary.careGaps} care gaps, ${summary.errors} rule errors`);
         for (const row of await ruleCounts(warehouse, summary.runId)) {
           console.log(`  ${row.ruleId.padEnd(40)} ${String(row.alerts).padStart(6)} alerts ${String(row.careGaps).padStart(6)} care gaps ${String(row.errors).padStart(4)} errors`);

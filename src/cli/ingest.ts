@@ -9,7 +9,8 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { CairnError } from '../domain/errors.ts';
 import { runBulkExport } from '../warehouse/bulk-client.ts';
-import { DEFAULT_DATABASE_PATH, withWarehouse } from '../warehouse/database.ts';
+import { loadConfig } from '../config/config.ts';
+import { withWarehouse } from '../warehouse/database.ts';
 import { ingestFiles, ingestPaths, type IngestCounts, type IngestOptions } from '../warehouse/ingest.ts';
 
 interface IngestFlags {
@@ -99,12 +100,13 @@ export function registerIngestCommand(program: Command): void {
     .command('ingest')
     .description('Load FHIR R4 Bulk Data NDJSON (.ndjson, .ndjson.gz) and Bundles (.json) from files or folders, or run a Bulk Data $export, into the analytical database.')
     .argument('[paths...]', 'files or folders to ingest')
-    .option('--db <file>', 'DuckDB database file', DEFAULT_DATABASE_PATH)
+    .option('--db <file>', 'DuckDB database file (default: CAIRN_DATABASE, the config file, or <data-dir>/cairn.duckdb)')
     .option('--from-fhir <url>', 'run a Bulk Data $export against this FHIR base, Group or $export URL and ingest the result')
     .option('--type <types>', 'with --from-fhir: comma-separated _type list')
     .option('--since <instant>', 'with --from-fhir: _since')
     .option('--token-file <file>', 'with --from-fhir: file holding the bearer token')
     .option('--wait <seconds>', 'wait this long for another process to release the database', '0')
     .option('--no-progress', 'no progress bar even on a terminal')
-    .action(async (paths: string[], flags: IngestFlags) => runIngest(paths, flags));
+    .action(async (paths: string[], flags: Omit<IngestFlags, 'db'> & { db?: string }) =>
+      runIngest(paths, { ...flags, db: flags.db ?? loadConfig({ env: process.env, cwd: process.cwd() }).databasePath }));
 }

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import cron from 'node-cron';
-import { runBatch } from '../batch/run-batch.ts';
+import { runNightly } from '../batch/nightly.ts';
 import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles, type ClientAuthenticator } from '../cds-hooks/auth/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
-import { formatProblem } from '../domain/errors.ts';
+import { CairnError, formatProblem } from '../domain/errors.ts';
 import { createCqlCompiler } from '../cql-engine/compiler.ts';
 import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
 import { ActiveKnowledge } from '../evaluate/knowledge-service.ts';
@@ -18,7 +18,7 @@ interface ServeFlags {
   readonly dataDir?: string;
   readonly config?: string;
   readonly demo: boolean;
-  readonly schedule: string;
+  readonly schedule?: string;
 }
 
 async function authenticatorFor(config: Config): Promise<ClientAuthenticator> {
@@ -40,7 +40,7 @@ export function registerServeCommand(program: Command): void {
     .option('--data-dir <dir>', 'data folder (default: CAIRN_DATA_DIR or ./data)')
     .option('--config <file>', 'configuration file (default: ./cairn.config.json when present)')
     .option('--demo', 'generate and ingest 1,000 synthetic patients when the database is empty, and run the batch once if it never ran', false)
-    .option('--schedule <cron>', 'when the nightly batch runs (node-cron syntax, local time)', '0 2 * * *')
+    .option('--schedule <cron>', 'when the nightly batch runs (node-cron syntax, local time; default: config schedule or 02:00)')
     .action(async (flags: ServeFlags) => {
       const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
       const knowledge = await ActiveKnowledge.load(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() });
@@ -71,16 +71,22 @@ export function registerServeCommand(program: Command): void {
         if (batchRunning) return app.log.warn('the nightly batch is still running; this run is skipped');
         batchRunning = true;
         try {
-          const summary = await runBatch(warehouse, knowledge.current, { evaluatedAt: new Date().toISOString(), now: () => new Date() });
-          app.log.info({ run: summary }, 'nightly batch published');
+          const { ingests, run } = await runNightly(warehouse, knowledge.current, {
+            sources: config.ingest,
+            evaluatedAt: new Date().toISOString(),
+            now: () => new Date(),
+            log: (event, detail) => app.log.info({ ingest: event, ...detail }),
+          });
+          app.log.info({ run, ingests }, 'nightly batch published');
         } catch (error) {
           app.log.error({ err: error }, 'nightly batch failed; the previous run stays published');
         } finally {
           batchRunning = false;
         }
       };
-      if (!cron.validate(flags.schedule)) throw new Error(`--schedule "${flags.schedule}" is not a valid cron expression`);
-      const task = cron.schedule(flags.schedule, () => void nightly());
+      const schedule = flags.schedule ?? config.schedule;
+      if (!cron.validate(schedule)) throw new CairnError('CONFIG_INVALID', `schedule "${schedule}" is not a valid cron expression`);
+      const task = cron.schedule(schedule, () => void nightly());
 
       process.on('SIGHUP', () => {
         void knowledge.reload().then((outcome) => {

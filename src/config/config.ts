@@ -33,6 +33,17 @@ const FileSchema = z.strictObject({
   auth: z.unknown().optional(),
   /** Folder of client configuration files (`*.json`), added to `auth.clients`. */
   clientsDir: z.string().min(1).optional(),
+  /** New data the nightly job ingests before it evaluates. */
+  ingest: z
+    .strictObject({
+      /** NDJSON / Bundle files or folders, read again each night (ingest is idempotent). */
+      paths: z.array(z.string().min(1)).optional(),
+      /** A FHIR Bulk Data server: system or Group `$export`, incremental with `_since`. */
+      bulk: z.strictObject({ url: z.url(), tokenFile: z.string().min(1).optional(), types: z.array(z.string().min(1)).optional() }).optional(),
+    })
+    .optional(),
+  /** When the nightly job runs (node-cron syntax, local time). */
+  schedule: z.string().min(1).optional(),
 });
 
 export interface Config {
@@ -52,6 +63,11 @@ export interface Config {
   /** The raw `auth` section, parsed by the CDS Hooks authentication module; `off` when CAIRN_AUTH=off. */
   readonly auth: { readonly raw: unknown; readonly off: boolean };
   readonly clientsDir: string;
+  readonly ingest: {
+    readonly paths?: readonly string[];
+    readonly bulk?: { readonly url: string; readonly tokenFile?: string; readonly types?: readonly string[] };
+  };
+  readonly schedule: string;
 }
 
 export interface ConfigInputs {
@@ -132,5 +148,10 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
     }),
     auth: Object.freeze({ raw: file.auth, off: authSetting === 'off' }),
     clientsDir: path.resolve(cwd, fromFile(file.clientsDir) ?? 'config/clients'),
+    ingest: Object.freeze({
+      ...(file.ingest?.paths ? { paths: Object.freeze(file.ingest.paths.map((p) => fromFile(p) ?? p)) } : {}),
+      ...(file.ingest?.bulk ? { bulk: Object.freeze({ ...file.ingest.bulk, ...(file.ingest.bulk.tokenFile ? { tokenFile: fromFile(file.ingest.bulk.tokenFile) } : {}) }) } : {}),
+    }),
+    schedule: env.CAIRN_SCHEDULE ?? file.schedule ?? '0 2 * * *',
   });
 }

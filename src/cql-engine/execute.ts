@@ -2,6 +2,7 @@ import { DateTime, Executor, Library, Repository, type DataProvider, type Termin
 import { z } from 'zod';
 import { CairnError, type Problem } from '../domain/errors.ts';
 import type { FhirModel } from './fhir-model.ts';
+import { bindOverloads, type OverloadBinding } from './overloads.ts';
 import { FhirPatient, indexPatient, type PatientData, type PatientSourceOptions } from './patient-source.ts';
 
 /** The part of an ELM JSON library we read before handing it to cql-execution. */
@@ -21,6 +22,8 @@ export interface PreparedLibrary {
   readonly version: string | undefined;
   readonly library: Library;
   readonly model: FhirModel;
+  /** Function references bound to their overload at prepare time, and how many remember results (see overloads.ts). */
+  readonly overloads: OverloadBinding;
 }
 
 /** Define name -> value for one patient, as cql-execution produced it (records, CQL datatypes, ...). */
@@ -79,7 +82,8 @@ function unresolvedIncludes(root: ElmLibraryJson, all: readonly ElmLibraryJson[]
 /**
  * prepareLibrary builds cql-execution's Library (and its includes) once; call it once per knowledge
  * version, never per request or patient. Fails with CQL_INCLUDE listing every include that does
- * not resolve.
+ * not resolve. Function references are bound to the overload the translator chose here, once,
+ * instead of cql-execution testing every overload's types on every call.
  */
 export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[], model: FhirModel): PreparedLibrary {
   const main = parseElm(elmMain, 'The main library');
@@ -90,7 +94,8 @@ export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[]
   }
   const repository = new Repository(Object.fromEntries(includes.map((elm, i) => [String(i), elm])));
   const library = new Library(main, repository);
-  return Object.freeze({ name: main.library.identifier.id, version: main.library.identifier.version, library, model });
+  const overloads = bindOverloads(library, { isImmutable: model.isRecord });
+  return Object.freeze({ name: main.library.identifier.id, version: main.library.identifier.version, library, model, overloads });
 }
 
 function toCqlDateTime(value: string | Date): DateTime {
