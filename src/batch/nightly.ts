@@ -9,6 +9,7 @@ export interface NightlyOptions {
   readonly sources: IngestSources;
   readonly evaluatedAt: string;
   readonly now: () => Date;
+  readonly workers?: number;
   readonly log?: (event: string, detail: Record<string, unknown>) => void;
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -19,6 +20,7 @@ export async function runNightly(warehouse: Warehouse, prepared: PreparedKnowled
   const run = await runBatch(warehouse, prepared, {
     evaluatedAt: options.evaluatedAt,
     now: options.now,
+    ...(options.workers ? { workers: options.workers } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
   return { ingests, run };

@@ -1,57 +1,84 @@
-import type { AlertDecision, CareGapDecision } from '../domain/decisions.ts';
-import { evaluatePatient } from '../evaluate/evaluate.ts';
 import { deterministicUuid } from '../evaluate/ids.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import type { Warehouse } from '../warehouse/database.ts';
-import { countPatients, streamPatients } from '../warehouse/read.ts';
-import { beginRun, dataSnapshot, type RunSummary } from '../warehouse/results.ts';
+import { countPatients, streamPatients, type PatientRecord } from '../warehouse/read.ts';
+import { beginRun, dataSnapshot, publishedRuns, type PatientResults, type RunSummary } from '../warehouse/results.ts';
+import { evaluateForBatch } from './patient-evaluation.ts';
+import { createEvaluationPool } from './pool.ts';
 
 export interface BatchOptions {
   /** The instant every patient is evaluated at (CQL Now()). */
   readonly evaluatedAt: string;
   /** Wall clock, for the run's start and end times only. */
   readonly now: () => Date;
+  /** Worker threads evaluating patients; 0 evaluates on this thread. */
+  readonly workers?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
+/** Patients per message to a worker: small enough to balance, large enough to amortise messaging. */
+const SLICE = 25;
+
 /**
  * runBatch evaluates every patient in the warehouse against the knowledge's active batch rules
- * and publishes the alerts, care gaps and per-rule errors of the run atomically: until the run
- * commits, readers see the previous run; a failed run leaves nothing behind.
+ * and publishes the alerts, care gaps and errors of the run atomically: until the run commits,
+ * readers see the previous run; a run that fails or is killed leaves nothing behind, and the next
+ * run starts over, so no patient is ever counted twice. A patient that cannot be evaluated is an
+ * error row, never a failed run.
  */
 export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge, options: BatchOptions): Promise<RunSummary> {
+  if (Number.isNaN(Date.parse(options.evaluatedAt))) throw new Error(`evaluatedAt "${options.evaluatedAt}" is not an ISO 8601 instant`);
   const startedAt = options.now().toISOString();
   const snapshot = await dataSnapshot(warehouse);
   const knowledgeVersion = prepared.knowledge.version;
-  const runId = `run-${options.evaluatedAt.replace(/[^0-9]/g, '').slice(0, 14)}-${deterministicUuid(knowledgeVersion, snapshot, options.evaluatedAt, startedAt).slice(0, 8)}`;
+  // Derived from its inputs, and from how many runs came before, so even a rerun of the same instant gets its own id.
+  const sequence = await publishedRuns(warehouse);
+  const runId = `run-${options.evaluatedAt.replace(/[^0-9]/g, '').slice(0, 14)}-${deterministicUuid(knowledgeVersion, snapshot, options.evaluatedAt, startedAt, String(sequence)).slice(0, 8)}`;
   const total = await countPatients(warehouse);
   const writer = await beginRun(warehouse, runId);
-  let patients = 0;
-  let alerts = 0;
-  let careGaps = 0;
-  let errors = 0;
-  try {
-    for await (const chunk of streamPatients(warehouse)) {
-      for (const patient of chunk) {
-        const evaluation = await evaluatePatient(prepared, patient.resources as never, { evaluatedAt: options.evaluatedAt });
-        const patientAlerts = evaluation.decisions.filter((d): d is AlertDecision => d.kind === 'alert');
-        const patientGaps = evaluation.decisions.filter((d): d is CareGapDecision => d.kind === 'care-gap');
-        await writer.add({ patientId: patient.patientId, alerts: patientAlerts, careGaps: patientGaps, errors: evaluation.errors });
-        patients++;
-        alerts += patientAlerts.length;
-        careGaps += patientGaps.length;
-        errors += evaluation.errors.length;
+  const pool = options.workers ? createEvaluationPool(prepared.knowledge, options.workers) : undefined;
+  const counts = { patients: 0, alerts: 0, careGaps: 0, errors: 0 };
+  let writes: Promise<void> = Promise.resolve();
+  const record = (results: readonly PatientResults[]): Promise<void> => {
+    writes = writes.then(async () => {
+      for (const r of results) {
+        await writer.add(r);
+        counts.patients++;
+        counts.alerts += r.alerts.length;
+        counts.careGaps += r.careGaps.length;
+        counts.errors += r.errors.length;
       }
-      options.onProgress?.(patients, total);
+      options.onProgress?.(counts.patients, total);
+    });
+    return writes;
+  };
+  const evaluate = async (slice: readonly PatientRecord[]): Promise<readonly PatientResults[]> => {
+    if (pool) return pool.evaluate(slice, options.evaluatedAt);
+    const out: PatientResults[] = [];
+    for (const p of slice) out.push(await evaluateForBatch(prepared, p.patientId, p.resources, options.evaluatedAt));
+    return out;
+  };
+  const inFlight = new Set<Promise<void>>();
+  try {
+    const limit = Math.max(1, (options.workers ?? 0) * 2);
+    for await (const chunk of streamPatients(warehouse)) {
+      for (let i = 0; i < chunk.length; i += SLICE) {
+        const job: Promise<void> = evaluate(chunk.slice(i, i + SLICE)).then(record).finally(() => inFlight.delete(job));
+        inFlight.add(job);
+        if (inFlight.size >= limit) await Promise.race(inFlight);
+      }
     }
-    const summary: RunSummary = {
-      runId, startedAt, finishedAt: options.now().toISOString(), evaluatedAt: options.evaluatedAt, knowledgeVersion,
-      dataSnapshot: snapshot, patients, alerts, careGaps, errors,
-    };
+    await Promise.all(inFlight);
+    await writes;
+    const summary: RunSummary = { runId, startedAt, finishedAt: options.now().toISOString(), evaluatedAt: options.evaluatedAt, knowledgeVersion, dataSnapshot: snapshot, ...counts };
     await writer.publish(summary);
     return summary;
   } catch (error) {
+    await Promise.allSettled(inFlight);
+    await writes.catch(() => undefined);
     await writer.abandon();
     throw error;
+  } finally {
+    await pool?.close();
   }
 }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { runNightly } from '../batch/nightly.ts';
 import { loadConfig } from '../config/config.ts';
@@ -15,6 +16,7 @@ interface BatchFlags {
   readonly config?: string;
   readonly at?: string;
   readonly demo: boolean;
+  readonly workers: string;
 }
 
 /** registerBatchCommand adds `cairn batch`: the nightly job, run now. */
@@ -27,9 +29,11 @@ export function registerBatchCommand(program: Command): void {
     .option('--data-dir <dir>', 'data folder holding cairn.duckdb (default: CAIRN_DATA_DIR or ./data)')
     .option('--config <file>', 'configuration file (default: ./cairn.config.json when present)')
     .option('--demo', 'first generate and ingest 1,000 synthetic patients when the database is empty', false)
+    .option('--workers <n>', 'worker threads evaluating patients (0: on the main thread)', String(availableParallelism()))
     .action(async (flags: BatchFlags) => {
       const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
       const evaluatedAt = flags.at ?? new Date().toISOString();
+      if (!Number.isInteger(Number(flags.workers)) || Number(flags.workers) < 0) throw new CairnError('INPUT_INVALID', `--workers ${flags.workers} is not a whole number`);
       if (Number.isNaN(Date.parse(evaluatedAt))) throw new CairnError('INPUT_INVALID', `--at ${evaluatedAt} is not an ISO 8601 date-time`);
       const prepared = await loadPreparedKnowledge(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() });
       console.log(`knowledge ${prepared.knowledge.version}: ${prepared.rulesFor(undefined).length} batch rules`);
@@ -42,6 +46,7 @@ export function registerBatchCommand(program: Command): void {
           sources: config.ingest,
           evaluatedAt,
           now: () => new Date(),
+          workers: Number(flags.workers),
           log: (event, detail) => process.stderr.write(`${JSON.stringify({ component: 'ingest', event, ...detail })}\n`),
           ...(process.stderr.isTTY ? { onProgress: (done: number, total: number) => process.stderr.write(`\revaluated ${done}/${total} patients${done === total ? '\n' : ''}`) } : {}),
         });

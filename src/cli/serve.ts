@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import cron from 'node-cron';
 import { runNightly } from '../batch/nightly.ts';
@@ -75,6 +76,7 @@ export function registerServeCommand(program: Command): void {
             sources: config.ingest,
             evaluatedAt: new Date().toISOString(),
             now: () => new Date(),
+            workers: availableParallelism(),
             log: (event, detail) => app.log.info({ ingest: event, ...detail }),
           });
           app.log.info({ run, ingests }, 'nightly batch published');

@@ -1,5 +1,5 @@
 import type { CompiledLibrary } from '../cql-engine/compiler.ts';
-import type { ValueSetIndex } from '../cql-engine/terminology.ts';
+import type { ValueSetExpansion, ValueSetIndex } from '../cql-engine/terminology.ts';
 import type { ElmSummary } from './elm.ts';
 import type { Rule } from './rule-schema.ts';
 
@@ -26,6 +26,8 @@ export interface KnowledgeSet {
   readonly libraries: ReadonlyMap<string, LoadedLibrary>;
   readonly rules: readonly LoadedRule[];
   readonly valueSets: ValueSetIndex;
+  /** The expansions the index was built from (plain data: what worker threads receive). */
+  readonly valueSetExpansions: readonly ValueSetExpansion[];
 }
 
 /** libraryKey is how libraries are indexed: `Name|version` (version may be empty). */

@@ -73,7 +73,7 @@ export async function loadKnowledge(root: string, options: LoadKnowledgeOptions)
   const problems: Problem[] = [];
 
   const libraries = compileLibraries(cqlFiles, options.compiler, problems);
-  const valueSets = loadValueSets(valueSetFiles, problems);
+  const { index: valueSets, expansions } = loadValueSets(valueSetFiles, problems);
   checkValueSetReferences(libraries, valueSets, problems);
   const rules = loadRules(ruleFiles, libraries, problems);
 
@@ -84,7 +84,7 @@ export async function loadKnowledge(root: string, options: LoadKnowledgeOptions)
     });
   }
   const { version, files } = contentVersion([...cqlFiles, ...valueSetFiles, ...ruleFiles]);
-  return Object.freeze({ version, root: absoluteRoot, files: Object.freeze(files), libraries, rules: Object.freeze(rules), valueSets });
+  return Object.freeze({ version, root: absoluteRoot, files: Object.freeze(files), libraries, rules: Object.freeze(rules), valueSets, valueSetExpansions: Object.freeze(expansions) });
 }
 
 /** splitCqlInputs separates CQL source from prebuilt ELM JSON; unparseable JSON is a problem. */
@@ -121,7 +121,7 @@ function compileLibraries(files: readonly InputFile[], compiler: CqlCompiler, pr
   return libraries;
 }
 
-function loadValueSets(files: readonly InputFile[], problems: Problem[]): ValueSetIndex {
+function loadValueSets(files: readonly InputFile[], problems: Problem[]): { index: ValueSetIndex; expansions: ValueSetExpansion[] } {
   const expansions: ValueSetExpansion[] = [];
   for (const { file, text } of files) {
     const parsed = parseJson('VALUESET_INVALID', file, text);
@@ -133,7 +133,7 @@ function loadValueSets(files: readonly InputFile[], problems: Problem[]): ValueS
     expansions.push(...result.expansions);
     problems.push(...result.problems);
   }
-  return new ValueSetIndex(expansions);
+  return { index: new ValueSetIndex(expansions), expansions };
 }
 
 function checkValueSetReferences(libraries: ReadonlyMap<string, LoadedLibrary>, valueSets: ValueSetIndex, problems: Problem[]): void {

@@ -99,6 +99,13 @@ export async function ruleCounts(warehouse: Warehouse, runId: string): Promise<{
   return rows.map((r) => ({ ruleId: String(r.rule_id), alerts: Number(r.alerts), careGaps: Number(r.gaps), errors: Number(r.errors) }));
 }
 
+/** publishedRuns counts the runs published so far (0 before the first). */
+export async function publishedRuns(warehouse: Warehouse): Promise<number> {
+  for (const statement of SCHEMA) await warehouse.connection.run(statement);
+  const rows = await queryRows(warehouse.connection, `SELECT count(*)::INTEGER AS n FROM batch_run`);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** dataSnapshot names the data a run read: the latest ingest run and the patient count. */
 export async function dataSnapshot(warehouse: Warehouse): Promise<string> {
   const rows = await queryRows(warehouse.connection, `SELECT (SELECT max(run_id) FROM ingest_run)::VARCHAR AS last_ingest, (SELECT count(*) FROM patient)::INTEGER AS patients`);

@@ -55,13 +55,16 @@ describe('runBatch over a generated population in DuckDB', () => {
     expect(firstGaps[0]?.n).toBe(first.careGaps);
   });
 
-  it('leaves nothing behind when a run fails before it publishes', async () => {
-    const warehouse = await tempWarehouse();
+  it('gives the same results on worker threads as on one thread', async () => {
     const out = await tempDir();
-    await generatePopulation({ patients: 5, seed: 3, outDir: out });
+    await generatePopulation({ patients: 60, seed: 5, outDir: out });
+    const warehouse = await tempWarehouse();
     await ingestPaths(warehouse, [out], { now: new Date('2026-02-01T00:00:00Z'), sources: ['test'] });
-    await expect(runBatch(warehouse, prepared, { evaluatedAt: 'not a date', now: () => new Date(AT) })).rejects.toThrow(/evaluatedAt/);
-    const rows = await queryRows(warehouse.connection, `SELECT (SELECT count(*) FROM batch_run)::INTEGER AS runs, (SELECT count(*) FROM batch_care_gap)::INTEGER AS gaps`);
-    expect(rows[0]).toEqual({ runs: 0, gaps: 0 });
+    const now = (): Date => new Date(AT);
+    const single = await runBatch(warehouse, prepared, { evaluatedAt: AT, now });
+    const parallel = await runBatch(warehouse, prepared, { evaluatedAt: AT, now, workers: 2 });
+    expect({ ...parallel, runId: '', startedAt: '', finishedAt: '' }).toEqual({ ...single, runId: '', startedAt: '', finishedAt: '' });
+    const rows = async (runId: string) => queryRows(warehouse.connection, `SELECT id, patient_id, rule_id, missing, due_date::VARCHAR AS due FROM batch_care_gap WHERE run_id = $1 ORDER BY id`, [runId]);
+    expect(await rows(parallel.runId)).toEqual(await rows(single.runId));
   });
 });
