@@ -5,7 +5,7 @@ import type { Decision } from '../domain/decisions.ts';
 import type { Problem } from '../domain/errors.ts';
 import { HOOK_IDS } from '../domain/hooks.ts';
 import type { PatientData } from '../cql-engine/patient-source.ts';
-import { evaluateDefines, evaluatePatient } from '../evaluate/evaluate.ts';
+import { evaluateDefines, evaluatePatient, type RuleTrace } from '../evaluate/evaluate.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import { closest } from '../knowledge/closest.ts';
 import { parseJson } from '../knowledge/json-file.ts';
@@ -79,6 +79,8 @@ export interface CaseResult {
   readonly passed: boolean;
   /** One line per difference: `$.card.summary: expected "...", got "..."`. */
   readonly failures: readonly string[];
+  /** What the rule saw and decided (absent when the rule did not run). */
+  readonly trace?: RuleTrace;
 }
 
 /** runRuleCase evaluates a case against prepared knowledge and lists every way the outcome differs from what it expects. */
@@ -96,7 +98,8 @@ export async function runRuleCase(prepared: PreparedKnowledge, loaded: LoadedCas
     ...(testCase.context ? { context: testCase.context } : {}),
   };
   const patient = testCase.patient as unknown as PatientData;
-  const evaluation = await evaluatePatient(prepared, patient, request);
+  const evaluation = await evaluatePatient(prepared, patient, { ...request, trace: true });
+  const trace = evaluation.traces?.find((t) => t.ruleId === ruleId);
   for (const error of evaluation.errors.filter((e) => e.ruleId === ruleId)) failures.push(`rule failed: ${error.message}`);
   const mine = evaluation.decisions.filter((d) => d.ruleId === ruleId);
   if (testCase.expect.fires !== mine.length > 0) {
@@ -127,7 +130,7 @@ export async function runRuleCase(prepared: PreparedKnowledge, loaded: LoadedCas
       failures.push(...subsetDiff(expected, values[name], `$.defines["${name}"]`, true));
     }
   }
-  return { case: loaded, passed: failures.length === 0, failures };
+  return { case: loaded, passed: failures.length === 0, failures, ...(trace ? { trace } : {}) };
 }
 
 function describeDecision(decision: Decision): string {

@@ -3,7 +3,9 @@ import { registerBatchCommand } from './batch.ts';
 import { registerGenerateCommand } from './generate.ts';
 import { registerIngestCommand } from './ingest.ts';
 import { registerKnowledgeCommands } from './knowledge-commands.ts';
+import { registerMeasureCommand } from './measure.ts';
 import { registerServeCommand } from './serve.ts';
+import { registerTestCommand } from './test-command.ts';
 
 /** registerCommands adds every subcommand; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
@@ -12,4 +14,6 @@ export function registerCommands(program: Command): void {
   registerGenerateCommand(program);
   registerBatchCommand(program);
   registerServeCommand(program);
+  registerTestCommand(program);
+  registerMeasureCommand(program);
 }

@@ -1,9 +1,11 @@
 import { availableParallelism } from 'node:os';
+import path from 'node:path';
 import type { Command } from 'commander';
 import cron from 'node-cron';
 import { runNightly } from '../batch/nightly.ts';
 import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles, type ClientAuthenticator } from '../cds-hooks/auth/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
+import { readDashboardAccess } from '../dashboards/access.ts';
 import { CairnError, formatProblem } from '../domain/errors.ts';
 import { createCqlCompiler } from '../cql-engine/compiler.ts';
 import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
@@ -64,6 +66,14 @@ export function registerServeCommand(program: Command): void {
           fhirBudgetMs: config.server.fhirBudgetMs,
           localSource: (patientId, types) => readPatientResources(reader, patientId, types),
         },
+        dashboards: {
+          warehouse,
+          // Until config.ts carries a `dashboards` section: config/dashboards.json (users, OIDC issuer).
+          access: await readDashboardAccess(path.resolve('config/dashboards.json'), { off: config.auth.off }),
+          now: () => new Date(),
+          rules: () => knowledge.current.knowledge.rules.map(({ rule }) => ({ id: rule.id, title: rule.title })),
+          secureCookie: config.server.publicBaseUrl.startsWith('https:'),
+        },
       });
       if (authenticator.warning) app.log.warn(authenticator.warning);
 
@@ -106,7 +116,7 @@ export function registerServeCommand(program: Command): void {
       process.once('SIGTERM', () => void shutdown());
 
       await app.listen({ host: config.server.host, port: config.server.port });
-      app.log.info(`knowledge ${knowledge.current.knowledge.version}; CDS Hooks discovery at ${config.server.publicBaseUrl}/cds-services`);
+      app.log.info(`knowledge ${knowledge.current.knowledge.version}; CDS Hooks discovery at ${config.server.publicBaseUrl}/cds-services; dashboards at ${config.server.publicBaseUrl}/dashboards/`);
       if (flags.demo) {
         const runs = await warehouse.connection.runAndReadAll(`SELECT count(*) FROM information_schema.tables WHERE table_name = 'batch_run'`);
         const hasRuns = Number(runs.getRowsJS()[0]?.[0] ?? 0) > 0 && Number((await warehouse.connection.runAndReadAll('SELECT count(*) FROM batch_run')).getRowsJS()[0]?.[0] ?? 0) > 0;

@@ -8,6 +8,7 @@ import { indexPatient, type PatientData } from '../cql-engine/patient-source.ts'
 import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
 import type { CardTemplate } from '../knowledge/rule-schema.ts';
 import { deterministicUuid, stableStringify } from './ids.ts';
+import type { ConditionTrace } from '../rules-engine/conditions.ts';
 import type { PreparedKnowledge, PreparedRule } from './prepare.ts';
 import { renderJson, renderText, truncateSummary } from './render.ts';
 
@@ -22,6 +23,16 @@ export interface EvaluationRequest {
   readonly hookInstance?: string;
   /** Evaluate only these rules (a CDS service's rule group); all applicable rules when absent. */
   readonly ruleIds?: readonly string[];
+  /** Also return each rule's facts and condition results (for tests and coverage). */
+  readonly trace?: boolean;
+}
+
+/** What one rule saw and decided for one patient, returned when the request asks for a trace. */
+export interface RuleTrace {
+  readonly ruleId: string;
+  readonly facts: Readonly<Record<string, JsonValue>>;
+  readonly conditions: readonly ConditionTrace[];
+  readonly fired: boolean;
 }
 
 const Instant = z.iso.datetime({ offset: true });
@@ -32,7 +43,7 @@ const Instant = z.iso.datetime({ offset: true });
  * decisions plus per-rule errors (a failing rule never hides the others). The same inputs always
  * give byte-identical output.
  */
-export async function evaluatePatient(prepared: PreparedKnowledge, patientData: PatientData, request: EvaluationRequest): Promise<PatientEvaluation> {
+export async function evaluatePatient(prepared: PreparedKnowledge, patientData: PatientData, request: EvaluationRequest): Promise<PatientEvaluation & { readonly traces?: readonly RuleTrace[] }> {
   if (!Instant.safeParse(request.evaluatedAt).success) {
     throw new CairnError('INPUT_INVALID', `evaluatedAt "${request.evaluatedAt}" is not an ISO 8601 instant with a time zone (e.g. 2026-03-01T12:00:00Z)`);
   }
@@ -44,6 +55,7 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
   const results = await executeLibraries(prepared, rules, resources, request.evaluatedAt);
   const decisions: Decision[] = [];
   const errors: RuleError[] = [];
+  const traces: RuleTrace[] | undefined = request.trace ? [] : undefined;
   const contextHash = request.hook ? deterministicUuid(stableStringify(request.context ?? {})) : '';
   for (const rule of rules) {
     const { rule: spec } = rule.loaded;
@@ -55,6 +67,7 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
     try {
       const facts = factsFor(rule, libraryResult.values);
       const outcome = await rule.conditions.evaluate({ ...facts, context: request.context ?? {}, hook: request.hook ?? null });
+      traces?.push({ ruleId: spec.id, facts, conditions: outcome.trace, fired: outcome.fired });
       if (!outcome.fired) continue;
       const base = { ruleId: spec.id, ruleVersion: spec.version, knowledgeVersion };
       if (request.hook) {
@@ -95,6 +108,7 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
     ...(request.hook ? { hook: request.hook } : {}),
     decisions,
     errors,
+    ...(traces ? { traces } : {}),
   };
 }
 

@@ -16,6 +16,7 @@ import {
   type ReportGroup,
   type ReportPopulation,
   type ReportStratifier,
+  sdeObservationId,
 } from './measure-report.ts';
 import { resolvePeriod, type MeasurementPeriod, type PeriodInput } from './period.ts';
 import { applyProportion, membersOf, proportionScore, type MemberKey, type Membership, type PopulationCounts } from './populations.ts';
@@ -35,12 +36,6 @@ export interface EvaluateMeasureOptions {
 /** measurementPeriod resolves the requested period (dates or date-times), or else the Measure's effectivePeriod. */
 export function measurementPeriod(prepared: PreparedMeasure, requested?: Partial<PeriodInput>): MeasurementPeriod {
   return resolvePeriod(requested, prepared.definition.effectivePeriod, prepared.definition.canonical);
-}
-
-/** FHIR ids allow `[A-Za-z0-9\-.]{1,64}`. */
-function fhirId(text: string): string {
-  const cleaned = text.replace(/[^A-Za-z0-9\-.]/g, '-');
-  return cleaned.length <= 64 && cleaned.length > 0 ? cleaned : deterministicUuid(text);
 }
 
 function countsOf(group: GroupDefinition, membership: Membership, within?: ReadonlySet<MemberKey>): PopulationCounts {
@@ -125,7 +120,7 @@ function supplementalObservation(sde: SupplementalDataDefinition, value: unknown
   if (json === null || (Array.isArray(json) && json.length === 0)) return undefined;
   const codings = codingsIn(json);
   const valueConcept: CodeableConcept = codings.length > 0 ? { coding: codings } : { text: typeof json === 'string' ? json : stableStringify(json) };
-  return { resourceType: 'Observation', id: fhirId(`sde-${sde.id}`), status: 'final', code: { text: sde.expression }, valueCodeableConcept: valueConcept };
+  return { resourceType: 'Observation', id: sdeObservationId(sde), status: 'final', code: { text: sde.expression }, valueCodeableConcept: valueConcept };
 }
 
 /**

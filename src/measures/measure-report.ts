@@ -2,7 +2,8 @@
  * FHIR R4 MeasureReport ({@link https://hl7.org/fhir/R4/measurereport.html}) as Cairn writes it:
  * only the elements Cairn fills, readonly, with spec field names.
  */
-import { IMPROVEMENT_NOTATION_SYSTEM, MEASURE_POPULATION_SYSTEM, type GroupDefinition, type ImprovementNotation, type PopulationCode } from './definition.ts';
+import { deterministicUuid } from '../evaluate/ids.ts';
+import { IMPROVEMENT_NOTATION_SYSTEM, MEASURE_POPULATION_SYSTEM, type GroupDefinition, type ImprovementNotation, type PopulationCode, type SupplementalDataDefinition } from './definition.ts';
 
 export interface Coding {
   readonly system?: string;
@@ -120,4 +121,15 @@ export function groupExtensions(group: GroupDefinition): Extension[] {
     { url: EXT_GROUP_IMPROVEMENT_NOTATION, valueCodeableConcept: improvementNotationConcept(group.improvementNotation) },
     { url: EXT_POPULATION_BASIS, valueCode: group.populationBasis },
   ];
+}
+
+/** fhirId makes a valid FHIR id (`[A-Za-z0-9\-.]{1,64}`) from text, hashing it when too long. */
+export function fhirId(text: string): string {
+  const cleaned = text.replace(/[^A-Za-z0-9\-.]/g, '-');
+  return cleaned.length <= 64 && cleaned.length > 0 ? cleaned : deterministicUuid(text);
+}
+
+/** sdeObservationId is the id of the contained Observation carrying a supplemental data element (`sde-...`). */
+export function sdeObservationId(sde: SupplementalDataDefinition): string {
+  return fhirId(sde.id.startsWith('sde-') ? sde.id : `sde-${sde.id}`);
 }

@@ -3,10 +3,13 @@ import type { ConditionNode } from '../knowledge/rule-schema.ts';
 
 /** A condition's outcome for one evaluation, for coverage and explanations. */
 export interface ConditionTrace {
+  /** Where the condition sits in the rule, e.g. `$.conditions.all[1].any[0]`. */
+  readonly at: string;
   readonly fact: string;
   readonly path?: string;
   readonly operator: string;
-  readonly result: boolean;
+  /** Undefined when json-rules-engine short-circuited the condition (not evaluated). */
+  readonly result: boolean | undefined;
 }
 
 export interface ConditionOutcome {
@@ -32,25 +35,25 @@ export function prepareConditions(ruleId: string, conditions: ConditionNode): Pr
       const ruleResult = result.results[0] ?? result.failureResults[0];
       return {
         fired: result.events.length > 0,
-        trace: ruleResult ? collectTrace(ruleResult.conditions as unknown) : [],
+        trace: ruleResult ? collectTrace(ruleResult.conditions as unknown, '$.conditions') : [],
       };
     },
   };
 }
 
-function collectTrace(node: unknown): ConditionTrace[] {
+function collectTrace(node: unknown, at: string): ConditionTrace[] {
   if (!node || typeof node !== 'object') return [];
   const record = node as Record<string, unknown>;
   for (const key of ['all', 'any'] as const) {
-    if (Array.isArray(record[key])) return (record[key] as unknown[]).flatMap(collectTrace);
+    if (Array.isArray(record[key])) return (record[key] as unknown[]).flatMap((child, i) => collectTrace(child, `${at}.${key}[${i}]`));
   }
-  if (record.not) return collectTrace(record.not);
+  if (record.not) return collectTrace(record.not, `${at}.not`);
   if (typeof record.fact !== 'string') return [];
   return [{
+    at,
     fact: record.fact,
     ...(typeof record.path === 'string' ? { path: record.path } : {}),
     operator: String(record.operator),
-    // json-rules-engine leaves `result` unset on conditions it short-circuited.
-    result: record.result === true,
+    result: typeof record.result === 'boolean' ? record.result : undefined,
   }];
 }
