@@ -84,3 +84,35 @@ describe('cairn eval --case', () => {
     expect(result.err).toContain('give exactly one of --patient FILE or --case FILE');
   });
 });
+
+describe('cairn test', () => {
+  async function knowledgeWithCases(cases: Record<string, unknown>): Promise<string> {
+    const root = await copyKnowledge();
+    const { mkdir, writeFile, readFile } = await import('node:fs/promises');
+    await mkdir(path.join(root, 'rules/test-draft-order.tests'));
+    const patient = JSON.parse(await readFile(path.join(FIXTURES, 'patients/test-orders-patient.json'), 'utf8')) as unknown;
+    const context = JSON.parse(await readFile(path.join(FIXTURES, 'patients/test-orders-context.json'), 'utf8')) as unknown;
+    for (const [name, expect] of Object.entries(cases)) {
+      await writeFile(path.join(root, `rules/test-draft-order.tests/${name}.json`), JSON.stringify({ description: name, evaluatedAt: '2026-03-01T12:00:00Z', hook: 'order-select', context, patient, expect }));
+    }
+    return root;
+  }
+
+  it('passes a correct case and reports coverage of conditions and defines', async () => {
+    const root = await knowledgeWithCases({ fires: { fires: true, card: { indicator: 'warning' }, defines: { 'Active Count': 1 } } });
+    const result = await run('test', 'test-draft-order', '--knowledge', root, '--coverage');
+    expect(result.code).toBe(0);
+    expect(result.out).toContain('PASS test-draft-order › fires');
+    expect(result.out).toContain('1 passed, 0 failed');
+    expect(result.out).toMatch(/condition Has Draft Test Order equal true\s+yes\s+NO/);
+  });
+
+  it('prints a diff for each failure and exits 1', async () => {
+    const root = await knowledgeWithCases({ wrong: { fires: true, card: { indicator: 'critical' }, defines: { 'Active Cnt': 1 } } });
+    const result = await run('test', '--knowledge', root);
+    expect(result.code).toBe(1);
+    expect(result.out).toContain('FAIL test-draft-order › wrong');
+    expect(result.out).toContain('$.card.indicator: expected "critical", got "warning"');
+    expect(result.out).toContain('$.defines["Active Cnt"]: no such define in TestOrders|1.0.0 (did you mean "Active Count"?)');
+  });
+});
