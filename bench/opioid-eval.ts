@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CodeService, Executor, type DataProvider } from 'cql-execution';
+import { CodeService, Executor, Library, Repository, type DataProvider } from 'cql-execution';
 import { PatientSource } from 'cql-exec-fhir';
 import { createCqlCompiler } from '../src/cql-engine/compiler.ts';
 import { executeLibrary, prepareLibrary } from '../src/cql-engine/execute.ts';
@@ -10,9 +10,10 @@ import { generateOpioidPatient } from './opioid-patient.ts';
 import { sameStructure, structural } from './structural.ts';
 
 /**
- * Opioid/benzodiazepine library over a generated 200-resource patient: plain cql-exec-fhir
- * (PatientSource built once, reloaded per evaluation) versus Cairn's data layer (patient indexed
- * per evaluation from raw resources, as a CDS request would). Results must be identical.
+ * Opioid/benzodiazepine library over a generated 200-resource patient: plain cql-execution +
+ * cql-exec-fhir (library built by cql-execution alone, PatientSource built once and reloaded per
+ * evaluation) versus Cairn (prepared library with statically bound overloads, patient indexed per
+ * evaluation from raw resources, as a CDS request would). Results must be identical.
  */
 
 const FIXTURES = fileURLToPath(new URL('../test/fixtures/bench/', import.meta.url));
@@ -80,7 +81,9 @@ export async function runOpioidEvalBench(log: (line: string) => void = console.l
   const prepared = prepareLibrary(main, includes, model);
   const executionDateTime = AS_OF;
   const plainSource = PatientSource.FHIRv401();
-  const plainExecutor = new Executor(prepared.library, codeService);
+  // Plain means cql-execution's own Library: prepareLibrary's overload binding must not help it.
+  const plainLibrary = new Library(main as never, new Repository(Object.fromEntries(includes.map((elm, i) => [String(i), elm]))));
+  const plainExecutor = new Executor(plainLibrary, codeService);
   const { DateTime } = await import('cql-execution');
   const when = DateTime.parse(AS_OF.replace('Z', '+00:00'));
   if (when === null) throw new Error('bad AS_OF');

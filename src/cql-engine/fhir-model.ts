@@ -44,6 +44,14 @@ interface FhirObject extends RecordObject {
   _is(typeSpecifier: TypeSpecifier): boolean;
 }
 
+/** Abstract classes a resource-valued element can be declared as. */
+const ABSTRACT_RESOURCES: ReadonlySet<string> = new Set(['Resource', 'DomainResource']);
+
+/** A class name without the model prefix cql-exec-fhir's class infos may or may not carry. */
+function unqualified(className: string): string {
+  return className.replace(/^FHIR\./, '');
+}
+
 type FhirObjectConstructor = new (json: unknown, classInfo: FhirClassInfo, modelInfo: FhirModelInfo) => FhirObject;
 
 /** FhirModel is a parsed FHIR model info shared by every patient source; build it once per process. */
@@ -88,7 +96,7 @@ export function loadFhirR4Model(): FhirModel {
     throw new Error('cql-exec-fhir: FHIRWrapper no longer exposes its parsed model info; fhir-model.ts needs updating');
   }
   const FhirObjectBase = (wrapper.wrap({ resourceType: 'Basic' }) as object).constructor as FhirObjectConstructor;
-  const FhirObject = fastFhirObjectClass(FhirObjectBase);
+  const FhirObject = fastFhirObjectClass(FhirObjectBase, modelInfo);
 
   const patientClass = modelInfo.findClass(modelInfo.patientClassIdentifier ?? modelInfo.patientClassName);
   if (patientClass === undefined) throw new Error(`FHIR model info has no patient class ${modelInfo.patientClassName}`);
@@ -136,8 +144,14 @@ export function loadFhirR4Model(): FhirModel {
  *   for choice-typed code paths hits this for every CodeableConcept-valued MedicationRequest.
  *   Dotted paths are walked one step at a time for the same reason, with cql-exec-fhir's outcomes:
  *   null stays null/undefined, a list or System value in the middle gives undefined.
+ *
+ * One deliberate difference in answers: a resource held in an element declared as the abstract
+ * `FHIR.Resource` or `FHIR.DomainResource` (`contained`, `Bundle.entry.resource`, ...) is read as
+ * the class its own `resourceType` names. cql-exec-fhir reads it as the declared class, so
+ * `R is FHIR.Medication` is false for a contained Medication and a `#id` medicationReference
+ * resolves to nothing.
  */
-function fastFhirObjectClass(Base: FhirObjectConstructor): FhirObjectConstructor {
+function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelInfo): FhirObjectConstructor {
   interface TypeFacts {
     readonly hierarchy: TypeHierarchy;
     readonly names: ReadonlySet<string>;
@@ -227,13 +241,28 @@ function fastFhirObjectClass(Base: FhirObjectConstructor): FhirObjectConstructor
     return value instanceof CqlDate || value instanceof CqlDateTime;
   }
 
+  /** adopt switches values cql-exec-fhir built to this class (in place: `get` returns fresh objects and arrays). */
   function adopt(value: unknown): unknown {
     if (Array.isArray(value)) {
-      for (const item of value) adopt(item);
+      for (let i = 0; i < value.length; i++) value[i] = adopt(value[i]);
     } else if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Base.prototype) {
       Object.setPrototypeOf(value, FastFhirObject.prototype);
+      return asOwnResourceType(value as FhirObject);
     }
     return value;
+  }
+
+  /** A resource read as an abstract resource class, re-read as the class its `resourceType` names (see above). */
+  function asOwnResourceType(object: FhirObject): FhirObject {
+    const declared = object.getTypeInfo();
+    if (declared == null || !ABSTRACT_RESOURCES.has(unqualified(declared.name))) return object;
+    const resourceType = (object as unknown as { readonly _json?: { readonly resourceType?: unknown } })._json?.resourceType;
+    if (typeof resourceType !== 'string') return object;
+    const own = modelInfo.findClass(resourceType);
+    if (own === undefined || unqualified(own.name) !== resourceType) return object;
+    const retyped = new FastFhirObject((object as unknown as { readonly _json: unknown })._json, own, modelInfo);
+    // Only ever narrow: the own class must derive from the declared one.
+    return retyped._is({ type: 'NamedTypeSpecifier', name: `{http://hl7.org/fhir}${unqualified(declared.name)}` } as TypeSpecifier) ? retyped : object;
   }
 
   return FastFhirObject;

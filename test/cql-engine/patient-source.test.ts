@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CodeService, DateTime, Executor, Interval, type DataProvider } from 'cql-execution';
+import { Code, CodeService, Concept, DateTime, Executor, Interval, Library, Repository, type DataProvider } from 'cql-execution';
 import { PatientSource } from 'cql-exec-fhir';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateOpioidPatient } from '../../bench/opioid-patient.ts';
@@ -33,12 +33,17 @@ afterAll(() => {
   vi.restoreAllMocks();
 });
 
-/** Plain cql-exec-fhir: one PatientSource, reloaded per case (its construction re-parses the model). */
-async function runPlain(prepared: PreparedLibrary, bundles: readonly unknown[], codeService: CodeService, parameters: Defines, options: PatientSourceOptions = {}): Promise<Record<string, Outcome>> {
+/** cql-execution's own Library for the same ELM: no overload binding, the reference for "plain". */
+function plainLibrary(main: unknown, includes: readonly unknown[]): Library {
+  return new Library(main as never, new Repository(Object.fromEntries(includes.map((elm, i) => [String(i), elm]))));
+}
+
+/** Plain cql-execution + cql-exec-fhir: one PatientSource, reloaded per case (its construction re-parses the model). */
+async function runPlain(library: Library, bundles: readonly unknown[], codeService: CodeService, parameters: Defines, options: PatientSourceOptions = {}): Promise<Record<string, Outcome>> {
   const source = options.requireProfileTagging === true ? PatientSource.FHIRv401({ requireProfileTagging: true }) : plainSource;
   source.reset();
   source.loadBundles([...bundles]);
-  const executor = new Executor(prepared.library, codeService, parameters);
+  const executor = new Executor(library, codeService, parameters);
   try {
     const results = await executor.exec_patient_context(source as unknown as DataProvider, DateTime.parse(AS_OF) as DateTime);
     return Object.fromEntries(Object.entries(results.patientResults).map(([id, defines]) => [id, { ok: true, defines: defines as Defines }]));
@@ -77,6 +82,7 @@ function readJson(path: string): unknown {
 interface Measure {
   readonly folder: string;
   readonly prepared: PreparedLibrary;
+  readonly plain: Library;
   readonly codeService: CodeService;
   readonly parameters: Defines;
   readonly tests: readonly { readonly file: string; readonly bundle: PatientData }[];
@@ -86,7 +92,9 @@ function loadMeasure(folder: string): Measure {
   const dir = `${ECQM}measures/${folder}/`;
   const { measure, libraries } = readJson(`${dir}libraries.json`) as { measure: string; libraries: Record<string, string> };
   const elm = (name: string): unknown => readJson(`${ECQM}elm/${name}-${libraries[name]}.json`);
-  const prepared = prepareLibrary(elm(measure), Object.keys(libraries).filter((n) => n !== measure).map(elm), model);
+  const includes = Object.keys(libraries).filter((n) => n !== measure).map(elm);
+  const prepared = prepareLibrary(elm(measure), includes, model);
+  const plain = plainLibrary(elm(measure), includes);
   const files = readdirSync(dir);
   const codeService = codeServiceFromBundle(readJson(`${dir}${files.find((f) => f.startsWith('valuesets-'))}`) as Parameters<typeof codeServiceFromBundle>[0]);
   const period = (readJson(`${dir}${files.find((f) => f.startsWith('Measure-'))}`) as { effectivePeriod: { start: string; end: string } }).effectivePeriod;
@@ -94,7 +102,7 @@ function loadMeasure(folder: string): Measure {
     'Measurement Period': new Interval(DateTime.parse(`${period.start}T00:00:00.000`), DateTime.parse(`${period.end}T23:59:59.999`), true, true),
   };
   const tests = readdirSync(`${dir}tests/`).sort().map((file) => ({ file, bundle: readJson(`${dir}tests/${file}`) as PatientData }));
-  return { folder, prepared, codeService, parameters, tests };
+  return { folder, prepared, plain, codeService, parameters, tests };
 }
 
 const MEASURES = HAVE_ECQM ? readdirSync(`${ECQM}measures/`).sort() : [];
@@ -110,7 +118,7 @@ describe.skipIf(!HAVE_ECQM)(`eCQM QI-Core 2024 content: every define equals plai
       expect(m.tests.length).toBeGreaterThan(40);
       let evaluated = 0;
       for (const { file, bundle } of m.tests) {
-        const plain = Object.values(await runPlain(m.prepared, [bundle], m.codeService, m.parameters))[0];
+        const plain = Object.values(await runPlain(m.plain, [bundle], m.codeService, m.parameters))[0];
         const ours = await runOurs(m.prepared, bundle, m.codeService, m.parameters);
         expect(render(ours), `${folder} ${file}`).toEqual(render(plain));
         if (ours.ok) evaluated++;
@@ -124,7 +132,7 @@ describe.skipIf(!HAVE_ECQM)(`eCQM QI-Core 2024 content: every define equals plai
     const m = loadMeasure(MEASURES.find((f) => f.startsWith('CMS125')) ?? '');
     const options = { requireProfileTagging: true };
     for (const { file, bundle } of m.tests.slice(0, 15)) {
-      const plain = Object.values(await runPlain(m.prepared, [bundle], m.codeService, m.parameters, options))[0];
+      const plain = Object.values(await runPlain(m.plain, [bundle], m.codeService, m.parameters, options))[0];
       const ours = await runOurs(m.prepared, bundle, m.codeService, m.parameters, options);
       expect(render(ours), file).toEqual(render(plain));
     }
@@ -133,7 +141,7 @@ describe.skipIf(!HAVE_ECQM)(`eCQM QI-Core 2024 content: every define equals plai
   it('a multi-patient source gives the same per-patient results as cql-exec-fhir loadBundles', async () => {
     const m = loadMeasure(MEASURES.find((f) => f.startsWith('CMS130')) ?? '');
     const bundles = m.tests.slice(0, 8).map((t) => t.bundle);
-    const plain = await runPlain(m.prepared, bundles, m.codeService, m.parameters);
+    const plain = await runPlain(m.plain, bundles, m.codeService, m.parameters);
     const executor = new Executor(m.prepared.library, m.codeService, m.parameters);
     const when = DateTime.parse(AS_OF) as DateTime;
     const fromIterable = await executor.exec_patient_context(createPatientSource(model, bundles), when);
@@ -168,6 +176,7 @@ define "Code Texts": [Observation] O return O.code.text
   let edges: PreparedLibrary;
   let opioid: PreparedLibrary;
   let opioidCodes: CodeService;
+  const plainOf = new Map<PreparedLibrary, Library>();
 
   beforeAll(() => {
     const compiler = createCqlCompiler({ cacheDir: CACHE_DIR });
@@ -176,7 +185,10 @@ define "Code Texts": [Observation] O return O.code.text
       expect(result.problems).toEqual([]);
       const main = result.libraries[result.libraries.length - 1];
       if (main === undefined) throw new Error(`${file} produced no library`);
-      return prepareLibrary(main.elm, result.libraries.filter((l) => l !== main).map((l) => l.elm), model);
+      const includes = result.libraries.filter((l) => l !== main).map((l) => l.elm);
+      const prepared = prepareLibrary(main.elm, includes, model);
+      plainOf.set(prepared, plainLibrary(main.elm, includes));
+      return prepared;
     };
     edges = compile('test/DataLayerEdges.cql', EDGE_CQL);
     opioid = compile('test/fixtures/bench/OpioidBenzoBench.cql', readFileSync(`${BENCH_FIXTURES}OpioidBenzoBench.cql`, 'utf8'));
@@ -205,7 +217,7 @@ define "Code Texts": [Observation] O return O.code.text
   for (const { name, input } of cases) {
     it(`edge library: ${name}`, async () => {
       const bundle = Array.isArray(input) ? { resourceType: 'Bundle', entry: input.map((resource) => ({ resource })) } : input;
-      const plain = Object.values(await runPlain(edges, [bundle], new CodeService({}), {}))[0];
+      const plain = Object.values(await runPlain(plainOf.get(edges) as Library, [bundle], new CodeService({}), {}))[0];
       const ours = await runOurs(edges, input, new CodeService({}), {});
       expect(ours.ok).toBe(true);
       expect(render(ours)).toEqual(render(plain));
@@ -215,7 +227,7 @@ define "Code Texts": [Observation] O return O.code.text
   it('opioid bench library over generated patients', async () => {
     for (const seed of [1, 2, 3]) {
       const resources = generateOpioidPatient({ resources: 60, seed, asOf: AS_OF });
-      const plain = Object.values(await runPlain(opioid, [{ resourceType: 'Bundle', entry: resources.map((resource) => ({ resource })) }], opioidCodes, {}))[0];
+      const plain = Object.values(await runPlain(plainOf.get(opioid) as Library, [{ resourceType: 'Bundle', entry: resources.map((resource) => ({ resource })) }], opioidCodes, {}))[0];
       const ours = await runOurs(opioid, resources, opioidCodes, {});
       expect(ours.ok).toBe(true);
       expect(render(ours), `seed ${seed}`).toEqual(render(plain));
@@ -250,5 +262,69 @@ define "Code Texts": [Observation] O return O.code.text
   it('prepareLibrary reports includes that do not resolve', () => {
     const main = { library: { identifier: { id: 'Main', version: '1' }, includes: { def: [{ localIdentifier: 'H', path: 'Helpers', version: '2' }] } } };
     expect(() => prepareLibrary(main, [], model)).toThrow(expect.objectContaining({ code: 'CQL_INCLUDE' }));
+  });
+});
+
+describe('contained resources are read as their own resourceType', () => {
+  const CONTAINED_CQL = `library ContainedResources version '1.0.0'
+using FHIR version '4.0.1'
+include FHIRHelpers version '4.0.1' called FHIRHelpers
+context Patient
+define "Order": First([MedicationRequest])
+define "Contained Medication":
+  First("Order".contained C
+    where C is FHIR.Medication and ('#' + C.id) = ("Order".medication as FHIR.Reference).reference.value)
+define "Is Medication": "Contained Medication" is FHIR.Medication
+define "Medication Code": FHIRHelpers.ToConcept(("Contained Medication" as FHIR.Medication).code)
+define "Contained Ids": "Order".contained C return all C.id.value
+define "Contained Types": "Order".contained C return all (if C is FHIR.Medication then 'Medication' else if C is FHIR.Practitioner then 'Practitioner' else 'other')
+`;
+  const RXNORM = 'http://www.nlm.nih.gov/research/umls/rxnorm';
+  const patient: FhirResource = { resourceType: 'Patient', id: 'p1' };
+  const order: FhirResource = {
+    resourceType: 'MedicationRequest',
+    id: 'mr1',
+    status: 'draft',
+    intent: 'order',
+    contained: [
+      { resourceType: 'Practitioner', id: 'doc' },
+      { resourceType: 'Medication', id: 'med1', code: { coding: [{ system: RXNORM, code: '1049621', display: 'oxycodone 5 MG Oral Tablet' }] } },
+    ],
+    medicationReference: { reference: '#med1' },
+    subject: { reference: 'Patient/p1' },
+  };
+
+  let prepared: PreparedLibrary;
+  let plain: Library;
+
+  beforeAll(() => {
+    const result = createCqlCompiler({ cacheDir: CACHE_DIR }).compile([{ file: 'test/ContainedResources.cql', text: CONTAINED_CQL }], []);
+    expect(result.problems).toEqual([]);
+    const main = result.libraries.find((l) => l.name === 'ContainedResources');
+    if (main === undefined) throw new Error('ContainedResources did not compile');
+    const includes = result.libraries.filter((l) => l !== main).map((l) => l.elm);
+    prepared = prepareLibrary(main.elm, includes, model);
+    plain = plainLibrary(main.elm, includes);
+  }, 120_000);
+
+  it('is FHIR.Medication / as FHIR.Medication see a contained Medication, and #id resolves', async () => {
+    const ours = await runOurs(prepared, [patient, order], new CodeService({}), {});
+    if (!ours.ok) throw new Error(ours.message);
+    expect(ours.defines['Is Medication']).toBe(true);
+    const concept = ours.defines['Medication Code'] as Concept;
+    expect(concept).toBeInstanceOf(Concept);
+    expect(concept.codes.map((c: Code) => [c.system, c.code])).toEqual([[RXNORM, '1049621']]);
+    expect(ours.defines['Contained Ids']).toEqual(['doc', 'med1']);
+    expect(ours.defines['Contained Types']).toEqual(['Practitioner', 'Medication']);
+  });
+
+  it('differs from cql-exec-fhir only where it typed contained resources as FHIR.Resource', async () => {
+    const bundle = { resourceType: 'Bundle', entry: [patient, order].map((resource) => ({ resource })) };
+    const theirs = Object.values(await runPlain(plain, [bundle], new CodeService({}), {}))[0];
+    if (theirs === undefined || !theirs.ok) throw new Error('plain run failed');
+    expect(theirs.defines['Contained Medication']).toBeNull();
+    expect(theirs.defines['Medication Code']).toBeNull();
+    expect(theirs.defines['Contained Ids']).toEqual(['doc', 'med1']);
+    expect(theirs.defines['Contained Types']).toEqual(['other', 'other']);
   });
 });
