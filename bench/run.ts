@@ -1,3 +1,4 @@
+import { runCdsHooksLoadBench } from './cds-hooks-load.ts';
 import { runOpioidEvalBench } from './opioid-eval.ts';
 
 /**
@@ -6,6 +7,7 @@ import { runOpioidEvalBench } from './opioid-eval.ts';
  */
 const BENCHES: readonly { readonly name: string; readonly run: () => Promise<unknown> }[] = [
   { name: 'opioid-eval', run: () => runOpioidEvalBench() },
+  { name: 'cds-hooks-load', run: () => runCdsHooksLoadBench() },
 ];
 
 let failed = 0;

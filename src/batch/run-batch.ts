@@ -3,6 +3,9 @@ import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import type { Warehouse } from '../warehouse/database.ts';
 import { countPatients, streamPatients, type PatientRecord } from '../warehouse/read.ts';
 import { beginRun, dataSnapshot, publishedRuns, type PatientResults, type RunSummary } from '../warehouse/results.ts';
+import { measurementPeriod } from '../measures/evaluate.ts';
+import type { IndividualReport } from '../measures/measure-report.ts';
+import { createSummarizer } from '../measures/summarize.ts';
 import { evaluateForBatch } from './patient-evaluation.ts';
 import { createEvaluationPool } from './pool.ts';
 
@@ -21,7 +24,8 @@ const SLICE = 25;
 
 /**
  * runBatch evaluates every patient in the warehouse against the knowledge's active batch rules
- * and publishes the alerts, care gaps and errors of the run atomically: until the run commits,
+ * and measures, and publishes the alerts, care gaps, MeasureReports (individual, summary,
+ * subject-list) and errors of the run atomically: until the run commits,
  * readers see the previous run; a run that fails or is killed leaves nothing behind, and the next
  * run starts over, so no patient is ever counted twice. A patient that cannot be evaluated is an
  * error row, never a failed run.
@@ -38,11 +42,13 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
   const writer = await beginRun(warehouse, runId);
   const pool = options.workers ? createEvaluationPool(prepared.knowledge, options.workers) : undefined;
   const counts = { patients: 0, alerts: 0, careGaps: 0, errors: 0 };
+  const summarizers = new Map(prepared.measures.map((m) => [m.definition.canonical, createSummarizer(m, { period: measurementPeriod(m) })]));
   let writes: Promise<void> = Promise.resolve();
   const record = (results: readonly PatientResults[]): Promise<void> => {
     writes = writes.then(async () => {
       for (const r of results) {
         await writer.add(r);
+        for (const { measure, report } of r.measureReports) summarizers.get(measure)?.add(report as IndividualReport);
         counts.patients++;
         counts.alerts += r.alerts.length;
         counts.careGaps += r.careGaps.length;
@@ -70,6 +76,10 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
     }
     await Promise.all(inFlight);
     await writes;
+    for (const [measure, summarizer] of summarizers) {
+      await writer.addMeasureReport(measure, 'summary', summarizer.finish('summary'));
+      await writer.addMeasureReport(measure, 'subject-list', summarizer.finish('subject-list'));
+    }
     const summary: RunSummary = { runId, startedAt, finishedAt: options.now().toISOString(), evaluatedAt: options.evaluatedAt, knowledgeVersion, dataSnapshot: snapshot, ...counts };
     await writer.publish(summary);
     return summary;

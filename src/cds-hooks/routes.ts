@@ -87,7 +87,24 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       ...(deps.fhirBudgetMs ? { budgetMs: deps.fhirBudgetMs } : {}),
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
     });
+    const patientId = String(context.patientId);
+    const audit = (status: number, cards: readonly IssuedCard[], counts: { suppressed: number; ruleErrors: number }, at: string): Promise<void> =>
+      deps.store.recordInvocation({
+        serviceId: service.id,
+        hook: service.hook,
+        hookInstance: hookRequest.hookInstance,
+        client: request.cdsClient ?? 'unknown',
+        patientId,
+        knowledgeVersion: prepared.knowledge.version,
+        at,
+        durationMs: Math.round(performance.now() - started),
+        status,
+        cards,
+        ...counts,
+      });
     if (data.missing.length > 0) {
+      // A call answered 412 is an invocation too: the audit trail shows the EHR could not give the data.
+      await audit(412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
       return sendProblem(reply, {
         title: 'Prefetch data missing',
         status: 412,
@@ -95,7 +112,6 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
         missing: data.missing.map((m) => ({ key: m.key, template: m.template, reason: m.reason })),
       });
     }
-    const patientId = String(context.patientId);
     const evaluatedAt = deps.now().toISOString();
     const evaluation = await evaluatePatient(prepared, data.resources as never, {
       evaluatedAt,
@@ -120,20 +136,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       indicator: d.card.indicator,
       issuedAt: evaluatedAt,
     }));
-    await deps.store.recordInvocation({
-      serviceId: service.id,
-      hook: service.hook,
-      hookInstance: hookRequest.hookInstance,
-      client: request.cdsClient ?? 'unknown',
-      patientId,
-      knowledgeVersion: prepared.knowledge.version,
-      at: evaluatedAt,
-      durationMs: Math.round(performance.now() - started),
-      status: 200,
-      cards,
-      suppressed: decisions.length - shown.length,
-      ruleErrors: evaluation.errors.length,
-    });
+    await audit(200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
     return { cards: shown.map((d) => d.card) };
   });
 

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   VALUESET_INVALID: 'A value-set file is not a usable FHIR R4 ValueSet.',
   RULE_INVALID: 'A rule document does not match the rule schema.',
   RULE_REFERENCE: 'A rule names a CQL library or define that does not exist.',
+  MEASURE_INVALID: 'A measure is not a usable FHIR Measure, or names a library or define that does not exist.',
   INPUT_INVALID: 'Input data is not what the command or API expects.',
   EVALUATION_FAILED: 'Evaluating a rule or library failed for this patient.',
   WAREHOUSE_BUSY: 'The analytical database is opened for writing by another process.',

@@ -1,4 +1,5 @@
-import type { Problem } from '../domain/errors.ts';
+import { CairnError, type Problem } from '../domain/errors.ts';
+import { prepareMeasure, type PreparedMeasure } from '../measures/prepare.ts';
 import { BATCH, HOOK_IDS, type HookId } from '../domain/hooks.ts';
 import { prepareLibrary, type PreparedLibrary } from '../cql-engine/execute.ts';
 import type { FhirModel } from '../cql-engine/fhir-model.ts';
@@ -21,6 +22,8 @@ export interface PreparedKnowledge {
   readonly model: FhirModel;
   readonly libraries: ReadonlyMap<string, PreparedLibrary>;
   readonly rules: readonly PreparedRule[];
+  /** Measures (from `measures/`), each with its library prepared; the nightly batch runs them all. */
+  readonly measures: readonly PreparedMeasure[];
   /** Active rules that run in `hook`, or in the nightly batch when `hook` is undefined. */
   rulesFor(hook: HookId | undefined): readonly PreparedRule[];
 }
@@ -54,6 +57,16 @@ export function prepareKnowledge(knowledge: KnowledgeSet, model: FhirModel): Pre
     }
     rules.push(Object.freeze({ loaded, libraryKey: key, conditions: prepareConditions(loaded.rule.id, loaded.rule.conditions) }));
   }
+  const measures: PreparedMeasure[] = [];
+  const measureLibraries = [...knowledge.libraries.values()].map((lib) => ({ elm: lib.compiled.elm }));
+  for (const loaded of knowledge.measures) {
+    try {
+      measures.push(prepareMeasure(loaded.json, measureLibraries, knowledge.valueSets, model, { file: loaded.file }));
+    } catch (error) {
+      if (!(error instanceof CairnError)) throw error;
+      problems.push(...(error.problems.length ? error.problems : [{ code: 'MEASURE_INVALID' as const, file: loaded.file, message: error.message }]));
+    }
+  }
   if (problems.length > 0) return { problems };
   const active = rules.filter(({ loaded }) => loaded.rule.status === 'active');
   const byHook = new Map<HookId | typeof BATCH, readonly PreparedRule[]>([
@@ -61,5 +74,5 @@ export function prepareKnowledge(knowledge: KnowledgeSet, model: FhirModel): Pre
     ...HOOK_IDS.map((hook) => [hook, Object.freeze(active.filter(({ loaded }) => (loaded.rule.runs.hooks ?? []).includes(hook)))] as const),
   ]);
   const rulesFor = (hook: HookId | undefined): readonly PreparedRule[] => byHook.get(hook ?? BATCH) ?? [];
-  return { problems, prepared: Object.freeze({ knowledge, model, libraries, rules: Object.freeze(rules), rulesFor }) };
+  return { problems, prepared: Object.freeze({ knowledge, model, libraries, rules: Object.freeze(rules), measures: Object.freeze(measures), rulesFor }) };
 }

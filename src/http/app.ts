@@ -1,10 +1,13 @@
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { cdsHooksRoutes, type CdsHooksDeps } from '../cds-hooks/routes.ts';
+import { dashboardRoutes, type DashboardDeps } from '../dashboards/routes.ts';
 import { sendProblem } from './problem.ts';
 
 export interface AppOptions {
   readonly cdsHooks: CdsHooksDeps;
+  /** The report API (`/api/`) and web dashboards (`/dashboards/`); absent: not served. */
+  readonly dashboards?: DashboardDeps;
   /** Origins allowed to call from a browser (e.g. the CDS Hooks sandbox); echoed back, never `*`. */
   readonly corsOrigins: readonly string[];
   /** Largest accepted request body in bytes; larger gets 413. */
@@ -51,5 +54,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) => sendProblem(reply, { title: 'Not found', status: 404, detail: `no route ${request.method} ${request.url.split('?')[0]}` }));
 
   await app.register(async (scope) => cdsHooksRoutes(scope, options.cdsHooks));
+  const dashboards = options.dashboards;
+  if (dashboards) await app.register(async (scope) => dashboardRoutes(scope, dashboards));
   return app;
 }

@@ -1,5 +1,6 @@
 import type { CompiledLibrary } from '../cql-engine/compiler.ts';
 import type { ValueSetExpansion, ValueSetIndex } from '../cql-engine/terminology.ts';
+import type { MeasureDefinition } from '../measures/definition.ts';
 import type { ElmSummary } from './elm.ts';
 import type { Rule } from './rule-schema.ts';
 
@@ -7,6 +8,13 @@ import type { Rule } from './rule-schema.ts';
 export interface LoadedRule {
   readonly file: string;
   readonly rule: Rule;
+}
+
+/** A FHIR Measure from `measures/`, parsed and checked against the libraries. */
+export interface LoadedMeasure {
+  readonly file: string;
+  readonly json: unknown;
+  readonly definition: MeasureDefinition;
 }
 
 /** A compiled library with what the loader read from its ELM. */
@@ -25,6 +33,8 @@ export interface KnowledgeSet {
   readonly files: readonly { readonly file: string; readonly sha256: string }[];
   readonly libraries: ReadonlyMap<string, LoadedLibrary>;
   readonly rules: readonly LoadedRule[];
+  /** Measures run nightly (`measures/*.json`). */
+  readonly measures: readonly LoadedMeasure[];
   readonly valueSets: ValueSetIndex;
   /** The expansions the index was built from (plain data: what worker threads receive). */
   readonly valueSetExpansions: readonly ValueSetExpansion[];

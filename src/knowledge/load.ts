@@ -6,14 +6,16 @@ import type { CqlCompiler, CqlSource, ElmSource } from '../cql-engine/compiler.t
 import { ValueSetIndex, type ValueSetExpansion } from '../cql-engine/terminology.ts';
 import { summarizeElm } from './elm.ts';
 import { parseJson } from './json-file.ts';
-import { findLibrary, libraryKey, type KnowledgeSet, type LoadedLibrary, type LoadedRule } from './knowledge-set.ts';
+import { parseMeasure, type MeasureDefinition } from '../measures/definition.ts';
+import { closest } from './closest.ts';
+import { findLibrary, libraryKey, type KnowledgeSet, type LoadedLibrary, type LoadedMeasure, type LoadedRule } from './knowledge-set.ts';
 import { checkRuleReferences } from './rule-checks.ts';
 import { RuleSchema } from './rule-schema.ts';
 import { parseValueSetFile } from './value-sets.ts';
 import { zodProblems } from './zod-problems.ts';
 
 /** The folders of a knowledge directory. Rule test cases live in `rules/<rule-id>.tests/`. */
-export const KNOWLEDGE_FOLDERS = { cql: 'cql', valueSets: 'value-sets', rules: 'rules' } as const;
+export const KNOWLEDGE_FOLDERS = { cql: 'cql', valueSets: 'value-sets', rules: 'rules', measures: 'measures' } as const;
 
 const isCqlInput = (name: string): boolean => name.endsWith('.cql') || name.endsWith('.json');
 
@@ -65,10 +67,11 @@ export interface LoadKnowledgeOptions {
  */
 export async function loadKnowledge(root: string, options: LoadKnowledgeOptions): Promise<KnowledgeSet> {
   const absoluteRoot = path.resolve(root);
-  const [cqlFiles, valueSetFiles, ruleFiles] = await Promise.all([
+  const [cqlFiles, valueSetFiles, ruleFiles, measureFiles] = await Promise.all([
     listFiles(absoluteRoot, KNOWLEDGE_FOLDERS.cql, isCqlInput),
     listFiles(absoluteRoot, KNOWLEDGE_FOLDERS.valueSets, (n) => n.endsWith('.json')),
     listFiles(absoluteRoot, KNOWLEDGE_FOLDERS.rules, (n) => n.endsWith('.json'), (dir) => dir.endsWith('.tests')),
+    listFiles(absoluteRoot, KNOWLEDGE_FOLDERS.measures, (n) => n.endsWith('.json')),
   ]);
   const problems: Problem[] = [];
 
@@ -76,6 +79,7 @@ export async function loadKnowledge(root: string, options: LoadKnowledgeOptions)
   const { index: valueSets, expansions } = loadValueSets(valueSetFiles, problems);
   checkValueSetReferences(libraries, valueSets, problems);
   const rules = loadRules(ruleFiles, libraries, problems);
+  const measures = loadMeasures(measureFiles, libraries, problems);
 
   if (problems.length > 0) {
     throw new CairnError('KNOWLEDGE_INVALID', `knowledge in ${absoluteRoot} has ${problems.length} problem(s); nothing from it is used`, {
@@ -83,8 +87,8 @@ export async function loadKnowledge(root: string, options: LoadKnowledgeOptions)
       context: { root: absoluteRoot },
     });
   }
-  const { version, files } = contentVersion([...cqlFiles, ...valueSetFiles, ...ruleFiles]);
-  return Object.freeze({ version, root: absoluteRoot, files: Object.freeze(files), libraries, rules: Object.freeze(rules), valueSets, valueSetExpansions: Object.freeze(expansions) });
+  const { version, files } = contentVersion([...cqlFiles, ...valueSetFiles, ...ruleFiles, ...measureFiles]);
+  return Object.freeze({ version, root: absoluteRoot, files: Object.freeze(files), libraries, rules: Object.freeze(rules), measures: Object.freeze(measures), valueSets, valueSetExpansions: Object.freeze(expansions) });
 }
 
 /** splitCqlInputs separates CQL source from prebuilt ELM JSON; unparseable JSON is a problem. */
@@ -179,4 +183,52 @@ function loadRules(files: readonly InputFile[], libraries: ReadonlyMap<string, L
     rules.push(Object.freeze({ file, rule }));
   }
   return rules;
+}
+
+function loadMeasures(files: readonly InputFile[], libraries: ReadonlyMap<string, LoadedLibrary>, problems: Problem[]): LoadedMeasure[] {
+  const measures: LoadedMeasure[] = [];
+  const urls = new Map<string, string>();
+  for (const { file, text } of files) {
+    const parsed = parseJson('MEASURE_INVALID', file, text);
+    if (!parsed.ok) {
+      problems.push(parsed.problem);
+      continue;
+    }
+    let definition: MeasureDefinition;
+    try {
+      definition = parseMeasure(parsed.value, file);
+    } catch (error) {
+      if (!(error instanceof CairnError)) throw error;
+      problems.push(...(error.problems.length ? error.problems.map((p) => ({ ...p, code: 'MEASURE_INVALID' as const })) : [{ code: 'MEASURE_INVALID' as const, file, message: error.message }]));
+      continue;
+    }
+    const earlier = urls.get(definition.canonical);
+    if (earlier) problems.push({ code: 'MEASURE_INVALID', file, path: '$.url', message: `measure ${definition.canonical} is also defined in ${earlier}` });
+    urls.set(definition.canonical, file);
+    const { name, version } = definition.library;
+    const library = findLibrary({ libraries }, name, version);
+    if (!library) {
+      problems.push({ code: 'MEASURE_INVALID', file, path: '$.library[0]', message: `measure ${definition.canonical} runs CQL library ${name}${version ? ` version '${version}'` : ''}, which is not loaded` });
+      continue;
+    }
+    const defines = new Set(library.summary.defines);
+    for (const expression of measureExpressions(definition)) {
+      if (defines.has(expression.name)) continue;
+      const suggestion = closest(expression.name, defines);
+      problems.push({ code: 'MEASURE_INVALID', file, path: expression.path, message: `"${expression.name}" is not a define of ${name}`, ...(suggestion ? { hint: `did you mean "${suggestion}"?` } : {}) });
+    }
+    measures.push(Object.freeze({ file, json: parsed.value, definition }));
+  }
+  return measures;
+}
+
+/** measureExpressions lists every define a measure's populations, stratifiers and supplemental data name, with where. */
+function measureExpressions(definition: MeasureDefinition): { name: string; path: string }[] {
+  const out: { name: string; path: string }[] = [];
+  definition.groups.forEach((group, g) => {
+    group.populations.forEach((p, i) => out.push({ name: p.expression, path: `$.group[${g}].population[${i}].criteria.expression` }));
+    group.stratifiers.forEach((st, i) => st.expression && out.push({ name: st.expression, path: `$.group[${g}].stratifier[${i}].criteria.expression` }));
+  });
+  definition.supplementalData.forEach((sde, i) => out.push({ name: sde.expression, path: `$.supplementalData[${i}].criteria.expression` }));
+  return out;
 }

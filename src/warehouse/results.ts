@@ -12,7 +12,12 @@ const SCHEMA = [
      rule_version VARCHAR NOT NULL, severity VARCHAR NOT NULL, message VARCHAR NOT NULL, category VARCHAR)`,
   `CREATE TABLE IF NOT EXISTS batch_care_gap (
      run_id VARCHAR NOT NULL, id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, rule_id VARCHAR NOT NULL,
-     rule_version VARCHAR NOT NULL, measure VARCHAR, guideline VARCHAR, missing VARCHAR NOT NULL, due_date DATE NOT NULL)`,
+     rule_version VARCHAR NOT NULL, measure VARCHAR, guideline VARCHAR, missing VARCHAR NOT NULL, due_date DATE NOT NULL,
+     detected_issue JSON)`,
+  // Databases made before measures ran nightly lack this column.
+  `ALTER TABLE batch_care_gap ADD COLUMN IF NOT EXISTS detected_issue JSON`,
+  `CREATE TABLE IF NOT EXISTS batch_measure_report (
+     run_id VARCHAR NOT NULL, measure VARCHAR NOT NULL, patient_id VARCHAR, type VARCHAR NOT NULL, report JSON NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS batch_error (
      run_id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, message VARCHAR NOT NULL)`,
 ];
@@ -20,8 +25,11 @@ const SCHEMA = [
 export interface PatientResults {
   readonly patientId: string;
   readonly alerts: readonly AlertDecision[];
-  readonly careGaps: readonly CareGapDecision[];
+  /** Care gaps from rules, and from measures (with their DEQM DetectedIssue). */
+  readonly careGaps: readonly (CareGapDecision & { readonly detectedIssue?: unknown })[];
   readonly errors: readonly RuleError[];
+  /** Individual MeasureReports, one per measure. */
+  readonly measureReports: readonly { readonly measure: string; readonly report: unknown }[];
 }
 
 export interface RunSummary {
@@ -40,6 +48,8 @@ export interface RunSummary {
 /** A batch run being written: results accumulate inside one open transaction until publish. */
 export interface RunWriter {
   add(results: PatientResults): Promise<void>;
+  /** addMeasureReport stores a population report (summary or subject-list) of the run. */
+  addMeasureReport(measure: string, type: 'summary' | 'subject-list', report: unknown): Promise<void>;
   /** publish commits every row of the run at once; readers see all of it or none. */
   publish(summary: RunSummary): Promise<void>;
   abandon(): Promise<void>;
@@ -51,7 +61,8 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
   const c = await warehouse.connect();
   await c.run('BEGIN TRANSACTION');
   const alerts = await c.prepare(`INSERT INTO batch_alert VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`);
-  const gaps = await c.prepare(`INSERT INTO batch_care_gap VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::DATE)`);
+  const gaps = await c.prepare(`INSERT INTO batch_care_gap VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::DATE, $10::JSON)`);
+  const reports = await c.prepare(`INSERT INTO batch_measure_report VALUES ($1, $2, $3, $4, $5::JSON)`);
   const errors = await c.prepare(`INSERT INTO batch_error VALUES ($1, $2, $3, $4)`);
   let open = true;
   const close = (): void => {
@@ -65,13 +76,21 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
         await alerts.run();
       }
       for (const g of results.careGaps) {
-        gaps.bind([runId, g.id, results.patientId, g.ruleId, g.ruleVersion, g.measure ?? null, g.guideline ?? null, g.missing, g.dueDate]);
+        gaps.bind([runId, g.id, results.patientId, g.ruleId, g.ruleVersion, g.measure ?? null, g.guideline ?? null, g.missing, g.dueDate, g.detectedIssue === undefined ? null : JSON.stringify(g.detectedIssue)]);
         await gaps.run();
+      }
+      for (const m of results.measureReports) {
+        reports.bind([runId, m.measure, results.patientId, 'individual', JSON.stringify(m.report)]);
+        await reports.run();
       }
       for (const e of results.errors) {
         errors.bind([runId, results.patientId, e.ruleId, e.message]);
         await errors.run();
       }
+    },
+    async addMeasureReport(measure, type, report) {
+      reports.bind([runId, measure, null, type, JSON.stringify(report)]);
+      await reports.run();
     },
     async publish(s) {
       await c.run(`INSERT INTO batch_run VALUES ($1, $2::TIMESTAMPTZ, $3::TIMESTAMPTZ, $4::TIMESTAMPTZ, $5, $6, $7, $8, $9, $10, 'published')`, [

@@ -1,0 +1,252 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
+import { startLiveService } from '../test/cds-hooks/live.ts';
+import { generateOpioidPatient } from './opioid-patient.ts';
+
+/**
+ * CDS Hooks load: signed `order-sign` calls, each with a fresh JWT and a ~200-resource prefetch,
+ * against the real service listening on 127.0.0.1 (the opioid/NSAID sample rules, served as
+ * `medication-safety-order-sign`), at a fixed arrival rate (open loop: a slow answer never delays
+ * the next request, and latency counts from the scheduled send time). The service runs in a child
+ * process so the load generator does not share its event loop. Loopback only.
+ */
+
+const SERVICE_PATH = '/cds-services/medication-safety-order-sign';
+const RATE = 200;
+const SECONDS = 20;
+const WARMUP = 300;
+/** Calls timed one at a time after the warm-up: the unloaded service time. */
+const SERIAL = 50;
+/** A request not answered within this is an error (timeout); the run never lasts longer than its length plus this. */
+const REQUEST_TIMEOUT_MS = 5000;
+/** More calls in flight than this and a scheduled call is not sent but counted as an error (`overload`), so an overloaded service cannot also swamp the load generator. */
+const MAX_IN_FLIGHT = 256;
+const SERVER_FLAG = '--cairn-load-server';
+/** Resources generated for the patient; those a template asks for (about 200) go into the prefetch. */
+const GENERATED = 300;
+
+export interface CdsHooksLoadResult {
+  readonly bench: 'cds-hooks-load';
+  readonly targetRate: number;
+  readonly requests: number;
+  readonly prefetchResources: number;
+  readonly cardsPerResponse: number;
+  /** Calls answered 200 per second of the run. */
+  readonly achievedRate: number;
+  readonly errors: number;
+  readonly statuses: Readonly<Record<string, number>>;
+  readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number; readonly mean: number };
+  /** One call at a time after the warm-up: what a single request costs without queueing. */
+  readonly serialMs: { readonly p50: number; readonly p99: number };
+  /** Handler time from the audit trail, when the service drained (null after timeouts). */
+  readonly serverMs: { readonly p50: number; readonly p99: number } | null;
+  readonly meetsTarget: boolean;
+}
+
+interface ServerReady {
+  readonly baseUrl: string;
+  readonly discoveryToken: string;
+  readonly tokens: readonly string[];
+}
+
+/** The request body: an opioid draft order for a generated patient, the prefetch keyed by our templates. */
+function orderSignRequest(templates: Readonly<Record<string, string>>, asOf: string): { body: string; prefetchResources: number } {
+  const resources = generateOpioidPatient({ resources: GENERATED, seed: 11, asOf });
+  const patient = resources.find((r) => r.resourceType === 'Patient')!;
+  const medications = resources.filter((r) => r.resourceType === 'Medication');
+  const prefetch: Record<string, unknown> = {};
+  let count = 0;
+  for (const [key, template] of Object.entries(templates)) {
+    const type = template.split(/[/?]/)[0] ?? '';
+    if (type === 'Patient') {
+      prefetch[key] = patient;
+      count++;
+      continue;
+    }
+    const matches: FhirResource[] = resources.filter((r) => r.resourceType === type);
+    // Medications referenced by the requests travel as `_include`d entries, as a FHIR server sends them.
+    const included = type === 'MedicationRequest' ? medications : [];
+    count += matches.length + included.length;
+    prefetch[key] = {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      entry: [...matches.map((resource) => ({ resource, search: { mode: 'match' } })), ...included.map((resource) => ({ resource, search: { mode: 'include' } }))],
+    };
+  }
+  const draft = {
+    resourceType: 'MedicationRequest',
+    id: 'draft-oxycodone',
+    status: 'draft',
+    intent: 'order',
+    subject: { reference: `Patient/${String(patient.id)}` },
+    authoredOn: asOf.slice(0, 10),
+    medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1049621', display: 'oxycodone hydrochloride 5 MG Oral Tablet' }] },
+  };
+  const body = {
+    hook: 'order-sign',
+    hookInstance: 'b1e5a1c4-0f1a-4c55-9d7e-000000000001',
+    context: { userId: 'Practitioner/bench', patientId: String(patient.id), draftOrders: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: draft }] } },
+    prefetch,
+  };
+  return { body: JSON.stringify(body), prefetchResources: count };
+}
+
+const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+const round = (n: number): number => Math.round(n * 100) / 100;
+
+/** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
+async function runServer(count: number): Promise<void> {
+  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000 });
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
+  process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);
+  process.on('message', (message: unknown) => {
+    if (message !== 'durations') return;
+    void live.warehouse.connection
+      .runAndReadAll('SELECT duration_ms FROM cds_invocation ORDER BY invoked_at')
+      .then((reader) => process.send!({ durations: reader.getRowsJS().map((row) => Number(row[0])) }));
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+/** runCdsHooksLoadBench runs the load and prints p50/p95/p99, throughput, errors and one JSON line. */
+export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
+  const log = options.log ?? console.log;
+  const rate = options.rate ?? RATE;
+  const total = Math.round(rate * (options.seconds ?? SECONDS));
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(WARMUP + SERIAL + total)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ask = <T>(message?: string): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      server.once('message', (value) => resolve(value as T));
+      server.once('exit', (code) => reject(new Error(`the service process exited (${code})`)));
+      if (message) server.send(message);
+    });
+  try {
+    const ready = await ask<ServerReady>();
+    const url = `${ready.baseUrl}${SERVICE_PATH}`;
+    const discovery = await fetch(`${ready.baseUrl}/cds-services`, { headers: { authorization: `Bearer ${ready.discoveryToken}` } });
+    if (discovery.status !== 200) throw new Error(`discovery answered ${discovery.status}`);
+    const templates = ((await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => SERVICE_PATH.endsWith(s.id))?.prefetch ?? {};
+    const { body, prefetchResources } = orderSignRequest(templates, new Date().toISOString());
+    let next = 0;
+    const send = async (): Promise<{ status: number; cards: number }> => {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ready.tokens[next++]}` },
+        body,
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      const json = (await response.json()) as { cards?: unknown[] };
+      return { status: response.status, cards: json.cards?.length ?? -1 };
+    };
+
+    // Warm up (JIT, ELM caches, connections), a few in flight at a time.
+    let cardsPerResponse = -1;
+    for (let i = 0; i < WARMUP; i += 4) {
+      const results = await Promise.all(Array.from({ length: Math.min(4, WARMUP - i) }, () => send()));
+      cardsPerResponse = results[0]?.cards ?? cardsPerResponse;
+      const bad = results.find((r) => r.status !== 200);
+      if (bad) throw new Error(`warm-up request answered ${bad.status}`);
+    }
+
+    const serial: number[] = [];
+    for (let i = 0; i < SERIAL; i++) {
+      const t0 = performance.now();
+      const result = await send();
+      if (result.status !== 200) throw new Error(`serial request answered ${result.status}`);
+      serial.push(performance.now() - t0);
+    }
+    serial.sort((a, b) => a - b);
+
+    const latencies: number[] = [];
+    const statuses: Record<string, number> = {};
+    let errors = 0;
+    const interval = 1000 / rate;
+    const started = performance.now();
+    const inFlight: Promise<void>[] = [];
+    let pending = 0;
+    for (let i = 0; i < total; i++) {
+      const scheduled = started + i * interval;
+      const wait = scheduled - performance.now();
+      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      if (pending >= MAX_IN_FLIGHT) {
+        next++;
+        statuses.overload = (statuses.overload ?? 0) + 1;
+        errors++;
+        continue;
+      }
+      pending++;
+      inFlight.push(
+        send().then(
+          (result) => {
+            latencies.push(performance.now() - scheduled);
+            statuses[result.status] = (statuses[result.status] ?? 0) + 1;
+            if (result.status !== 200 || result.cards !== cardsPerResponse) errors++;
+          },
+          (error: unknown) => {
+            latencies.push(performance.now() - scheduled);
+            const kind = error instanceof Error && error.name === 'TimeoutError' ? 'timeout' : 'network';
+            statuses[kind] = (statuses[kind] ?? 0) + 1;
+            errors++;
+          },
+        ).finally(() => {
+          pending--;
+        }),
+      );
+    }
+    await Promise.all(inFlight);
+    const elapsed = (performance.now() - started) / 1000;
+
+    // Audit durations are read only when the service has drained (it keeps working on timed-out calls).
+    const drained = errors === 0;
+    const durations = drained ? (await ask<{ durations: number[] }>('durations')).durations : [];
+    const handler = durations.slice(WARMUP + SERIAL).sort((a, b) => a - b);
+    const sorted = [...latencies].sort((a, b) => a - b);
+    const result: CdsHooksLoadResult = {
+      bench: 'cds-hooks-load',
+      targetRate: rate,
+      requests: total,
+      prefetchResources,
+      cardsPerResponse,
+      achievedRate: round((statuses[200] ?? 0) / elapsed),
+      errors,
+      statuses,
+      latencyMs: {
+        p50: round(percentile(sorted, 50)),
+        p95: round(percentile(sorted, 95)),
+        p99: round(percentile(sorted, 99)),
+        max: round(sorted.at(-1) ?? NaN),
+        mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length),
+      },
+      serialMs: { p50: round(percentile(serial, 50)), p99: round(percentile(serial, 99)) },
+      serverMs: drained ? { p50: percentile(handler, 50), p99: percentile(handler, 99) } : null,
+      meetsTarget: false,
+    };
+    const final = { ...result, meetsTarget: errors === 0 && result.latencyMs.p99 < 25 && result.achievedRate >= rate * 0.95 };
+    log(`cds-hooks-load: ${total} signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback`);
+    log(`  achieved ${final.achievedRate} req/s, errors ${errors}, statuses ${JSON.stringify(statuses)}`);
+    log(`  unloaded (one at a time) ms: p50 ${final.serialMs.p50}  p99 ${final.serialMs.p99}`);
+    log(`  latency ms under load (from scheduled send; sent calls only): p50 ${final.latencyMs.p50}  p95 ${final.latencyMs.p95}  p99 ${final.latencyMs.p99}  max ${final.latencyMs.max}`);
+    if (final.serverMs) log(`  server handler ms (audit duration): p50 ${final.serverMs.p50}  p99 ${final.serverMs.p99}`);
+    log(`  target p99 < 25 ms at ${rate}/s with no errors: ${final.meetsTarget ? 'met' : 'NOT met'}`);
+    log(JSON.stringify(final));
+    return final;
+  } finally {
+    // Killed, not closed gracefully: after timeouts the service may still hold a long queue.
+    server.kill('SIGKILL');
+  }
+}
+
+if (process.argv[2] === SERVER_FLAG) {
+  await runServer(Number(process.argv[3]));
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20]`.
+  const flag = (name: string): number | undefined => {
+    const value = process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split('=')[1];
+    return value === undefined ? undefined : Number(value);
+  };
+  const rate = flag('rate');
+  const seconds = flag('seconds');
+  await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...(seconds ? { seconds } : {}) });
+}
