@@ -20,7 +20,8 @@ export interface Action {
   readonly type: 'create' | 'update' | 'delete';
   readonly description: string;
   readonly resource?: Readonly<Record<string, unknown>>;
-  readonly resourceId?: readonly string[];
+  /** A relative reference (`MedicationRequest/123`) to the resource a delete removes. */
+  readonly resourceId?: string;
 }
 
 /** {@link https://cds-hooks.hl7.org/2.0/#suggestion} */

@@ -163,7 +163,7 @@ function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], 
   const detail = template.detail ? renderText(template.detail, facts).trim() : '';
   const suggestions = (template.suggestions ?? [])
     .map((suggestion, i): Suggestion | undefined => {
-      const actions = (suggestion.actions ?? []).map((action) => renderAction(action, facts)).filter((a): a is Action => a !== undefined);
+      const actions = (suggestion.actions ?? []).flatMap((action) => renderActions(action, facts));
       if (suggestion.actions && actions.length === 0) return undefined;
       return {
         label: renderText(suggestion.label, facts),
@@ -188,15 +188,16 @@ function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], 
 
 type ActionTemplate = NonNullable<NonNullable<CardTemplate['suggestions']>[number]['actions']>[number];
 
-function renderAction(action: ActionTemplate, facts: Readonly<Record<string, JsonValue>>): Action | undefined {
+/** renderActions fills an action template; a delete whose ids come from a fact becomes one action per id (CDS Hooks 2.0 `resourceId` is one reference). */
+function renderActions(action: ActionTemplate, facts: Readonly<Record<string, JsonValue>>): Action[] {
   const description = renderText(action.description, facts);
   if (action.type === 'delete') {
     const ids = Array.isArray(action.resourceId) ? action.resourceId : toStrings(action.resourceId ? facts[action.resourceId.fact] : null);
-    return ids.length ? { type: 'delete', description, resourceId: ids } : undefined;
+    return ids.map((resourceId) => ({ type: 'delete', description, resourceId }));
   }
   const resource = renderJson(action.resource, facts);
-  if (!resource || typeof resource !== 'object') return undefined;
-  return { type: action.type, description, resource: resource as Record<string, unknown> };
+  if (!resource || typeof resource !== 'object') return [];
+  return [{ type: action.type, description, resource: resource as Record<string, unknown> }];
 }
 
 /**

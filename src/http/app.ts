@@ -23,8 +23,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit,
-    // Audit and logs carry ids only: request bodies (patient data) are never serialised into logs.
-    disableRequestLogging: false,
   });
 
   await app.register(cors, {

@@ -39,7 +39,7 @@ const Action = z
     description: nonEmpty,
     /** A FHIR resource (for create/update); string values may hold placeholders. */
     resource: z.record(z.string(), z.unknown()).optional(),
-    /** `Type/id` references to delete, literally or from a fact that yields them. */
+    /** `Type/id` references to delete, literally or from a fact that yields them; each becomes its own action. */
     resourceId: z.union([z.array(nonEmpty).min(1), FactRef]).optional(),
   })
   .superRefine((action, ctx) => {

@@ -354,12 +354,8 @@ describe.skipIf(!HAS_SHARED)(title('our cards are valid CDS Hooks 2.0 cards for 
     expect(problems).toEqual([]);
   });
 
-  // Known defect, reported to the lead: delete actions carry `resourceId` as an array of references
-  // (src/evaluate/evaluate.ts renderAction, src/domain/decisions.ts Action), where CDS Hooks 2.0
-  // §Action defines one string, a relative reference. When it is fixed this test starts failing:
-  // turn it into a plain `it`.
-  const KNOWN_DEFECT = /resourceId: Invalid input: expected string, received array/;
-  it.fails('delete actions carry resourceId as one relative-reference string (CDS Hooks 2.0 §Action)', () => {
+  const KNOWN_DEFECT = /resourceId/;
+  it('delete actions carry resourceId as one relative-reference string (CDS Hooks 2.0 §Action)', () => {
     const problems = cards.flatMap(({ where, card }) => cardIssues(card, CairnCardSchema).filter((issue) => KNOWN_DEFECT.test(issue)).map((issue) => `${where}: ${issue}`));
     expect(problems).toEqual([]);
   });

@@ -29,7 +29,7 @@ describe('evaluatePatient', () => {
     const decision = result.decisions[0] as CardDecision;
     expect(decision).toMatchObject({ kind: 'card', ruleId: 'test-draft-order', ruleVersion: '1.0.0', knowledgeVersion: prepared.knowledge.version });
     expect(decision.card.summary).toBe('Test medication ordered with 1 active (age 55)');
-    expect(decision.card.suggestions?.[0]?.actions?.[0]).toEqual({ type: 'delete', description: 'Remove the draft order', resourceId: ['MedicationRequest/draft-1'] });
+    expect(decision.card.suggestions?.[0]?.actions?.[0]).toEqual({ type: 'delete', description: 'Remove the draft order', resourceId: 'MedicationRequest/draft-1' });
     expect(decision.card.selectionBehavior).toBe('at-most-one');
     expect(decision.card.extension).toEqual({ [SELECTIONS_EXTENSION]: ['MedicationRequest/draft-1'] });
   });
