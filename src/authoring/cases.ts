@@ -136,6 +136,7 @@ export async function runRuleCase(prepared: PreparedKnowledge, loaded: LoadedCas
 function describeDecision(decision: Decision): string {
   if (decision.kind === 'card') return `card "${decision.card.summary}"`;
   if (decision.kind === 'alert') return `alert "${decision.message}"`;
+  if (decision.kind === 'system-action') return `${decision.actions.length} system action(s)`;
   return `care gap "${decision.missing}"`;
 }
 

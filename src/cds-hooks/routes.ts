@@ -137,7 +137,8 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       issuedAt: evaluatedAt,
     }));
     await audit(200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
-    return { cards: shown.map((d) => d.card) };
+    const systemActions = evaluation.decisions.flatMap((d) => (d.kind === 'system-action' && !snoozed.has(d.ruleId) ? d.actions : []));
+    return { cards: shown.map((d) => d.card), ...(systemActions.length ? { systemActions } : {}) };
   });
 
   app.post<{ Params: ServiceParams }>('/cds-services/:id/feedback', async (request, reply) => {

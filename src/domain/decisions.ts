@@ -89,7 +89,14 @@ export interface CareGapDecision extends Provenance {
   readonly dueDate: string;
 }
 
-export type Decision = CardDecision | AlertDecision | CareGapDecision;
+/** Actions a rule asks the EHR to apply directly ({@link https://cds-hooks.hl7.org/2.0/#system-action}). */
+export interface SystemActionDecision extends Provenance {
+  readonly kind: 'system-action';
+  readonly hook: HookId;
+  readonly actions: readonly Action[];
+}
+
+export type Decision = CardDecision | AlertDecision | CareGapDecision | SystemActionDecision;
 
 /** A rule that could not be evaluated for this patient; the other rules still ran. */
 export interface RuleError {

@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { CairnError } from '../domain/errors.ts';
-import { SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion } from '../domain/decisions.ts';
+import { SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion, type SystemActionDecision } from '../domain/decisions.ts';
 import type { HookId } from '../domain/hooks.ts';
 import { executeLibrary, type DefineResults } from '../cql-engine/execute.ts';
 import type { FhirResource } from '../cql-engine/fhir-model.ts';
 import { indexPatient, type PatientData } from '../cql-engine/patient-source.ts';
 import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
-import type { CardTemplate } from '../knowledge/rule-schema.ts';
+import type { ActionTemplate, CardTemplate } from '../knowledge/rule-schema.ts';
 import { deterministicUuid, stableStringify } from './ids.ts';
 import type { ConditionTrace } from '../rules-engine/conditions.ts';
 import type { PreparedKnowledge, PreparedRule } from './prepare.ts';
@@ -77,6 +77,8 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
           const concerns = selectionsNamed(request.context?.selections, facts);
           decisions.push({ ...base, kind: 'card', hook: request.hook, card: concerns.length ? { ...card, extension: { [SELECTIONS_EXTENSION]: concerns } } : card } satisfies CardDecision);
         }
+        const actions = (spec.outcome.systemActions ?? []).flatMap((action) => renderActions(action, facts));
+        if (actions.length > 0) decisions.push({ ...base, kind: 'system-action', hook: request.hook, actions } satisfies SystemActionDecision);
         continue;
       }
       const decisionId = (kind: string): string => deterministicUuid(kind, spec.id, spec.version, patientId, request.evaluatedAt);
@@ -186,7 +188,6 @@ function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], 
   };
 }
 
-type ActionTemplate = NonNullable<NonNullable<CardTemplate['suggestions']>[number]['actions']>[number];
 
 /** renderActions fills an action template; a delete whose ids come from a fact becomes one action per id (CDS Hooks 2.0 `resourceId` is one reference). */
 function renderActions(action: ActionTemplate, facts: Readonly<Record<string, JsonValue>>): Action[] {

@@ -104,8 +104,10 @@ const Outcome = z
     card: CardOutcome.optional(),
     alert: AlertOutcome.optional(),
     careGap: CareGapOutcome.optional(),
+    /** Actions the EHR applies without a clinician's choice ({@link https://cds-hooks.hl7.org/2.0/#system-action}). */
+    systemActions: z.array(Action).min(1).optional(),
   })
-  .refine((o) => o.card || o.alert || o.careGap, { message: 'an outcome needs a card, an alert or a careGap' });
+  .refine((o) => o.card || o.alert || o.careGap || o.systemActions, { message: 'an outcome needs a card, an alert, a careGap or systemActions' });
 
 /** A json-rules-engine condition tree ({@link https://github.com/CacheControl/json-rules-engine/blob/master/docs/rules.md}). */
 export type ConditionNode =
@@ -189,6 +191,9 @@ export const RuleSchema = z
     if (rule.outcome.card && !rule.runs.hooks) {
       ctx.addIssue({ code: 'custom', path: ['outcome', 'card'], message: 'a card is shown only in hooks; add runs.hooks' });
     }
+    if (rule.outcome.systemActions && !rule.runs.hooks) {
+      ctx.addIssue({ code: 'custom', path: ['outcome', 'systemActions'], message: 'system actions are returned only in hooks; add runs.hooks' });
+    }
     if ((rule.outcome.alert || rule.outcome.careGap) && !rule.runs.batch && !rule.runs.hooks) {
       ctx.addIssue({ code: 'custom', path: ['runs'], message: 'alerts and care gaps need runs.batch or runs.hooks' });
     }
@@ -198,3 +203,4 @@ export type Rule = z.infer<typeof RuleSchema>;
 export type CardTemplate = NonNullable<Rule['outcome']['card']>;
 export type AlertTemplate = NonNullable<Rule['outcome']['alert']>;
 export type CareGapTemplate = NonNullable<Rule['outcome']['careGap']>;
+export type ActionTemplate = z.infer<typeof Action>;

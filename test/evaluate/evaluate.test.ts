@@ -97,3 +97,25 @@ describe('evaluatePatient', () => {
     );
   });
 });
+
+describe('system actions', () => {
+  it('returns the actions a rule asks for in a hook, rendered from its facts', async () => {
+    const { copyKnowledge } = await import('../support/knowledge.ts');
+    const { writeFile } = await import('node:fs/promises');
+    const root = await copyKnowledge();
+    await writeFile(path.join(root, 'rules/test-system-action.json'), JSON.stringify({
+      id: 'test-system-action', version: '1.0.0', title: 'Task on order', description: 'Creates a review task.', status: 'active',
+      source: { label: 'Cairn test fixture' }, runs: { hooks: ['order-select'] },
+      cql: { library: 'TestOrders', facts: ['Has Draft Test Order', 'Age'] },
+      conditions: { all: [{ fact: 'Has Draft Test Order', operator: 'equal', value: true }] },
+      outcome: { systemActions: [{ type: 'create', description: 'Create a review task', resource: { resourceType: 'Task', status: 'requested', intent: 'order', description: 'Review order for patient aged {{Age}}' } }] },
+    }));
+    const withAction = await loadPreparedKnowledge(root, testDeps());
+    const result = await evaluatePatient(withAction, patient, { evaluatedAt: AT, hook: 'order-select', context, ruleIds: ['test-system-action'] });
+    expect(result.decisions).toEqual([expect.objectContaining({
+      kind: 'system-action',
+      ruleId: 'test-system-action',
+      actions: [{ type: 'create', description: 'Create a review task', resource: { resourceType: 'Task', status: 'requested', intent: 'order', description: 'Review order for patient aged 55' } }],
+    })]);
+  });
+});
