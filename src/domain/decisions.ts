@@ -55,6 +55,9 @@ export interface Card {
   readonly extension?: Readonly<Record<string, unknown>>;
 }
 
+/** The card extension naming the rule and knowledge version that produced the card. */
+export const PROVENANCE_EXTENSION = 'http://cairn.health/cds-hooks/extension/provenance';
+
 /** The card extension listing the `selections` (order-select) a card is about. */
 export const SELECTIONS_EXTENSION = 'http://cairn.health/cds-hooks/extension/selections';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CairnError } from '../domain/errors.ts';
-import { SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion, type SystemActionDecision } from '../domain/decisions.ts';
+import { PROVENANCE_EXTENSION, SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion, type SystemActionDecision } from '../domain/decisions.ts';
 import type { HookId } from '../domain/hooks.ts';
 import { executeLibrary, type DefineResults } from '../cql-engine/execute.ts';
 import type { FhirResource } from '../cql-engine/fhir-model.ts';
@@ -75,7 +75,8 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
           const cardId = deterministicUuid('card', knowledgeVersion, spec.id, patientId, request.hook, request.hookInstance ?? '', request.evaluatedAt, contextHash);
           const card = renderCard(spec.outcome.card, spec.source, facts, cardId);
           const concerns = selectionsNamed(request.context?.selections, facts);
-          decisions.push({ ...base, kind: 'card', hook: request.hook, card: concerns.length ? { ...card, extension: { [SELECTIONS_EXTENSION]: concerns } } : card } satisfies CardDecision);
+          const extension = { [PROVENANCE_EXTENSION]: base, ...(concerns.length ? { [SELECTIONS_EXTENSION]: concerns } : {}) };
+          decisions.push({ ...base, kind: 'card', hook: request.hook, card: { ...card, extension } } satisfies CardDecision);
         }
         const actions = (spec.outcome.systemActions ?? []).flatMap((action) => renderActions(action, facts));
         if (actions.length > 0) decisions.push({ ...base, kind: 'system-action', hook: request.hook, actions } satisfies SystemActionDecision);

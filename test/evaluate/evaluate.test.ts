@@ -1,7 +1,7 @@
 import path from 'node:path';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SELECTIONS_EXTENSION, type CardDecision } from '../../src/domain/decisions.ts';
+import { PROVENANCE_EXTENSION, SELECTIONS_EXTENSION, type CardDecision } from '../../src/domain/decisions.ts';
 import { evaluatePatient } from '../../src/evaluate/evaluate.ts';
 import { loadPreparedKnowledge } from '../../src/evaluate/knowledge-service.ts';
 import type { PreparedKnowledge } from '../../src/evaluate/prepare.ts';
@@ -31,12 +31,15 @@ describe('evaluatePatient', () => {
     expect(decision.card.summary).toBe('Test medication ordered with 1 active (age 55)');
     expect(decision.card.suggestions?.[0]?.actions?.[0]).toEqual({ type: 'delete', description: 'Remove the draft order', resourceId: 'MedicationRequest/draft-1' });
     expect(decision.card.selectionBehavior).toBe('at-most-one');
-    expect(decision.card.extension).toEqual({ [SELECTIONS_EXTENSION]: ['MedicationRequest/draft-1'] });
+    expect(decision.card.extension).toEqual({
+      [PROVENANCE_EXTENSION]: { ruleId: 'test-draft-order', ruleVersion: '1.0.0', knowledgeVersion: prepared.knowledge.version },
+      [SELECTIONS_EXTENSION]: ['MedicationRequest/draft-1'],
+    });
   });
 
   it('names no selection when the selected order is not one the rule is about', async () => {
     const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context: { ...context, selections: ['MedicationRequest/other'] } });
-    expect((result.decisions[0] as CardDecision).card.extension).toBeUndefined();
+    expect((result.decisions[0] as CardDecision).card.extension?.[SELECTIONS_EXTENSION]).toBeUndefined();
   });
 
   it('fires nothing without the draft order, and never runs draft rules', async () => {
