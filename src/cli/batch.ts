@@ -8,7 +8,7 @@ import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
 import { loadPreparedKnowledge } from '../evaluate/knowledge-service.ts';
 import { withWarehouse } from '../warehouse/database.ts';
 import { ensureDemoPopulation } from '../warehouse/demo.ts';
-import { ruleCounts } from '../warehouse/results.ts';
+import { measureSummaries, ruleCounts } from '../warehouse/results.ts';
 
 interface BatchFlags {
   readonly knowledge?: string;
@@ -52,9 +52,26 @@ export function registerBatchCommand(program: Command): void {
         });
         for (const counts of ingests) console.log(`ingested: read ${counts.read}, loaded ${counts.loaded}, replaced ${counts.replaced}, deleted ${counts.deleted}, quarantined ${counts.quarantined}`);
         console.log(`run ${summary.runId} published: ${summary.patients} patients, ${summary.alerts} alerts, ${summary.careGaps} care gaps, ${summary.errors} rule errors`);
+        for (const { measure, report } of await measureSummaries(warehouse, summary.runId)) console.log(`  ${describeSummary(measure, report)}`);
         for (const row of await ruleCounts(warehouse, summary.runId)) {
           console.log(`  ${row.ruleId.padEnd(40)} ${String(row.alerts).padStart(6)} alerts ${String(row.careGaps).padStart(6)} care gaps ${String(row.errors).padStart(4)} errors`);
         }
       });
     });
+}
+
+interface SummaryShape {
+  group?: { population?: { code?: { coding?: { code?: string }[] }; count?: number }[]; measureScore?: { value?: number } }[];
+  improvementNotation?: { coding?: { code?: string }[] };
+}
+
+/** describeSummary renders a summary MeasureReport's first group as one line: rate, numerator/denominator, direction. */
+function describeSummary(measure: string, report: unknown): string {
+  const summary = report as SummaryShape;
+  const group = summary.group?.[0];
+  const count = (code: string): number => group?.population?.find((p) => p.code?.coding?.[0]?.code === code)?.count ?? 0;
+  const score = group?.measureScore?.value;
+  const direction = summary.improvementNotation?.coding?.[0]?.code === 'decrease' ? 'lower is better' : 'higher is better';
+  const eligible = count('denominator') - count('denominator-exclusion') - count('denominator-exception');
+  return `${measure.split('/').pop()}: ${score === undefined ? 'no score' : `${(score * 100).toFixed(1)}%`} (numerator ${count('numerator')} of ${eligible}; ${direction})`;
 }

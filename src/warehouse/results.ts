@@ -130,3 +130,9 @@ export async function dataSnapshot(warehouse: Warehouse): Promise<string> {
   const rows = await queryRows(warehouse.connection, `SELECT (SELECT max(run_id) FROM ingest_run)::VARCHAR AS last_ingest, (SELECT count(*) FROM patient)::INTEGER AS patients`);
   return `ingest ${String(rows[0]?.last_ingest ?? 'none')}, ${Number(rows[0]?.patients ?? 0)} patients`;
 }
+
+/** measureSummaries returns the summary MeasureReports of one run, one per measure. */
+export async function measureSummaries(warehouse: Warehouse, runId: string): Promise<{ measure: string; report: unknown }[]> {
+  const rows = await queryRows(warehouse.connection, `SELECT measure, report::VARCHAR AS report FROM batch_measure_report WHERE run_id = $1 AND type = 'summary' ORDER BY measure`, [runId]);
+  return rows.map((r) => ({ measure: String(r.measure), report: JSON.parse(String(r.report)) as unknown }));
+}
