@@ -600,6 +600,7 @@ function buildCompiler(settings: CqlCompilerSettings): CqlCompiler {
 function withoutKotlinBanner<T>(fn: () => T): T {
   // Kotlin/JS println writes straight to process.stdout on Node.
   const write = process.stdout.write;
+  const error = console.error;
   let dropNewline = false;
   process.stdout.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
     if (typeof chunk === 'string' && (chunk.startsWith('kotlin-logging: initializing') || (dropNewline && chunk === '\n'))) {
@@ -608,10 +609,17 @@ function withoutKotlinBanner<T>(fn: () => T): T {
     }
     return (write as (...args: unknown[]) => boolean).call(process.stdout, chunk, ...rest);
   }) as typeof process.stdout.write;
+  // The translator logs this when it cannot reuse an include's ELM (ours has no result types) and
+  // then compiles the include from source instead: a fallback, not an error worth showing authors.
+  console.error = (...args: unknown[]): void => {
+    if (typeof args[0] === 'string' && args[0].includes('Error generating compiled library') && args[0].includes('does not have a result type')) return;
+    error(...args);
+  };
   try {
     return fn();
   } finally {
     process.stdout.write = write;
+    console.error = error;
   }
 }
 
