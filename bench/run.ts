@@ -1,5 +1,6 @@
 import { runCdsHooksLoadBench } from './cds-hooks-load.ts';
 import { runOpioidEvalBench } from './opioid-eval.ts';
+import { runSampleRulesEvalBench } from './sample-rules-eval.ts';
 
 /**
  * Runs every bench in sequence (`npm run bench`). Each prints a human summary and one JSON line;
@@ -7,6 +8,7 @@ import { runOpioidEvalBench } from './opioid-eval.ts';
  */
 const BENCHES: readonly { readonly name: string; readonly run: () => Promise<unknown> }[] = [
   { name: 'opioid-eval', run: () => runOpioidEvalBench() },
+  { name: 'sample-rules-eval', run: () => runSampleRulesEvalBench() },
   { name: 'cds-hooks-load', run: () => runCdsHooksLoadBench() },
 ];
 

@@ -1,5 +1,5 @@
 import { FHIRWrapper } from 'cql-exec-fhir';
-import { Date as CqlDate, DateTime as CqlDateTime, type RecordObject } from 'cql-execution';
+import { Date as CqlDate, DateTime as CqlDateTime, Interval, type RecordObject } from 'cql-execution';
 
 /**
  * The FHIR R4 (4.0.1) model as cql-exec-fhir understands it, parsed once. cql-exec-fhir's
@@ -96,7 +96,7 @@ export function loadFhirR4Model(): FhirModel {
     throw new Error('cql-exec-fhir: FHIRWrapper no longer exposes its parsed model info; fhir-model.ts needs updating');
   }
   const FhirObjectBase = (wrapper.wrap({ resourceType: 'Basic' }) as object).constructor as FhirObjectConstructor;
-  const FhirObject = fastFhirObjectClass(FhirObjectBase, modelInfo);
+  const { FastFhirObject, build } = fastFhirObjectClass(FhirObjectBase, modelInfo);
 
   const patientClass = modelInfo.findClass(modelInfo.patientClassIdentifier ?? modelInfo.patientClassName);
   if (patientClass === undefined) throw new Error(`FHIR model info has no patient class ${modelInfo.patientClassName}`);
@@ -121,23 +121,64 @@ export function loadFhirR4Model(): FhirModel {
       return resourceType;
     },
     wrap(resource: FhirResource, classInfo: FhirClassInfo): RecordObject {
-      return new FhirObject(resource, classInfo, modelInfo);
+      return build(resource, classInfo);
     },
     isRecord(value: unknown): boolean {
-      return value instanceof FhirObject;
+      return value instanceof FastFhirObject;
     },
   });
+}
+
+/** The parts of cql-exec-fhir's type specifiers (load.js) that reading an element looks at. */
+interface TypeSpec {
+  readonly isNamed?: boolean;
+  readonly isList?: boolean;
+  readonly isInterval?: boolean;
+  readonly isChoice?: boolean;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly fqn?: string;
+  readonly elementType?: TypeSpec;
+  readonly pointType?: TypeSpec;
+  readonly choices?: readonly TypeSpec[];
+}
+
+/** The parts of cql-exec-fhir's ClassElement and ClassInfo that reading an element looks at. */
+interface ElementInfo {
+  readonly name: string;
+  readonly typeSpecifier: TypeSpec;
+}
+interface ClassInternals {
+  readonly elements: readonly ElementInfo[];
+  readonly baseTypeSpecifier?: TypeSpec | null;
+}
+
+/** What {@link fastFhirObjectClass} makes: the record class, and its constructor without cql-exec-fhir's per-instance cost. */
+interface FastFhirObjectKit {
+  readonly FastFhirObject: FhirObjectConstructor;
+  /** build makes a record of `json` read as `typeInfo`, equal in every observable way to `new FHIRObject(json, typeInfo, modelInfo)`. */
+  build(json: unknown, typeInfo: FhirClassInfo | null | undefined): FhirObject;
 }
 
 /**
  * fastFhirObjectClass derives from cql-exec-fhir's FHIRObject, changing cost but not answers:
  *
+ * - records are built without FHIRObject's constructor, which walks the class hierarchy and
+ *   defines one new getter closure per element on every instance (~40 for a MedicationRequest):
+ *   each object then gets its own hidden classes, and building them was the largest single cost
+ *   of reading data. Here the element list and one getter per element name are computed once per
+ *   class and shared, and the object gets the same own properties, in the same order, with the
+ *   same attributes (its enumerable keys feed CQL equality and de-duplication).
+ * - `get` reads FHIR-typed elements itself (same steps as cql-exec-fhir 2.2.0's `FHIRObject.get`,
+ *   `getPropertyFromJSON` and `toFHIRObject`) so the elements it returns are built the same cheap
+ *   way; System-typed values and explicit choice names still go through cql-exec-fhir's `get`.
+ *   Element lookups by name are memoised per class.
  * - `_typeHierarchy()` is computed once per class info and shared (frozen), and `_is` looks the
  *   name up in a set built from it. cql-exec-fhir rebuilds
  *   it (walking parent classes by name) on every call, and cql-execution calls it for every
  *   candidate overload of every function call: resolving one FHIRHelpers `ToString` call tries each
  *   of its ~250 overloads.
- * - values returned by `get` are switched to this class, so elements read from a record get the same
+ * - values returned by `get` are of this class, so elements read from a record get the same
  *   treatment (and equality, which compares constructors, sees one class throughout).
  * - a path whose root is not an element of the type returns undefined without cql-exec-fhir's
  *   console.error (it returns undefined too); e.g. the translator's `medication.reference` path
@@ -151,13 +192,17 @@ export function loadFhirR4Model(): FhirModel {
  * `R is FHIR.Medication` is false for a contained Medication and a `#id` medicationReference
  * resolves to nothing.
  */
-function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelInfo): FhirObjectConstructor {
+function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelInfo): FastFhirObjectKit {
   interface TypeFacts {
     readonly hierarchy: TypeHierarchy;
     readonly names: ReadonlySet<string>;
   }
   const cache = new WeakMap<FhirClassInfo, TypeFacts>();
   const memo = new WeakMap<FhirObject, Map<string, unknown>>();
+  const elementsByName = new WeakMap<FhirClassInfo, Map<string, ElementInfo | undefined>>();
+  const accessors = new WeakMap<FhirClassInfo, PropertyDescriptorMap>();
+  const getters = new Map<string, (this: FhirObject) => unknown>();
+  const primitive = new WeakMap<TypeSpec, boolean>();
   const baseHierarchy = Base.prototype._typeHierarchy as (this: FhirObject) => TypeHierarchy;
   const baseIs = Base.prototype._is as (this: FhirObject, typeSpecifier: TypeSpecifier) => boolean;
   const baseGet = Base.prototype.get as (this: FhirObject, field: string) => unknown;
@@ -170,7 +215,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       if (known?.has(field) === true) return handOut(known.get(field));
       const dot = field.indexOf('.');
       const root = dot < 0 ? field : field.slice(0, dot);
-      if (typeInfo.findElement(root, true) === undefined) return undefined;
+      if (elementOf(typeInfo, root) === undefined) return undefined;
       if (dot < 0) return memoised(this, field);
       const head = this.get(root);
       if (head == null) return head;
@@ -190,6 +235,53 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     }
   }
 
+  /** build: see {@link FastFhirObjectKit}. Without a class info, FHIRObject's own constructor (it logs, as before). */
+  function build(json: unknown, typeInfo: FhirClassInfo | null | undefined): FhirObject {
+    if (typeInfo == null) return Object.setPrototypeOf(new Base(json, typeInfo as unknown as FhirClassInfo, modelInfo), FastFhirObject.prototype) as FhirObject;
+    const object = Object.create(FastFhirObject.prototype) as FhirObject;
+    Object.defineProperties(object, {
+      _json: { value: json, enumerable: false },
+      _typeInfo: { value: typeInfo, enumerable: false },
+      _modelInfo: { value: modelInfo, enumerable: false },
+    });
+    return Object.defineProperties(object, accessorsOf(typeInfo));
+  }
+
+  /** The element getters FHIRObject's constructor defines, in its order (own elements, then each base class's). */
+  function accessorsOf(typeInfo: FhirClassInfo): PropertyDescriptorMap {
+    let descriptors = accessors.get(typeInfo);
+    if (descriptors === undefined) {
+      const names = new Set<string>();
+      for (let current: FhirClassInfo | undefined = typeInfo; current != null;) {
+        const internals = current as unknown as ClassInternals;
+        for (const element of internals.elements) names.add(element.name);
+        current = internals.baseTypeSpecifier == null ? undefined : modelInfo.findClass(internals.baseTypeSpecifier.fqn ?? '');
+      }
+      descriptors = {};
+      for (const name of names) descriptors[name] = { get: getterFor(name), enumerable: true };
+      accessors.set(typeInfo, descriptors);
+    }
+    return descriptors;
+  }
+
+  function getterFor(name: string): (this: FhirObject) => unknown {
+    let getter = getters.get(name);
+    if (getter === undefined) {
+      getter = function (this: FhirObject): unknown {
+        return this.get(name);
+      };
+      getters.set(name, getter);
+    }
+    return getter;
+  }
+
+  function elementOf(typeInfo: FhirClassInfo, name: string): ElementInfo | undefined {
+    let elements = elementsByName.get(typeInfo);
+    if (elements === undefined) elementsByName.set(typeInfo, (elements = new Map()));
+    if (!elements.has(name)) elements.set(name, typeInfo.findElement(name, true) as ElementInfo | undefined);
+    return elements.get(name);
+  }
+
   function typeFacts(object: FhirObject, typeInfo: FhirClassInfo): TypeFacts {
     let facts = cache.get(typeInfo);
     if (facts === undefined) {
@@ -205,6 +297,91 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   }
 
   /**
+   * read is FHIRObject.get for a one-step path to an element of the object's class. Elements of a
+   * FHIR type are read here (and built with {@link build}); anything else is left to cql-exec-fhir.
+   */
+  function read(object: FastFhirObject, field: string): unknown {
+    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
+    const element = elementOf(object.getTypeInfo() as FhirClassInfo, field);
+    if (json == null || element === undefined || (field !== element.name && element.typeSpecifier.isChoice === true)) return adopt(baseGet.call(object, field));
+    let property = element.name;
+    let spec = element.typeSpecifier;
+    if (spec.isChoice === true) {
+      for (const choice of spec.choices ?? []) {
+        if (choice.isNamed !== true) continue;
+        const choiceName = choice.name === 'SimpleQuantity' ? 'Quantity' : choice.name ?? '';
+        const candidate = `${element.name}${choiceName.charAt(0).toUpperCase()}${choiceName.slice(1)}`;
+        if (json[candidate] != null || json[`_${candidate}`] != null) {
+          property = candidate;
+          spec = choice;
+          break;
+        }
+      }
+    }
+    if (spec.namespace === 'System' || (spec.isNamed !== true && spec.isList !== true)) return adopt(baseGet.call(object, field));
+    const data = propertyFromJson(json, property, spec);
+    return data == null ? data : toFhirObject(data, spec);
+  }
+
+  /** cql-exec-fhir's getPropertyFromJSON: a primitive's value and its `_property` extension merged into one object. */
+  function propertyFromJson(json: Record<string, unknown>, property: string, spec: TypeSpec): unknown {
+    const value = json[property];
+    const extra = json[`_${property}`];
+    if (value == null && extra == null) return value;
+    if (!isFhirPrimitive(spec)) return value;
+    const isList = spec.isList === true;
+    const values: unknown[] = isList && Array.isArray(value) ? [...(value as unknown[])] : [value];
+    const extras: unknown[] = isList && Array.isArray(extra) ? [...(extra as unknown[])] : [extra];
+    while (values.length > extras.length) extras.push(undefined);
+    while (extras.length > values.length) values.push(undefined);
+    const data = values.map((item, i) => {
+      const more = extras[i];
+      if (item == null && more == null) return item;
+      const merged: Record<string, unknown> = {};
+      if (typeof item !== 'undefined') merged.value = item;
+      if (more != null) Object.assign(merged, more);
+      return merged;
+    });
+    return isList ? data : data[0];
+  }
+
+  /** cql-exec-fhir's isFHIRPrimitiveOrListOfFHIRPrimitives, remembered per type specifier. */
+  function isFhirPrimitive(spec: TypeSpec): boolean {
+    let answer = primitive.get(spec);
+    if (answer === undefined) {
+      answer = false;
+      if (spec.isNamed === true) {
+        const name = spec.name ?? '';
+        if (spec.namespace === 'FHIR' && name.charAt(0).toLowerCase() === name.charAt(0)) {
+          answer = true;
+        } else {
+          const typeInfo = modelInfo.findClass(spec.fqn ?? '') as (FhirClassInfo & ClassInternals) | undefined;
+          if (typeInfo?.baseTypeSpecifier?.fqn === 'FHIR.Element' && typeInfo.elements.length === 1) {
+            const value = typeInfo.findElement('value') as ElementInfo | undefined;
+            answer = value?.typeSpecifier.fqn === 'System.String';
+          }
+        }
+      } else if (spec.isList === true && spec.elementType !== undefined) {
+        answer = isFhirPrimitive(spec.elementType);
+      }
+      primitive.set(spec, answer);
+    }
+    return answer;
+  }
+
+  /** cql-exec-fhir's toFHIRObject (no path suffix: dotted paths are walked by `get`). */
+  function toFhirObject(data: unknown, spec: TypeSpec): unknown {
+    if (data == null) return data;
+    if (spec.isNamed === true) return asOwnResourceType(build(data, modelInfo.findClass(spec.fqn ?? '')));
+    if (spec.isList === true) return (data as unknown[]).map((item) => toFhirObject(item, spec.elementType as TypeSpec));
+    if (spec.isInterval === true) {
+      const { low, high, lowClosed, highClosed } = data as { low: unknown; high: unknown; lowClosed?: boolean; highClosed?: boolean };
+      return new Interval(toFhirObject(low, spec.pointType as TypeSpec), toFhirObject(high, spec.pointType as TypeSpec), lowClosed, highClosed);
+    }
+    return undefined;
+  }
+
+  /**
    * Values read from a record are remembered per (object, field): the wrapped JSON never changes
    * and cql-execution never writes to model objects, so element objects and primitives (string,
    * number, boolean, null, undefined) can be handed out again. Lists are copied on the way out
@@ -217,7 +394,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     let fields = memo.get(object);
     if (fields === undefined) memo.set(object, (fields = new Map()));
     if (fields.has(field)) return handOut(fields.get(field));
-    const value = adopt(baseGet.call(object, field));
+    const value = read(object, field);
     if (value instanceof FastFhirObject || isPrimitive(value) || (Array.isArray(value) && value.every((item) => item instanceof FastFhirObject))) {
       fields.set(field, Array.isArray(value) ? value.slice() : value);
     } else if (isDateOrDateTime(value)) {
@@ -260,10 +437,10 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (typeof resourceType !== 'string') return object;
     const own = modelInfo.findClass(resourceType);
     if (own === undefined || unqualified(own.name) !== resourceType) return object;
-    const retyped = new FastFhirObject((object as unknown as { readonly _json: unknown })._json, own, modelInfo);
+    const retyped = build((object as unknown as { readonly _json: unknown })._json, own);
     // Only ever narrow: the own class must derive from the declared one.
     return retyped._is({ type: 'NamedTypeSpecifier', name: `{http://hl7.org/fhir}${unqualified(declared.name)}` } as TypeSpecifier) ? retyped : object;
   }
 
-  return FastFhirObject;
+  return { FastFhirObject, build };
 }

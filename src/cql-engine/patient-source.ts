@@ -1,4 +1,4 @@
-import type { DataProvider, PatientObject, RecordObject, RetrieveDetails } from 'cql-execution';
+import { Code, ValueSet, type DataProvider, type PatientObject, type RecordObject, type RetrieveDetails } from 'cql-execution';
 import { CairnError } from '../domain/errors.ts';
 import type { FhirClassInfo, FhirModel, FhirResource } from './fhir-model.ts';
 
@@ -93,7 +93,9 @@ export class FhirPatient implements PatientObject {
   readonly #record: RecordObject;
   readonly #byType = new Map<string, FhirResource[]>();
   readonly #unique = new Set<FhirResource>();
-  readonly #records = new Map<FhirClassInfo, readonly RecordObject[]>();
+  /** Records per class, built when first retrieved (a code-filtered retrieve builds only its candidates). */
+  readonly #records = new Map<FhirClassInfo, (RecordObject | undefined)[]>();
+  readonly #codeIndexes = new Map<string, CodeIndex>();
 
   constructor(model: FhirModel, data: PatientData, options: PatientSourceOptions = {}) {
     this.#model = model;
@@ -158,8 +160,12 @@ export class FhirPatient implements PatientObject {
     const classInfo = datatype == null ? undefined : this.#model.classFor(datatype);
     if (classInfo === undefined) return [];
     const resourceType = this.#model.resourceTypeOf(classInfo);
+    if (!requireProfileTagging || profile === `${BASE_PROFILE}${resourceType}`) {
+      const candidates = this.#codeCandidates(resourceType, retrieveDetails);
+      if (candidates !== undefined) return candidates.map((i) => this.#recordAt(classInfo, resourceType, i));
+      return this.#recordsOf(classInfo, resourceType);
+    }
     const records = this.#recordsOf(classInfo, resourceType);
-    if (!requireProfileTagging || profile === `${BASE_PROFILE}${resourceType}`) return records.slice();
     const tagged = records.filter((_, i) => this.#byType.get(resourceType)?.[i]?.meta?.profile?.includes(profile ?? '') === true);
     if (resourceType === this.#model.resourceTypeOf(this.#model.patientClass) && tagged.length === 0) {
       throw new CairnError('EVALUATION_FAILED', `Patient record with meta.profile matching ${profile ?? ''} was not found`, {
@@ -173,18 +179,107 @@ export class FhirPatient implements PatientObject {
     return this.findRecords(profile, retrieveDetails)[0];
   }
 
-  /** Records of one type read as one class, built on first use and reused for this patient. */
-  #recordsOf(classInfo: FhirClassInfo, resourceType: string): readonly RecordObject[] {
-    let records = this.#records.get(classInfo);
-    if (records === undefined) {
-      records = (this.#byType.get(resourceType) ?? []).map((resource) => {
-        const record = this.#model.wrap(resource, classInfo);
-        return this.#unique.has(resource) && typeof resource.id === 'string' ? identityKeyed(record, resourceType, resource.id) : record;
-      });
-      this.#records.set(classInfo, records);
-    }
+  /** Every record of one type read as one class, in data order (a fresh array of the same records each time). */
+  #recordsOf(classInfo: FhirClassInfo, resourceType: string): RecordObject[] {
+    const count = this.#byType.get(resourceType)?.length ?? 0;
+    const records: RecordObject[] = new Array<RecordObject>(count);
+    for (let i = 0; i < count; i++) records[i] = this.#recordAt(classInfo, resourceType, i);
     return records;
   }
+
+  /** The record of the i-th resource of a type read as one class: built on first use, then the same object for this patient. */
+  #recordAt(classInfo: FhirClassInfo, resourceType: string, i: number): RecordObject {
+    let records = this.#records.get(classInfo);
+    if (records === undefined) this.#records.set(classInfo, (records = []));
+    let record = records[i];
+    if (record === undefined) {
+      const resource = (this.#byType.get(resourceType) as FhirResource[])[i] as FhirResource;
+      record = this.#model.wrap(resource, classInfo);
+      if (this.#unique.has(resource) && typeof resource.id === 'string') record = identityKeyed(record, resourceType, resource.id);
+      records[i] = record;
+    }
+    return record;
+  }
+
+  /**
+   * #codeCandidates narrows a code-filtered retrieve (`[MedicationRequest: "Opioid Analgesics"]`)
+   * to the resources that can match, by an index of the codings in their JSON, so a retrieve costs
+   * O(matches) instead of wrapping and converting every resource of the type. cql-execution 3.3.2's
+   * Retrieve applies its own code filter to whatever `findRecords` returns (lib/elm/external.js), so
+   * this only has to return a superset of the matches, in data order: a resource whose code element
+   * has any shape other than Coding/CodeableConcept objects with string `system`/`code` is always a
+   * candidate. Undefined means "no narrowing" (no codes, a dotted code path, or codes that are not
+   * plain CQL Codes).
+   */
+  #codeCandidates(resourceType: string, details: RetrieveDetails | undefined): number[] | undefined {
+    const codeProperty = details?.codeProperty;
+    if (details?.codes == null || typeof codeProperty !== 'string' || codeProperty === '' || codeProperty.includes('.')) return undefined;
+    const wanted = details.codes instanceof ValueSet ? details.codes.codes : details.codes;
+    if (!Array.isArray(wanted) || !wanted.every((c) => c instanceof Code && typeof c.code === 'string' && (c.system === undefined || typeof c.system === 'string'))) return undefined;
+    const key = `${resourceType}\u0000${codeProperty}`;
+    let index = this.#codeIndexes.get(key);
+    if (index === undefined) this.#codeIndexes.set(key, (index = buildCodeIndex(this.#byType.get(resourceType) ?? [], codeProperty)));
+    const hits = new Set<number>(index.always);
+    for (const code of wanted as readonly Code[]) for (const i of index.byCode.get(codeKey(code.system, code.code)) ?? []) hits.add(i);
+    return [...hits].sort((a, b) => a - b);
+  }
+}
+
+/** Resources (by position within their type) per coding, and those whose codes cannot be read from JSON. */
+interface CodeIndex {
+  readonly byCode: ReadonlyMap<string, readonly number[]>;
+  readonly always: readonly number[];
+}
+
+function codeKey(system: string | undefined, code: string | undefined): string {
+  return `${system === undefined ? '\u0000' : `s${system}`}\u0001${code === undefined ? '\u0000' : `c${code}`}`;
+}
+
+/**
+ * buildCodeIndex reads the codings of `codeProperty` from each resource's JSON: the element itself
+ * and its choice forms (`medication` -> `medicationCodeableConcept`, ...), each a Coding, a
+ * CodeableConcept or a list of them. Anything it cannot read that way (a string, a primitive
+ * extension, a non-string system or code) puts the resource in `always`.
+ */
+function buildCodeIndex(resources: readonly FhirResource[], codeProperty: string): CodeIndex {
+  const byCode = new Map<string, number[]>();
+  const always: number[] = [];
+  const isChoiceKey = (key: string): boolean => key.length > codeProperty.length && key.startsWith(codeProperty) && /[A-Z]/.test(key.charAt(codeProperty.length));
+  resources.forEach((resource, i) => {
+    const keys = new Set<string>();
+    let readable = true;
+    const addCoding = (coding: Record<string, unknown>): void => {
+      const { system, code } = coding;
+      if ('_system' in coding || '_code' in coding || (system !== undefined && typeof system !== 'string') || (code !== undefined && typeof code !== 'string')) readable = false;
+      else keys.add(codeKey(system, code));
+    };
+    const collect = (value: unknown): void => {
+      if (value == null) return;
+      if (Array.isArray(value)) {
+        value.forEach(collect);
+      } else if (typeof value === 'object') {
+        const element = value as Record<string, unknown>;
+        if ('coding' in element) {
+          if (Array.isArray(element.coding)) element.coding.forEach((c) => (typeof c === 'object' && c !== null && !Array.isArray(c) ? addCoding(c as Record<string, unknown>) : (readable = c == null && readable)));
+          else if (element.coding != null) readable = false;
+        }
+        if ('code' in element || 'system' in element || '_code' in element || '_system' in element) addCoding(element);
+      } else {
+        readable = false;
+      }
+    };
+    for (const [key, value] of Object.entries(resource)) {
+      if (key === codeProperty || isChoiceKey(key)) collect(value);
+      else if (key.startsWith('_') && (key.slice(1) === codeProperty || isChoiceKey(key.slice(1)))) readable = false;
+    }
+    if (!readable) always.push(i);
+    for (const k of keys) {
+      let list = byCode.get(k);
+      if (list === undefined) byCode.set(k, (list = []));
+      list.push(i);
+    }
+  });
+  return { byCode, always };
 }
 
 /** indexPatient builds the patient object for one patient's data; throws INPUT_INVALID without a Patient. */
