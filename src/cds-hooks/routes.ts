@@ -65,6 +65,9 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     return sendProblem(reply, { title: result.status === 401 ? 'Unauthorized' : 'Forbidden', status: result.status, detail: result.message });
   });
 
+  // Invocations are written behind responses: write what is pending before the service stops.
+  app.addHook('onClose', async () => deps.store.flush());
+
   app.get('/cds-services', async () => ({ services: [...servicesOf(deps.knowledge()).values()].map(discoveryEntry) }));
 
   app.post<{ Params: ServiceParams }>('/cds-services/:id', async (request, reply) => {

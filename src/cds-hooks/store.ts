@@ -62,7 +62,10 @@ export interface Snooze {
  * lives in warehouse/; the service only sees this port.
  */
 export interface CdsStore {
+  /** Records an invocation and its cards; may write behind (see flush) to keep storage off the response path. */
   recordInvocation(record: InvocationRecord): Promise<void>;
+  /** Writes every invocation recorded so far. */
+  flush(): Promise<void>;
   findCards(uuids: readonly string[]): Promise<ReadonlyMap<string, IssuedCard>>;
   /** Stores feedback idempotently (same card, outcome and timestamp twice is one item) and the snoozes it implies. */
   recordFeedback(items: readonly FeedbackRecord[], snoozes: readonly Snooze[]): Promise<FeedbackResult>;

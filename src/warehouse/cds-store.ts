@@ -47,9 +47,18 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
       }
     });
 
-  return {
-    recordInvocation: (record: InvocationRecord) =>
-      transaction(async (c) => {
+  // Invocations are written behind the response, in batches: one transaction per flush instead of
+  // one per request keeps DuckDB off the real-time path. Anything that reads cards flushes first.
+  let pendingInvocations: InvocationRecord[] = [];
+  let flushTimer: NodeJS.Timeout | undefined;
+  const flush = (): Promise<void> => {
+    if (flushTimer) clearTimeout(flushTimer);
+    flushTimer = undefined;
+    const batch = pendingInvocations;
+    pendingInvocations = [];
+    if (batch.length === 0) return serial(async () => undefined);
+    return transaction(async (c) => {
+      for (const record of batch) {
         await c.run(`INSERT INTO cds_invocation VALUES ($1, $2, $3, $4, $5, $6, $7::TIMESTAMPTZ, $8, $9, $10, $11, $12)`, [
           record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion,
           record.at, record.durationMs, record.status, record.cards.length, record.suppressed, record.ruleErrors,
@@ -60,10 +69,32 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
             card.knowledgeVersion, card.indicator, card.issuedAt,
           ]);
         }
-      }),
+      }
+    });
+  };
 
-    findCards: (uuids: readonly string[]) =>
-      serial(async (c) => {
+  // Snoozes are few and read on every request: kept in memory, written through to DuckDB.
+  const snoozes = new Map<string, Map<string, string>>();
+  const remember = (snooze: Snooze): void => {
+    const byRule = snoozes.get(snooze.patientId) ?? new Map<string, string>();
+    if ((byRule.get(snooze.ruleId) ?? '') < snooze.until) byRule.set(snooze.ruleId, snooze.until);
+    snoozes.set(snooze.patientId, byRule);
+  };
+  const stored = await queryRows(connection, `SELECT rule_id, patient_id, strftime(until AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%gZ') AS until FROM cds_snooze`);
+  for (const row of stored) remember({ ruleId: String(row.rule_id), patientId: String(row.patient_id), until: String(row.until) });
+
+  return {
+    async recordInvocation(record: InvocationRecord) {
+      pendingInvocations.push(record);
+      if (pendingInvocations.length >= 200) void flush().catch(() => undefined);
+      else flushTimer ??= setTimeout(() => void flush().catch(() => undefined), 50);
+    },
+
+    flush,
+
+    findCards: async (uuids: readonly string[]) => {
+      await flush();
+      return serial(async (c) => {
         if (uuids.length === 0) return new Map<string, IssuedCard>();
         const placeholders = uuids.map((_, i) => `$${i + 1}`).join(', ');
         const rows = await queryRows(c, `SELECT *, strftime(issued_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%gZ') AS issued FROM cds_card WHERE uuid IN (${placeholders})`, uuids);
@@ -79,9 +110,10 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
           indicator: String(row.indicator),
           issuedAt: String(row.issued),
         } satisfies IssuedCard]));
-      }),
+      });
+    },
 
-    recordFeedback: (items: readonly FeedbackRecord[], snoozes: readonly Snooze[]) =>
+    recordFeedback: (items: readonly FeedbackRecord[], newSnoozes: readonly Snooze[]) =>
       transaction(async (c): Promise<FeedbackResult> => {
         let stored = 0;
         for (const item of items) {
@@ -94,16 +126,18 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
           ]);
           stored++;
         }
-        for (const snooze of snoozes) {
+        for (const snooze of newSnoozes) {
           await c.run(`INSERT OR IGNORE INTO cds_snooze VALUES ($1, $2, $3::TIMESTAMPTZ)`, [snooze.ruleId, snooze.patientId, snooze.until]);
         }
+        newSnoozes.forEach(remember);
         return { stored, duplicates: items.length - stored };
       }),
 
-    snoozedRules: (patientId: string, at: string) =>
-      serial(async (c) => {
-        const rows = await queryRows(c, `SELECT DISTINCT rule_id FROM cds_snooze WHERE patient_id = $1 AND until > $2::TIMESTAMPTZ`, [patientId, at]);
-        return new Set(rows.map((row) => String(row.rule_id)));
-      }),
+    async snoozedRules(patientId: string, at: string) {
+      const byRule = snoozes.get(patientId);
+      if (!byRule) return new Set<string>();
+      const atMs = Date.parse(at);
+      return new Set([...byRule].filter(([, until]) => Date.parse(until) > atMs).map(([ruleId]) => ruleId));
+    },
   };
 }

@@ -138,6 +138,7 @@ describe('CDS Hooks over a real socket with a real FHIR server', () => {
   });
 
   it('keeps an audit row per authenticated invocation (200 and 412), holding ids and counts only, never names or resources', async () => {
+    await live.store.flush();
     const rows = await queryRows(live.warehouse.connection, `SELECT service_id, hook, hook_instance, client, patient_id, status, cards, suppressed, rule_errors FROM cds_invocation ORDER BY hook_instance`);
     const row = { service_id: 'medication-safety-order-sign', hook: 'order-sign', client: 'live-ehr', suppressed: 0, rule_errors: 0 };
     expect(rows).toEqual([

@@ -15,6 +15,7 @@ import { createClientAuthenticator, parseAuthConfig } from '../../src/cds-hooks/
 import type { CdsHooksDeps } from '../../src/cds-hooks/routes.ts';
 import { ActiveKnowledge } from '../../src/evaluate/knowledge-service.ts';
 import { buildApp } from '../../src/http/app.ts';
+import type { CdsStore } from '../../src/cds-hooks/store.ts';
 import { createCdsStore } from '../../src/warehouse/cds-store.ts';
 import { openWarehouse, type Warehouse } from '../../src/warehouse/database.ts';
 import { PROJECT_ROOT, SHARED_FIXTURES, testDeps } from '../support/knowledge.ts';
@@ -114,6 +115,7 @@ export function nullOrEmptyFields(value: unknown, at = '$'): string[] {
 export interface LiveService {
   readonly app: FastifyInstance;
   readonly warehouse: Warehouse;
+  readonly store: CdsStore;
   /** `http://127.0.0.1:<port>`: the public base URL JWT audiences are checked against. */
   readonly baseUrl: string;
   /** token signs a client JWT for `urlPath` (aud = baseUrl + urlPath) with a fresh jti; claims override. */
@@ -164,6 +166,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
   return {
     app,
     warehouse,
+    store,
     baseUrl: address.base,
     async token(urlPath, claims = {}) {
       const seconds = Math.floor(clock() / 1000);

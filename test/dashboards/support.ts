@@ -1,6 +1,6 @@
 /**
  * A report warehouse prepared the real way: a generated population, the real ingest, two real
- * batch runs over the sample knowledge, and CDS Hooks cards and feedback through the real store.
+ * batch runs over the project's knowledge (rules and the demo measures in measures/), and CDS Hooks cards and feedback through the real store.
  * Then the real app with the dashboards plugin, users of every role and a trusted OIDC issuer.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -84,6 +84,7 @@ async function recordCards(warehouse: Warehouse, knowledgeVersion: string): Prom
       ...(overridden ? { overrideReason: { system: 'https://cairn.example/override', code: i % 3 === 0 ? 'snooze-30d' : 'not-relevant', display: i % 3 === 0 ? 'Remind me in 30 days' : 'Not relevant' } } : {}),
     }], []);
   }
+  await store.flush();
   return n;
 }
 
@@ -122,6 +123,7 @@ export async function startDashboards(fixture: Pick<ReportFixture, 'warehouse' |
       access: parseDashboardAccess(config),
       now: () => NOW,
       rules: () => fixture.prepared.knowledge.rules.map(({ rule }) => ({ id: rule.id, title: rule.title })),
+      measureInfo: () => fixture.prepared.measures.map(({ definition }) => ({ id: definition.id, title: definition.title ?? definition.name ?? definition.id })),
     },
   });
   return {
