@@ -11,6 +11,10 @@ import {
   ALERT_COLUMNS, AUDIT_COLUMNS, CARE_GAP_COLUMNS, OVERRIDE_REASON_COLUMNS, PRACTITIONER_COLUMNS, RULE_DAILY_COLUMNS, RULE_STATS_COLUMNS,
   RULE_TREND_COLUMNS, RUN_COLUMNS, RUN_ERROR_COLUMNS, RUN_ERROR_SUMMARY_COLUMNS,
 } from '../warehouse/reports.ts';
+import {
+  BREAKDOWNS, measureBreakdownList, measurePatientList, measureSummaryList, MEASURE_BREAKDOWN_COLUMNS, MEASURE_PATIENT_COLUMNS, MEASURE_PATIENT_SORTS,
+  MEASURE_SUMMARY_COLUMNS, POPULATIONS, type Breakdown, type MeasurePatientSort, type Population,
+} from '../warehouse/report-measures.ts';
 import type { Permission } from './access.ts';
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -22,6 +26,8 @@ const idList = (description: string) =>
 const day = (description: string) => z.string().regex(DATE, 'a date YYYY-MM-DD').optional().describe(description);
 const int = (min: number, max: number, description: string) => z.coerce.number().int().min(min).max(max).optional().describe(description);
 const run = z.string().min(1).max(100).default('latest').describe('run id, or `latest` (the latest published run)');
+/** MEASURE_PARAMS is the `{id}` of `/api/measures/{id}/…`: the last path segment of the Measure's canonical. */
+export const MEASURE_PARAMS = z.object({ id: z.string().min(1).max(200).regex(/^[A-Za-z0-9\-.]+$/, 'a FHIR id').describe('measure id (the last path segment of its canonical, e.g. `cairn-cms122-hba1c-poor-control`)') });
 const direction = z.enum(['asc', 'desc']).default('asc').describe('sort direction');
 
 /** PAGE_QUERY is accepted by every JSON list (exports ignore it and return the whole list). */
@@ -47,8 +53,12 @@ export interface BuiltList {
 }
 
 export interface ListRoute {
-  /** name is the path after `/api/` and the export file name. */
+  /** name is the path after `/api/` (`:param` for path parameters) and, parameters filled in, the export file name. */
   readonly name: string;
+  /** params validates the path parameters; their values reach `build` with the query's. */
+  readonly params?: z.ZodObject;
+  /** check rejects combinations a schema cannot express: the offending field and why. */
+  check?(query: Record<string, unknown>): { readonly field: string; readonly message: string } | undefined;
   readonly summary: string;
   readonly permission: Permission;
   /** columns of every row, typed as exports carry them. */
@@ -193,6 +203,61 @@ export const LIST_ROUTES: readonly ListRoute[] = [
     build: async (q, { c, now }) => {
       const range = dayRange(q, now);
       return { list: await overrideReasonList(c, range), range };
+    },
+  },
+  {
+    name: 'measures/summaries',
+    columns: MEASURE_SUMMARY_COLUMNS,
+    summary: 'Summary MeasureReports of the last runs, one row per run, measure and group: population counts, score and improvement notation.',
+    permission: 'aggregate',
+    query: z.object({
+      runs: z.coerce.number().int().min(1).max(366).default(12).describe('how many recent runs'),
+      measure: z.string().min(1).max(200).optional().describe('only this measure id'),
+    }),
+    build: async (q, { c }) => ({ list: await measureSummaryList(c, q.runs as number, { measureId: q.measure as string | undefined }) }),
+  },
+  {
+    name: 'measures/:id/breakdown',
+    params: MEASURE_PARAMS,
+    columns: MEASURE_BREAKDOWN_COLUMNS,
+    summary: 'A measure\'s populations and rate per stratum (the run\'s summary MeasureReport) or per attributed practitioner, organization or location (individual reports of the run).',
+    permission: 'aggregate',
+    query: z.object({
+      run,
+      group: z.string().min(1).optional().describe('measure group id; default: every group'),
+      by: z.enum(BREAKDOWNS).default('stratum').describe('stratum, practitioner, organization or location'),
+    }),
+    build: async (q, { c }) => {
+      const found = await resolveRun(c, q.run as string);
+      return { list: await measureBreakdownList(c, found, q.id as string, { by: q.by as Breakdown, groupId: q.group as string | undefined }), run: found };
+    },
+  },
+  {
+    name: 'measures/:id/patients',
+    params: MEASURE_PARAMS,
+    columns: MEASURE_PATIENT_COLUMNS,
+    summary: 'The patients behind a measure number: counted in a population of a run, optionally in one stratum or attributed to one practitioner, organization or location (patient-level).',
+    permission: 'patients',
+    query: z.object({
+      run,
+      group: z.string().min(1).optional().describe('measure group id; default: every group'),
+      population: z.enum(POPULATIONS).default('initial-population').describe('measure population the patients are counted in'),
+      stratifier: z.string().min(1).optional().describe('stratifier id (with `stratum`)'),
+      stratum: z.string().min(1).optional().describe('stratum key: its value\'s code, else its text (`true` for boolean stratifiers); with `stratifier`'),
+      practitioner: z.string().min(1).optional().describe('attributed practitioner id, or `none`'),
+      organization: z.string().min(1).optional().describe('attributed organization id, or `none`'),
+      location: z.string().min(1).optional().describe('attributed location id, or `none`'),
+      sort: z.enum(Object.keys(MEASURE_PATIENT_SORTS) as [MeasurePatientSort]).default('patient').describe('sort key; the patient id breaks ties'),
+      order: direction,
+    }),
+    check: (q) => ((q.stratifier === undefined) !== (q.stratum === undefined) ? { field: q.stratum === undefined ? 'stratum' : 'stratifier', message: 'give both `stratifier` and `stratum`, or neither' } : undefined),
+    build: async (q, { c }) => {
+      const found = await resolveRun(c, q.run as string);
+      const list = await measurePatientList(c, found, q.id as string, {
+        groupId: q.group as string | undefined, population: q.population as Population, stratifierId: q.stratifier as string | undefined, stratum: q.stratum as string | undefined,
+        practitionerId: q.practitioner as string | undefined, organizationId: q.organization as string | undefined, locationId: q.location as string | undefined,
+      }, { by: q.sort as MeasurePatientSort, direction: q.order as 'asc' | 'desc' });
+      return { list, run: found };
     },
   },
   {

@@ -4,17 +4,22 @@
  */
 import { z } from 'zod';
 import type { ListColumn } from '../warehouse/reports.ts';
-import { PAGE_QUERY, type ListRoute } from './lists.ts';
+import { MEASURE_PARAMS, PAGE_QUERY, type ListRoute } from './lists.ts';
 
 type Json = Record<string, unknown>;
 
-function parameters(schema: z.ZodObject): Json[] {
+function parameters(schema: z.ZodObject, where: 'query' | 'path' = 'query'): Json[] {
   const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, Json>; required?: string[] };
   return Object.entries(json.properties ?? {}).map(([name, property]) => {
     const { description, ...rest } = property;
-    return { name, in: 'query', required: json.required?.includes(name) ?? false, ...(description ? { description } : {}), schema: rest, explode: true };
+    return { name, in: where, required: where === 'path' || (json.required?.includes(name) ?? false), ...(description ? { description } : {}), schema: rest, ...(where === 'query' ? { explode: true } : {}) };
   });
 }
+
+/** openApiPath turns a fastify path (`:id`) into an OpenAPI one (`{id}`). */
+const openApiPath = (path: string): string => path.replace(/:(\w+)/g, '{$1}');
+const idParameter = parameters(MEASURE_PARAMS, 'path');
+const runsParameter = { name: 'runs', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 366, default: 12 }, description: 'how many recent runs' };
 
 const COLUMN_SCHEMA: Record<ListColumn['kind'], Json> = {
   string: { type: ['string', 'null'] },
@@ -27,6 +32,7 @@ const COLUMN_SCHEMA: Record<ListColumn['kind'], Json> = {
 const problem = { description: 'RFC 9457 problem details', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
 const errors = { 400: problem, 401: problem, 403: problem };
 
+
 /** buildOpenApi describes every route of the report API. */
 export function buildOpenApi(lists: readonly ListRoute[]): Json {
   const paths: Record<string, Json> = {
@@ -36,25 +42,45 @@ export function buildOpenApi(lists: readonly ListRoute[]): Json {
       delete: { summary: 'Sign out (clears the cookie).', security: [], responses: { 204: { description: 'signed out' } } },
     },
     '/api/overview': { get: { summary: 'One tile per rule result (alerts or care gaps): latest count and rate, change against the previous run, trend; measure status.', parameters: [{ name: 'runs', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 366, default: 12 } }], responses: { 200: { description: 'tiles' }, ...errors } } },
-    '/api/measures': { get: { summary: 'EXTENSION POINT: eCQM summaries per run once MeasureReports are stored; `available: false` until then.', responses: { 200: { description: 'measure status' }, ...errors } } },
+    '/api/measures': { get: { summary: 'One tile per measure (group): latest rate, numerator and denominator, change against the previous run with `better`/`worse`/`same` by the measure\'s improvement notation (`decrease`: lower is better), trend over runs. `available: false` before any run stored MeasureReports.', parameters: [runsParameter], responses: { 200: { description: 'measure tiles' }, ...errors } } },
+    '/api/measures/{id}': { get: { summary: 'One measure: its tile(s) and the summary MeasureReport of the latest run that evaluated it. 404 when no run stored it.', parameters: [...idParameter, runsParameter], responses: { 200: { description: 'measure and FHIR summary MeasureReport' }, 404: problem, ...errors } } },
+    '/api/measures/{id}/reports': {
+      get: {
+        summary: 'A measure\'s stored population MeasureReports per run, newest first: `summary` (aggregate) or `subject-list` (patients in contained Lists; patient-level and audited).',
+        parameters: [...idParameter, { name: 'run', in: 'query', schema: { type: 'string' }, description: 'one run id, or `latest`; default: the last `runs` published runs' }, runsParameter,
+          { name: 'type', in: 'query', schema: { type: 'string', enum: ['summary', 'subject-list'], default: 'summary' } }],
+        responses: { 200: { description: '{id, type, reports: [{run, report}]}' }, 404: problem, ...errors },
+      },
+    },
+    '/api/care-gaps/deqm': {
+      get: {
+        summary: 'Measure care gaps as a DEQM-style gaps-in-care Bundle (type collection, no Composition): the DetectedIssues of a page of gaps, the individual MeasureReports they cite and their Patients. Give `patient`, `measure` or both. Patient-level; audited. `X-Total-Count` carries the number of gaps; `link` next/previous pages.',
+        parameters: [
+          { name: 'patient', in: 'query', schema: { type: 'string' } }, { name: 'measure', in: 'query', schema: { type: 'string' }, description: 'measure id' },
+          { name: 'run', in: 'query', schema: { type: 'string', default: 'latest' } }, ...parameters(PAGE_QUERY),
+        ],
+        responses: { 200: { description: 'FHIR R4 Bundle', content: { 'application/fhir+json': {} } }, ...errors },
+      },
+    },
   };
   for (const route of lists) {
     const item = { type: 'object', properties: Object.fromEntries(route.columns.map((c) => [c.name, COLUMN_SCHEMA[c.kind]])) };
     const patientNote = route.permission === 'patients' ? ' Patient-level: roles allowed to see patients only; every access is audited.' : route.permission === 'audit' ? ' Admin only.' : '';
-    paths[`/api/${route.name}`] = {
+    const pathParameters = route.params ? parameters(route.params, 'path') : [];
+    paths[openApiPath(`/api/${route.name}`)] = {
       get: {
         summary: route.summary + patientNote,
-        parameters: parameters(route.query.extend(PAGE_QUERY.shape)),
+        parameters: [...pathParameters, ...parameters(route.query.extend(PAGE_QUERY.shape))],
         responses: {
           200: { description: 'one page in a stable order', content: { 'application/json': { schema: { type: 'object', properties: { total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' }, items: { type: 'array', items: item }, links: { type: 'object' } } } } } },
           ...errors,
         },
       },
     };
-    paths[`/api/${route.name}/export`] = {
+    paths[openApiPath(`/api/${route.name}/export`)] = {
       get: {
         summary: `The whole list (no paging), streamed: CSV, Parquet or Arrow IPC stream.${patientNote}`,
-        parameters: parameters(route.query.extend({ format: z.enum(['csv', 'parquet', 'arrow']).describe('export format') })),
+        parameters: [...pathParameters, ...parameters(route.query.extend({ format: z.enum(['csv', 'parquet', 'arrow']).describe('export format') }))],
         responses: {
           200: { description: 'file', content: { 'text/csv': {}, 'application/vnd.apache.parquet': {}, 'application/vnd.apache.arrow.stream': {} } },
           ...errors,

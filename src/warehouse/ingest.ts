@@ -1,18 +1,28 @@
 /**
  * Ingest: read inputs into temporary staging tables, then merge them into the resource tables in
- * one transaction. A crash or kill before COMMIT leaves the previous consistent copy (DuckDB's WAL).
+ * one transaction. Staging runs before that transaction and touches only connection-local temp
+ * tables, so a crash or kill at any point before COMMIT leaves the previous consistent copy (DuckDB's
+ * WAL), and DuckDB can spill staging to disk instead of holding it all in memory.
+ *
+ * Bulk NDJSON files are read by DuckDB itself (`read_csv` with one column per line, so every line,
+ * valid or not, keeps its line number); only lines that are Bundles, and files DuckDB refuses
+ * (invalid UTF-8, CRLF, truncated gzip, over-long lines), go through JavaScript (sources.ts).
  *
  * Versions: for each (resource type, id) the newest of (meta.lastUpdated, numeric versionId,
  * versionId text) wins, missing parts counting as oldest; on a tie the resource replaces the stored
  * one only when its JSON differs (the last one read wins). A deletion leaves a tombstone so an
  * older copy read later is not resurrected; a copy with a newer meta.lastUpdated is.
  */
+import { createReadStream } from 'node:fs';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { CairnError } from '../domain/errors.ts';
 import type { Warehouse } from './database.ts';
 import { MACROS, stagingSelect } from './extract.ts';
 import { columnNames, GENERIC_TABLE, RESOURCE_TABLES, TYPED_TABLES } from './schema.ts';
-import { listInputs, MAX_QUARANTINE_CONTENT, readInput, type InputFile, type IngestSink, type QuarantineRecord } from './sources.ts';
+import { BUNDLE_TYPES, listInputs, MAX_QUARANTINE_CONTENT, readInput, readLine, type InputFile, type IngestSink, type QuarantineRecord } from './sources.ts';
 
 /** IngestOptions: time is an input, so a run is reproducible. */
 export interface IngestOptions {
@@ -110,6 +120,13 @@ class StagingSink implements IngestSink {
     a.endRow();
   }
 
+  /** skip reserves `count` sequence numbers for rows staged by DuckDB directly. */
+  skip(count: number): number {
+    const base = this.seq;
+    this.seq += count;
+    return base;
+  }
+
   progress(bytes: number): void {
     this.fileBytes = bytes;
     this.onProgress?.(this.base + bytes, this.total, this.file);
@@ -127,28 +144,61 @@ export async function ingestFiles(warehouse: Warehouse, files: readonly InputFil
   if (warehouse.readOnly) throw new CairnError('WAREHOUSE_FAILED', `The analytical database ${warehouse.path} was opened read-only; ingest needs write access.`);
   const c = warehouse.connection;
   const total = files.reduce((sum, file) => sum + file.bytes, 0);
-  await c.run('BEGIN TRANSACTION');
+  const fail = (error: unknown, what: string): CairnError => error instanceof CairnError
+    ? error
+    : new CairnError('WAREHOUSE_FAILED', `Ingest into ${warehouse.path} failed ${what}: ${(error as Error).message}`, { cause: error, context: { path: warehouse.path } });
   try {
-    const counts = await stageAndMerge(c, files, total, options);
-    await c.run('COMMIT');
-    return counts;
-  } catch (error) {
-    await c.run('ROLLBACK').catch(() => undefined);
-    if (error instanceof CairnError) throw error;
-    throw new CairnError('WAREHOUSE_FAILED', `Ingest into ${warehouse.path} failed and was rolled back: ${(error as Error).message}`, { cause: error, context: { path: warehouse.path } });
+    let staged: Staged;
+    try {
+      staged = await stage(c, files, total, options);
+    } catch (error) {
+      throw fail(error, 'while reading its input; nothing was changed');
+    }
+    await c.run('BEGIN TRANSACTION');
+    try {
+      const counts = await merge(c, files, staged, options);
+      await c.run('COMMIT');
+      return counts;
+    } catch (error) {
+      await c.run('ROLLBACK').catch(() => undefined);
+      throw fail(error, 'and was rolled back');
+    }
+  } finally {
+    for (const table of STAGING_TABLES) await c.run(`DROP TABLE IF EXISTS temp.main.${table}`).catch(() => undefined);
   }
 }
 
 const TABLE_MAP_SQL = `(VALUES ${Object.entries(TYPED_TABLES).map(([type, table]) => `('${type}', '${table}')`).join(', ')}) AS m(resource_type, tbl)`;
 
-async function stageAndMerge(c: DuckDBConnection, files: readonly InputFile[], total: number, options: IngestOptions): Promise<IngestCounts> {
-  const now = options.now.toISOString().replace('T', ' ').replace('Z', '');
-  for (const macro of MACROS) await c.run(macro);
-  const runRow = await c.runAndReadAll('SELECT COALESCE(max(run_id), 0)::BIGINT + 1 FROM ingest_run');
-  const runId = Number(runRow.getRowsJS()[0]?.[0] ?? 1);
-  await c.run(`INSERT INTO ingest_run (run_id, started_at, sources) VALUES ($1, $2::TIMESTAMP, $3::JSON)`, [runId, now, JSON.stringify(options.sources ?? files.map((f) => f.path))]);
+const STAGING_TABLES = ['staging_raw', 'staging', 'staging_win', 'staging_delete', 'staging_quarantine', 'delete_latest', 'decided'];
 
+/** Staged is what reading left in the temp tables, with the counts only the reader knows. */
+interface Staged {
+  /** texts counts candidate resources staged (valid or not). */
+  readonly texts: number;
+  /** removals counts deletions read. */
+  readonly removals: number;
+  /** quarantined counts records refused while reading (not yet those DuckDB refuses). */
+  readonly quarantined: number;
+}
+
+/** csvLines reads every line of `path` as one VARCHAR with its 1-based line number, in file order. */
+function csvLines(path: string): string {
+  // A column delimiter and quote that valid JSON text never contains raw (control characters must be
+  // escaped in JSON strings): each line is one value. Blank lines come back as NULL, keeping numbering.
+  return `(SELECT row_number() OVER () AS line, text FROM read_csv('${path.replaceAll("'", "''")}',
+    columns = {'text': 'VARCHAR'}, delim = E'\\x01', quote = '', escape = '', header = false, auto_detect = false))`;
+}
+
+function stagingInsert(raw: string): string {
+  return `INSERT INTO staging SELECT k.*, COALESCE(m.tbl, '${GENERIC_TABLE}') AS tbl FROM (${stagingSelect(raw)}) k LEFT JOIN ${TABLE_MAP_SQL} USING (resource_type)`;
+}
+
+/** stage reads every file into temp tables (outside any transaction: nothing persistent is touched). */
+async function stage(c: DuckDBConnection, files: readonly InputFile[], total: number, options: IngestOptions): Promise<Staged> {
+  for (const macro of MACROS) await c.run(macro);
   await c.run(`CREATE OR REPLACE TEMP TABLE staging_raw (seq BIGINT, source VARCHAR, line BIGINT, path VARCHAR, text VARCHAR)`);
+  await c.run(`CREATE OR REPLACE TEMP TABLE staging AS SELECT k.*, NULL::VARCHAR AS tbl FROM (${stagingSelect('staging_raw')}) k LIMIT 0`);
   await c.run(`CREATE OR REPLACE TEMP TABLE staging_delete (seq BIGINT, resource_type VARCHAR, id VARCHAR, deleted_at VARCHAR, source VARCHAR)`);
   await c.run(`CREATE OR REPLACE TEMP TABLE staging_quarantine (source VARCHAR, line BIGINT, path VARCHAR, reason VARCHAR, content VARCHAR)`);
   const appenders = await Promise.all([
@@ -158,21 +208,80 @@ async function stageAndMerge(c: DuckDBConnection, files: readonly InputFile[], t
   ]);
   const [resources, deletions, bad] = appenders;
   const sink = new StagingSink(resources, deletions, bad, total, options.onProgress);
+  let direct = 0;
   try {
     for (const record of options.quarantine ?? []) sink.quarantine(record);
     for (const file of files) {
       sink.startFile(file);
       options.onFile?.(file);
-      await readInput(file, sink);
+      const staged = file.format === 'ndjson' ? await stageNdjson(c, file, sink) : null;
+      if (staged === null) await readInput(file, sink);
+      else direct += staged;
+      sink.progress(file.bytes);
     }
   } finally {
     for (const appender of appenders) appender.closeSync();
   }
-
-  // Identity, version and validity of every staged text, parsed once by DuckDB.
-  await c.run(`CREATE OR REPLACE TEMP TABLE staging AS
-    SELECT k.*, COALESCE(m.tbl, '${GENERIC_TABLE}') AS tbl FROM (${stagingSelect('staging_raw')}) k LEFT JOIN ${TABLE_MAP_SQL} USING (resource_type)`);
+  // Rows the JavaScript reader staged (Bundle entries, refused files) are parsed by DuckDB here.
+  await c.run(stagingInsert('staging_raw'));
   await c.run('DROP TABLE temp.main.staging_raw');
+  return { texts: sink.texts + direct, removals: sink.read, quarantined: sink.quarantined };
+}
+
+/**
+ * stageNdjson lets DuckDB read, split and parse a Bulk NDJSON file (gzipped or not) straight into
+ * staging, then hands the lines that are Bundles to the JavaScript reader. It returns how many texts
+ * it staged, or null when DuckDB cannot read the file as UTF-8 lines, so the JavaScript reader (which
+ * quarantines what it cannot read and keeps the rest) takes the whole file instead; the failed
+ * statement stages nothing, since it runs outside a transaction.
+ */
+async function stageNdjson(c: DuckDBConnection, file: InputFile, sink: StagingSink): Promise<number | null> {
+  const start = sink.seq;
+  // DuckDB reads a truncated gzip up to the cut without complaint; zlib, in parallel, says so.
+  const intact = file.gzip ? gzipIntact(file.path) : Promise.resolve(true);
+  let inserted: number;
+  try {
+    // Whitespace-only lines are not candidates, as in the JavaScript reader.
+    const lines = `(SELECT ${start}::BIGINT + line AS seq, '${file.path.replaceAll("'", "''")}' AS source, line, NULL::VARCHAR AS path, text
+      FROM ${csvLines(file.path)} WHERE text IS NOT NULL AND NOT regexp_full_match(text, '[\\s\\x{feff}]*'))`;
+    inserted = (await c.run(stagingInsert(lines))).rowsChanged;
+  } catch {
+    await intact;
+    return null;
+  }
+  if (!(await intact)) {
+    await c.run(`DELETE FROM staging WHERE seq > ${start}`);
+    return null;
+  }
+  const last = await c.runAndReadAll(`SELECT COALESCE(max(seq), ${start})::BIGINT FROM staging WHERE seq > ${start}`);
+  sink.skip(Number(last.getRowsJS()[0]?.[0] ?? start) - start);
+  // Bundles are expanded in JavaScript (ids, urn:uuid references, DELETE entries); every other line stays.
+  const types = [...BUNDLE_TYPES].map((t) => `'${t}'`).join(', ');
+  const bundles = await c.runAndReadAll(`SELECT seq, line, text FROM staging WHERE seq > ${start} AND resource_type = 'Bundle'
+    AND json_extract_string(text, '$.type') IN (${types}) ORDER BY seq`);
+  const rows = bundles.getRowsJS();
+  if (rows.length === 0) return inserted;
+  await c.run(`DELETE FROM staging WHERE seq IN (${rows.map((row) => String(row[0])).join(', ')})`);
+  for (const [, line, text] of rows) readLine(String(text), file.path, Number(line), sink);
+  return inserted - rows.length;
+}
+
+/** gzipIntact decompresses `path` to nowhere and tells whether the whole stream is there. */
+async function gzipIntact(path: string): Promise<boolean> {
+  try {
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), createGunzip(), new Writable({ write: (_chunk, _encoding, done) => done() }));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** merge applies what was staged to the resource tables; the caller holds the transaction. */
+async function merge(c: DuckDBConnection, files: readonly InputFile[], staged: Staged, options: IngestOptions): Promise<IngestCounts> {
+  const now = options.now.toISOString().replace('T', ' ').replace('Z', '');
+  const runRow = await c.runAndReadAll('SELECT COALESCE(max(run_id), 0)::BIGINT + 1 FROM ingest_run');
+  const runId = Number(runRow.getRowsJS()[0]?.[0] ?? 1);
+  await c.run(`INSERT INTO ingest_run (run_id, started_at, sources) VALUES ($1, $2::TIMESTAMP, $3::JSON)`, [runId, now, JSON.stringify(options.sources ?? files.map((f) => f.path))]);
   await c.run(`INSERT INTO staging_quarantine SELECT source, line, path, problem, left(text, ${MAX_QUARANTINE_CONTENT})
     FROM staging WHERE problem IS NOT NULL`);
   const badTexts = Number((await c.runAndReadAll('SELECT count(*) FROM staging WHERE problem IS NOT NULL')).getRowsJS()[0]?.[0] ?? 0);
@@ -190,7 +299,7 @@ async function stageAndMerge(c: DuckDBConnection, files: readonly InputFile[], t
     merged.unchanged += result.unchanged;
     merged.skipped += result.skipped;
   }
-  const valid = sink.texts - badTexts;
+  const valid = staged.texts - badTexts;
   const winners = merged.loaded + merged.replaced + merged.unchanged + merged.skipped;
   merged.unchanged += valid - winners;
   // The same bad line read twice is stored once, so re-ingesting changes nothing.
@@ -201,16 +310,15 @@ async function stageAndMerge(c: DuckDBConnection, files: readonly InputFile[], t
   const counts: IngestCounts = {
     runId,
     files: files.length,
-    bytes: total,
-    read: valid + sink.read,
+    bytes: files.reduce((sum, file) => sum + file.bytes, 0),
+    read: valid + staged.removals,
     ...merged,
     deleted,
-    quarantined: sink.quarantined + badTexts,
+    quarantined: staged.quarantined + badTexts,
   };
   await c.run(`UPDATE ingest_run SET finished_at = $2::TIMESTAMP, read = $3, loaded = $4, replaced = $5, unchanged = $6,
     skipped = $7, deleted = $8, quarantined = $9 WHERE run_id = $1`,
   [runId, now, counts.read, counts.loaded, counts.replaced, counts.unchanged, counts.skipped, counts.deleted, counts.quarantined]);
-  for (const table of ['staging', 'staging_win', 'staging_delete', 'staging_quarantine']) await c.run(`DROP TABLE IF EXISTS temp.main.${table}`);
   return counts;
 }
 

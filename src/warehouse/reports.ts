@@ -58,8 +58,10 @@ function wrap<T>(what: string, work: () => Promise<T>): Promise<T> {
 
 /**
  * PATIENT_TABLE_SQL derives report_patient: name, gender, birth date and the attributed
- * practitioner. Attribution: the first Practitioner in Patient.generalPractitioner, else a
- * Practitioner participant of the patient's most recent encounter (ties broken by encounter id).
+ * practitioner, organization and location. Practitioner: the first Practitioner in
+ * Patient.generalPractitioner, else a Practitioner participant of the patient's most recent
+ * encounter (ties broken by encounter id). Organization: Patient.managingOrganization, else the
+ * most recent encounter's serviceProvider. Location: the most recent encounter's first location.
  */
 const PATIENT_TABLE_SQL = `
   CREATE OR REPLACE TABLE report_patient AS
@@ -79,17 +81,38 @@ const PATIENT_TABLE_SQL = `
   pr AS (
     SELECT id, coalesce(resource->>'$.name[0].text',
       concat_ws(' ', resource->>'$.name[0].prefix[0]', resource->>'$.name[0].given[0]', resource->>'$.name[0].family')) AS name
-    FROM practitioner)
+    FROM practitioner),
+  last_enc AS (
+    SELECT patient_id, org, loc FROM (
+      SELECT patient_id, resource->>'$.serviceProvider.reference' AS org, resource->>'$.location[0].location.reference' AS loc,
+        row_number() OVER (PARTITION BY patient_id ORDER BY effective_start DESC NULLS LAST, id) AS rn
+      FROM encounter
+      WHERE patient_id IS NOT NULL AND coalesce(status, '') NOT IN ('entered-in-error', 'cancelled'))
+    WHERE rn = 1),
+  org AS (SELECT id, resource->>'$.name' AS name FROM organization),
+  loc AS (SELECT id, resource->>'$.name' AS name FROM location)
   SELECT p.id AS patient_id,
     nullif(concat_ws(' ', p.resource->>'$.name[0].given[0]', p.resource->>'$.name[0].family'), '') AS name,
     p.gender, p.birth_date,
     split_part(coalesce(gp.ref, enc.ref), '/', 2) AS practitioner_id,
     pr.name AS practitioner_name,
-    CASE WHEN gp.ref IS NOT NULL THEN 'general-practitioner' WHEN enc.ref IS NOT NULL THEN 'last-encounter' END AS attribution
+    CASE WHEN gp.ref IS NOT NULL THEN 'general-practitioner' WHEN enc.ref IS NOT NULL THEN 'last-encounter' END AS attribution,
+    split_part(coalesce(CASE WHEN p.resource->>'$.managingOrganization.reference' LIKE 'Organization/%' THEN p.resource->>'$.managingOrganization.reference' END,
+      CASE WHEN le.org LIKE 'Organization/%' THEN le.org END), '/', 2) AS organization_id,
+    org.name AS organization_name,
+    split_part(CASE WHEN le.loc LIKE 'Location/%' THEN le.loc END, '/', 2) AS location_id,
+    loc.name AS location_name
   FROM patient p
   LEFT JOIN gp ON gp.patient_id = p.id
   LEFT JOIN enc ON enc.patient_id = p.id
-  LEFT JOIN pr ON pr.id = split_part(coalesce(gp.ref, enc.ref), '/', 2)`;
+  LEFT JOIN pr ON pr.id = split_part(coalesce(gp.ref, enc.ref), '/', 2)
+  LEFT JOIN last_enc le ON le.patient_id = p.id
+  LEFT JOIN org ON org.id = split_part(coalesce(CASE WHEN p.resource->>'$.managingOrganization.reference' LIKE 'Organization/%' THEN p.resource->>'$.managingOrganization.reference' END,
+      CASE WHEN le.org LIKE 'Organization/%' THEN le.org END), '/', 2)
+  LEFT JOIN loc ON loc.id = split_part(CASE WHEN le.loc LIKE 'Location/%' THEN le.loc END, '/', 2)`;
+
+/** PATIENT_TABLE_VERSION changes with PATIENT_TABLE_SQL, so a stored report_patient of an older shape is rebuilt. */
+const PATIENT_TABLE_VERSION = 'v2:';
 
 /** ReportStore answers report queries; it owns the derived report tables and their refresh. */
 export interface ReportStore {
@@ -108,7 +131,7 @@ export async function createReportStore(warehouse: Warehouse): Promise<ReportSto
   let refreshing: Promise<void> | undefined;
   let knownState = '';
   const refresh = async (c: DuckDBConnection): Promise<void> => {
-    const state = String((await queryRows(c, `SELECT (SELECT coalesce(max(run_id), 0) FROM ingest_run)::VARCHAR || ':' || (SELECT count(*) FROM patient)::VARCHAR || ':' || (SELECT count(*) FROM encounter)::VARCHAR AS s`))[0]?.s);
+    const state = PATIENT_TABLE_VERSION + String((await queryRows(c, `SELECT (SELECT coalesce(max(run_id), 0) FROM ingest_run)::VARCHAR || ':' || (SELECT count(*) FROM patient)::VARCHAR || ':' || (SELECT count(*) FROM encounter)::VARCHAR AS s`))[0]?.s);
     if (state === knownState) return;
     const stored = await queryRows(c, `SELECT value FROM report_state WHERE key = 'report_patient'`);
     const exists = await tableExists(c, 'report_patient');

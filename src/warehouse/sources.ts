@@ -42,7 +42,8 @@ const NDJSON = /\.(ndjson|jsonl)(\.gz)?$/i;
 const JSON_FILE = /\.json(\.gz)?$/i;
 /** Content kept in quarantine is capped so one huge bad line cannot bloat the database. */
 export const MAX_QUARANTINE_CONTENT = 64 * 1024;
-const BUNDLE_TYPES = new Set(['transaction', 'batch', 'collection', 'searchset', 'history', 'transaction-response', 'batch-response']);
+/** BUNDLE_TYPES are the Bundle types expanded entry by entry; other Bundles are stored as resources. */
+export const BUNDLE_TYPES: ReadonlySet<string> = new Set(['transaction', 'batch', 'collection', 'searchset', 'history', 'transaction-response', 'batch-response']);
 
 function classify(path: string, bytes: number): InputFile | null {
   if (NDJSON.test(path)) return { path, format: 'ndjson', gzip: path.toLowerCase().endsWith('.gz'), bytes };
@@ -151,6 +152,11 @@ async function readJsonDocument(file: InputFile, sink: IngestSink): Promise<void
   const text = Buffer.concat(chunks).toString('utf8');
   new LineHandler(file.path, sink).line(text, null);
   sink.progress(file.bytes);
+}
+
+/** readLine handles one NDJSON line read elsewhere (a Bundle DuckDB found) exactly as readInput would. */
+export function readLine(text: string, source: string, lineNo: number | null, sink: IngestSink): void {
+  new LineHandler(source, sink).line(text, lineNo);
 }
 
 /** LineHandler turns one JSON text (an NDJSON line or a whole document) into sink calls. */

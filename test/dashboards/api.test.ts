@@ -117,7 +117,7 @@ describe('report API over a real ingest and batch', () => {
     const total = body.tiles.filter((t) => t.kind === 'care-gap').reduce((n, t) => n + t.latest.count, 0);
     expect(total).toBe(fixture.runs[1]!.careGaps);
     expect(body.tiles.every((t) => t.trend.length === 2 && t.change !== undefined && ['better', 'worse', 'same'].includes(t.direction!))).toBe(true);
-    expect(body.measures.available).toBe(false);
+    expect(body.measures.available).toBe(true);
   });
 
   it('serves an OpenAPI document generated from the query schemas, and a page rendering it', async () => {

@@ -57,7 +57,9 @@ describe.skipIf(SKIP)('dashboards in chromium', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('article.tile').first().waitFor();
 
-    // Overview load, measured from a fresh navigation with the session cookie set.
+    // Overview load, measured from a fresh navigation with the session cookie set (from another
+    // document: a hash-only change would race the previous render).
+    await page.goto('about:blank');
     const t0 = Date.now();
     await page.goto(`${base}/dashboards/#/overview`);
     await page.locator('article.tile canvas').first().waitFor();
@@ -117,6 +119,56 @@ describe.skipIf(SKIP)('dashboards in chromium', () => {
     expect(lines[0]).toMatch(/^gap_id,run_id,rule_id/);
     expect(lines.length - 1).toBe(total);
     expect(download.suggestedFilename()).toMatch(/^care-gaps-run-.*\.csv$/);
+  });
+
+  it('opens a measure from the overview, drills down from a bar to its patients, exports them as CSV', async () => {
+    const measureId = 'cairn-cms122-hba1c-poor-control';
+    await page.goto(`${base}/dashboards/#/overview`);
+    const tile = page.locator(`article.tile.measure[data-measure="${measureId}"]`);
+    await tile.locator('canvas').waitFor();
+    // An inverse measure says so in words, and its change is judged the inverse way.
+    expect(await tile.locator('.kind').textContent()).toMatch(/lower is better/);
+    expect(await tile.locator('.value').textContent()).toMatch(/%$/);
+    expect(await tile.locator('.rate').textContent()).toMatch(/^\d+ of \d+ patients/);
+    await page.screenshot({ path: path.join(SHOTS, '08-overview-measures.png'), fullPage: true });
+
+    await tile.locator('h2 a').click();
+    await page.getByRole('heading', { level: 1, name: /HbA1c/ }).waitFor();
+    const section = page.locator('section.breakdown[data-by="practitioner"]');
+    await section.locator('canvas').waitFor();
+    await page.locator('section.breakdown[data-by="stratum"] canvas').waitFor();
+    await page.screenshot({ path: path.join(SHOTS, '09-measure.png'), fullPage: true });
+
+    // Click the longest bar of the practitioner chart (Chart.js knows where it drew it).
+    await section.locator('canvas').scrollIntoViewIfNeeded();
+    const bar = await section.locator('canvas').evaluate((canvas) => {
+      const chart = (globalThis as unknown as { Chart: { getChart(c: unknown): { data: { datasets: { data: (number | null)[] }[] }; getDatasetMeta(i: number): { data: { getCenterPoint(): { x: number; y: number } }[] } } } }).Chart.getChart(canvas);
+      const values = chart.data.datasets[0]!.data.map((v) => v ?? -1);
+      const index = values.indexOf(Math.max(...values));
+      const element = chart.getDatasetMeta(0).data[index]!;
+      const point = element.getCenterPoint();
+      return { index, x: point.x, y: point.y };
+    });
+    const row = section.locator('tbody tr').nth(bar.index);
+    const label = await row.locator('td').first().textContent();
+    const denominator = Number((await row.locator('td').nth(1).textContent())!.replace(/,/g, ''));
+    await section.locator('canvas').click({ position: { x: bar.x, y: bar.y } });
+    await page.getByRole('heading', { level: 1, name: 'Patients' }).waitFor();
+    await page.locator('tbody tr').first().waitFor();
+    expect(page.url()).toMatch(/population=denominator/);
+    expect(page.url()).toMatch(/practitioner=/);
+    const summary = await page.locator('.pager span').textContent();
+    expect(Number(/of ([\d,]+)/.exec(summary ?? '')![1]!.replace(/,/g, ''))).toBe(denominator);
+    expect(await page.locator('tbody tr').count()).toBe(Math.min(50, denominator));
+    if (label !== 'Not attributed') expect(new Set(await page.locator('tbody tr td:nth-child(4)').allTextContents())).toEqual(new Set([label]));
+    await page.screenshot({ path: path.join(SHOTS, '10-measure-patients.png'), fullPage: true });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'CSV' }).click()]);
+    const csv = await readFile((await download.path())!, 'utf8');
+    const lines = csv.trim().split('\n');
+    expect(lines[0]).toMatch(/^run_id,measure_id,group_id,report_id,patient_id,/);
+    expect(lines.length - 1).toBe(denominator);
+    expect(download.suggestedFilename()).toMatch(new RegExp(`^measures-${measureId}-patients-run-.*\\.csv$`));
   });
 
   it('shows rule performance and run history with charts', async () => {

@@ -154,6 +154,31 @@ describe('bad and changing input', () => {
     expect(patient).toEqual([{ b: '1950-01-01', gender: 'male' }]);
   });
 
+  it('reads NDJSON with Bundle lines, CRLF endings and offsets the same as the JavaScript reader', async () => {
+    const dir = await tempDir();
+    const bundle = JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [
+      { fullUrl: 'urn:uuid:aaaaaaaa-0000-4000-8000-000000000001', resource: { resourceType: 'Patient', gender: 'female' }, request: { method: 'POST', url: 'Patient' } },
+      { resource: { resourceType: 'Observation', id: 'b1', status: 'final', subject: { reference: 'urn:uuid:aaaaaaaa-0000-4000-8000-000000000001' } }, request: { method: 'POST', url: 'Observation' } },
+    ] });
+    const obs = (id: string, at: string) => JSON.stringify({ resourceType: 'Observation', id, status: 'final', effectiveDateTime: at, subject: { reference: 'Patient/p9' } });
+    await writeFile(join(dir, 'mixed.ndjson'), [obs('m1', '2025-03-01T10:00:00-05:30'), bundle, '', 'not json', obs('m2', '2025-03-01')].join('\n'));
+    await writeFile(join(dir, 'crlf.ndjson'), [obs('r1', '2025-03-01T10:00:00Z'), '', 'oops', obs('r2', '2025-03-01T10:00:00.250+01:00')].join('\r\n'));
+    const warehouse = await tempWarehouse();
+    await warehouse.connection.run(`SET TimeZone = 'America/New_York'`);
+    const counts = await ingestPaths(warehouse, [dir], { now: NOW });
+    expect(counts).toMatchObject({ loaded: 6, quarantined: 2 });
+    const bad = await rows(warehouse, `SELECT regexp_extract(source, '[^/]+$') AS file, line::INT AS line, reason FROM quarantine ORDER BY file`);
+    expect(bad).toEqual([{ file: 'crlf.ndjson', line: 3, reason: 'not JSON' }, { file: 'mixed.ndjson', line: 4, reason: 'not JSON' }]);
+    const stored = await rows(warehouse, `SELECT id, patient_id, strftime(effective_start, '%Y-%m-%d %H:%M:%S.%g') AS at FROM observation ORDER BY id`);
+    expect(stored).toEqual([
+      { id: 'b1', patient_id: 'aaaaaaaa-0000-4000-8000-000000000001', at: null },
+      { id: 'm1', patient_id: 'p9', at: '2025-03-01 15:30:00.000' },
+      { id: 'm2', patient_id: 'p9', at: '2025-03-01 00:00:00.000' },
+      { id: 'r1', patient_id: 'p9', at: '2025-03-01 10:00:00.000' },
+      { id: 'r2', patient_id: 'p9', at: '2025-03-01 09:00:00.250' },
+    ]);
+  });
+
   it('rejects missing paths with every one listed', async () => {
     const warehouse = await tempWarehouse();
     await expect(ingestPaths(warehouse, ['/nope/a', '/nope/b'], { now: NOW })).rejects.toMatchObject({ code: 'INPUT_INVALID', problems: [{ file: '/nope/a' }, { file: '/nope/b' }] });

@@ -23,6 +23,13 @@ describe('synthetic population', () => {
     expect(await digest(a)).not.toBe(await digest(c));
   });
 
+  it('writes the same bytes whatever the number of worker threads', async () => {
+    const [inline, threaded] = [await tempDir(), await tempDir()];
+    await generatePopulation({ patients: 700, seed: 5, outDir: inline, workers: 0 });
+    await generatePopulation({ patients: 700, seed: 5, outDir: threaded, workers: 2 });
+    expect(await digest(threaded)).toBe(await digest(inline));
+  }, 60_000);
+
   it('exercises every rule and measure with both hits and misses', async () => {
     const dir = await tempDir();
     await generatePopulation({ patients: 3000, seed: 1, outDir: dir });

@@ -81,7 +81,7 @@ function showUser() {
 // ------------------------------------------------------------------ overview
 
 function changeText(tile) {
-  if (tile.change === undefined) return h('span', { class: 'change same' }, 'no previous run');
+  if (tile.change === undefined || tile.change === null) return h('span', { class: 'change same' }, 'no previous run');
   const arrow = tile.change > 0 ? '▲' : tile.change < 0 ? '▼' : '■';
   const words = { better: 'better', worse: 'worse', same: 'no change' }[tile.direction];
   return h('span', { class: `change ${tile.direction}` }, `${arrow} ${tile.change > 0 ? '+' : ''}${tile.change.toFixed(2)} pts vs previous run (${words})`);
@@ -94,6 +94,8 @@ async function overview() {
     h('h1', {}, 'Overview'),
     h('p', {}, run ? `Latest run ${run.runId}, evaluated ${run.evaluatedAt.slice(0, 16).replace('T', ' ')} UTC over ${fmt.format(run.patients)} patients. Alerts and care gaps: lower is better.` : 'No batch run has been published yet.'),
   );
+  main.append(measureTiles(data.measures));
+  main.append(h('h2', {}, 'Rules: alerts and care gaps'));
   const grid = h('div', { class: 'tiles' });
   main.append(grid);
   for (const tile of data.tiles) {
@@ -112,13 +114,40 @@ async function overview() {
       options: { plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.parsed.y}%` } } }, scales: { x: { display: false }, y: { display: false, beginAtZero: true } } },
     });
   }
-  grid.append(measureTile(data.measures));
-  status(`${data.tiles.length} rule tiles.`);
+  status(`${data.measures.tiles.length} measure tiles, ${data.tiles.length} rule tiles.`);
 }
 
-function measureTile(measures) {
-  if (measures.available) return h('article', { class: 'tile' }, h('h2', {}, 'eCQM measures'), h('a', { href: '#/measures' }, `${measures.summaries.length} measure groups`));
-  return h('article', { class: 'tile pending' }, h('span', { class: 'kind' }, 'Measures'), h('h2', {}, 'eCQM measures'), h('p', {}, measures.note));
+const notationText = (n) => (n === 'decrease' ? 'Lower is better' : 'Higher is better');
+
+/** measureTiles renders one tile per measure: rate, numerator/denominator, change (by improvement notation), trend. */
+function measureTiles(measures) {
+  const section = h('section', { 'aria-labelledby': 'measures-heading' }, h('h2', { id: 'measures-heading' }, 'Quality measures'));
+  if (!measures.available) {
+    section.append(h('div', { class: 'tiles' }, h('article', { class: 'tile pending' }, h('span', { class: 'kind' }, 'Measures'), h('h2', {}, 'eCQM measures'), h('p', {}, measures.note))));
+    return section;
+  }
+  const grid = h('div', { class: 'tiles' });
+  for (const tile of measures.tiles) {
+    const canvas = h('canvas', { role: 'img', 'aria-label': `Rate of ${tile.title} over ${tile.trend.length} runs: ${tile.trend.map((p) => pct(p.rate)).join(', ')}` });
+    grid.append(h('article', { class: 'tile measure', 'data-measure': tile.measureId },
+      h('span', { class: 'kind' }, `Measure · ${notationText(tile.improvementNotation).toLowerCase()}`),
+      h('h2', {}, h('a', { href: `#/measure?${query({ id: tile.measureId })}` }, tile.title)),
+      h('span', { class: 'value' }, pct(tile.latest.rate)),
+      h('span', { class: 'rate' }, `${fmt.format(tile.latest.numerator)} of ${fmt.format(tile.latest.denominator)} patients (numerator / denominator)`),
+      changeText(tile),
+      h('div', { class: 'spark' }, canvas)));
+    sparkline(canvas, tile.trend);
+  }
+  section.append(grid);
+  return section;
+}
+
+function sparkline(canvas, trend) {
+  chart(canvas, {
+    type: 'line',
+    data: { labels: trend.map((p) => p.evaluatedAt.slice(0, 10)), datasets: [{ data: trend.map((p) => (p.rate === null ? null : +(p.rate * 100).toFixed(2))), borderColor: '#0b5cad', pointRadius: 2, borderWidth: 2 }] },
+    options: { plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.parsed.y}%` } } }, scales: { x: { display: false }, y: { display: false, beginAtZero: true } } },
+  });
 }
 
 // ------------------------------------------------------------------ lists (worklist, alerts)
@@ -271,19 +300,139 @@ async function runs() {
 async function measures() {
   const data = await api('/api/measures');
   main.replaceChildren(h('h1', {}, 'Measures'), data.available
-    ? table('Measure summaries', [['measure', 'Measure'], ['runId', 'Run'], ['numerator', 'Numerator', 'num'], ['denominator', 'Denominator', 'num'], ['score', 'Rate', 'num', pct]], data.summaries)
+    ? table('Measures, latest run', [
+      ['title', 'Measure', '', (v, t) => h('a', { href: `#/measure?${query({ id: t.measureId })}` }, v)], ['improvementNotation', 'Improvement', '', notationText],
+      ['latest', 'Numerator', 'num', (v) => fmt.format(v.numerator)], ['latest', 'Denominator', 'num', (v) => fmt.format(v.denominator)], ['latest', 'Rate', 'num', (v) => pct(v.rate)],
+      ['change', 'Change', '', (_v, t) => changeText(t)],
+    ], data.tiles)
     : h('p', { class: 'note' }, data.note));
+  status(data.available ? `${data.tiles.length} measures.` : '');
+}
+
+const POPULATION_LABELS = {
+  'initial-population': 'Initial population', denominator: 'Denominator', 'denominator-exclusion': 'Denominator exclusions',
+  'denominator-exception': 'Denominator exceptions', numerator: 'Numerator', 'numerator-exclusion': 'Numerator exclusions',
+};
+const BREAKDOWN_TITLES = { stratum: 'By stratum', practitioner: 'By practitioner', organization: 'By organization', location: 'By location' };
+
+/** barFilter is the patient-list filter of a breakdown bar. */
+function barFilter(item) {
+  if (item.dimension === 'stratum') return { group: item.group_id, stratifier: item.stratifier_id, stratum: item.key };
+  return { group: item.group_id, [item.dimension]: item.key };
+}
+
+/** measurePage: the rate by stratum and by practitioner/organization/location, a chart per breakdown, every number linked to its patients. */
+async function measurePage(params) {
+  const id = params.get('id');
+  const run = params.get('run') || undefined;
+  const [measure, ...breakdowns] = await Promise.all([
+    api(`/api/measures/${encodeURIComponent(id)}`),
+    ...Object.keys(BREAKDOWN_TITLES).map((by) => api(`/api/measures/${encodeURIComponent(id)}/breakdown?${query({ by, run, limit: 1000 })}`)),
+  ]);
+  const patientsLink = (filter, population, n) => (me.patientLevel
+    ? h('a', { href: `#/measure-patients?${query({ id, run, population, ...filter })}`, 'aria-label': `${fmt.format(n)} patients: ${POPULATION_LABELS[population]}` }, fmt.format(n))
+    : fmt.format(n));
+  main.replaceChildren(h('h1', {}, measure.title), h('p', { class: 'note' }, `${id} · ${notationText(measure.tiles[0]?.improvementNotation)} · ` +
+    (measure.run ? `summary MeasureReport of run ${measure.run.runId} (evaluated ${measure.run.evaluatedAt.slice(0, 10)})` : 'no run')));
+  for (const tile of measure.tiles) {
+    const group = measure.summary?.group?.find((g) => g.id === tile.groupId);
+    const counts = Object.fromEntries((group?.population ?? []).map((p) => [p.code.coding[0].code, p.count]));
+    main.append(h('section', { class: 'summary', 'aria-label': `Group ${tile.groupId}` },
+      h('p', { class: 'big' }, h('span', { class: 'value' }, pct(tile.latest.rate)), ' ', changeText(tile)),
+      h('dl', { class: 'populations' }, Object.entries(counts).flatMap(([code, n]) => [h('dt', {}, POPULATION_LABELS[code] ?? code), h('dd', {}, patientsLink({ group: tile.groupId }, code, n))]))));
+  }
+  breakdowns.forEach((data, i) => {
+    const by = Object.keys(BREAKDOWN_TITLES)[i];
+    const items = data.items;
+    const section = h('section', { class: 'breakdown', 'data-by': by }, h('h2', {}, BREAKDOWN_TITLES[by]));
+    main.append(section);
+    if (!items.length) { section.append(h('p', { class: 'note' }, 'No data for this breakdown.')); return; }
+    const baseLabel = (item) => (by === 'stratum' && item.label === item.stratifier ? item.label : by === 'stratum' ? `${item.stratifier}: ${item.label}` : item.label);
+    // Two units with one name (e.g. two clinics named alike) are told apart by their id.
+    const named = items.reduce((m, item) => m.set(baseLabel(item), (m.get(baseLabel(item)) ?? 0) + 1), new Map());
+    const labelOf = (item) => (named.get(baseLabel(item)) > 1 && item.key !== 'none' ? `${baseLabel(item)} (${String(item.key).slice(0, 8)})` : baseLabel(item));
+    const canvas = h('canvas', { role: 'img', 'aria-label': `Rate ${BREAKDOWN_TITLES[by].toLowerCase()}: ${items.map((item) => `${labelOf(item)} ${pct(item.score)}`).join('; ')}. The table below gives the numbers and links to the patients.` });
+    section.append(
+      h('div', { class: 'chart-box', style: undefined }, canvas),
+      h('p', { class: 'exports' }, 'Export this breakdown: ', h('a', { href: data.links.export.csv, download: '' }, 'CSV'), h('a', { href: data.links.export.parquet, download: '' }, 'Parquet'), h('a', { href: data.links.export.arrow, download: '' }, 'Arrow')),
+      table(`${BREAKDOWN_TITLES[by]} (${items.length})`, [
+        ['label', by === 'stratum' ? 'Stratum' : 'Name', '', (_v, item) => labelOf(item)],
+        ['denominator', 'Denominator', 'num', (v, item) => patientsLink(barFilter(item), 'denominator', v)],
+        ['denominator_exclusion', 'Excluded', 'num', (v, item) => patientsLink(barFilter(item), 'denominator-exclusion', v)],
+        ['numerator', 'Numerator', 'num', (v, item) => patientsLink(barFilter(item), 'numerator', v)],
+        ['score', 'Rate', 'num', pct],
+      ], items));
+    chart(canvas, {
+      type: 'bar',
+      data: { labels: items.map(labelOf), datasets: [{ label: 'Rate (%)', data: items.map((item) => (item.score === null ? null : +(item.score * 100).toFixed(1))), backgroundColor: '#0b5cad' }] },
+      options: {
+        indexAxis: 'y',
+        scales: { x: { min: 0, max: 100, title: { display: true, text: `Rate (%) · ${notationText(measure.tiles[0]?.improvementNotation).toLowerCase()}` } } },
+        plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.parsed.x}% (${items[c.dataIndex].numerator} of ${items[c.dataIndex].denominator}); click for the patients` } } },
+        onClick: (_event, elements) => {
+          if (!elements.length || !me.patientLevel) return;
+          location.hash = `#/measure-patients?${query({ id, run, population: 'denominator', ...barFilter(items[elements[0].index]) })}`;
+        },
+        onHover: (event, elements) => { event.native.target.style.cursor = elements.length ? 'pointer' : 'default'; },
+      },
+    });
+  });
+  status(`${measure.title}: ${breakdowns.reduce((n, b) => n + b.items.length, 0)} bars.`);
+}
+
+const MEASURE_PATIENT_COLUMNS = [
+  ['patient_name', 'Patient', 'patient'], ['age', 'Age', 'age', 'num'], ['gender', 'Gender'], ['practitioner_name', 'Practitioner', 'practitioner'],
+  ['organization_name', 'Organization', 'organization'], ['denominator', 'Denominator', null, 'num'], ['denominator_exclusion', 'Excluded', null, 'num'], ['numerator', 'Numerator', null, 'num'],
+];
+
+/** measurePatients: the patients behind one number (population, stratum, practitioner …), paged server-side, exportable. */
+async function measurePatients(params) {
+  const id = params.get('id');
+  if (!me.patientLevel) {
+    main.replaceChildren(h('h1', {}, 'Patients'), h('p', {}, `Your role (${me.role}) may not see patient-level lists.`));
+    return;
+  }
+  const state = { limit: 50, offset: 0, sort: 'patient', order: 'asc', ...Object.fromEntries(params) };
+  delete state.id;
+  const navigate = () => { location.hash = `#/measure-patients?${query({ id, ...state })}`; };
+  const data = await api(`/api/measures/${encodeURIComponent(id)}/patients?${query(state)}`);
+  const scope = [POPULATION_LABELS[state.population ?? 'initial-population'],
+    state.stratifier ? `stratum ${state.stratifier} = ${state.stratum}` : '', state.practitioner ? `practitioner ${data.items[0]?.practitioner_name ?? state.practitioner}` : '',
+    state.organization ? `organization ${data.items[0]?.organization_name ?? state.organization}` : '', state.location ? `location ${state.location}` : ''].filter(Boolean).join(', ');
+  const header = MEASURE_PATIENT_COLUMNS.map(([, label, sortKey, cls]) => {
+    const sorted = sortKey && state.sort === sortKey;
+    return h('th', { scope: 'col', class: cls, 'aria-sort': sorted ? (state.order === 'asc' ? 'ascending' : 'descending') : undefined }, sortKey
+      ? h('button', { type: 'button', onclick: () => { state.order = sorted && state.order === 'asc' ? 'desc' : 'asc'; state.sort = sortKey; state.offset = 0; navigate(); } }, label, sorted ? (state.order === 'asc' ? ' ▲' : ' ▼') : '')
+      : label);
+  });
+  const rows = data.items.map((item) => h('tr', {}, MEASURE_PATIENT_COLUMNS.map(([key, , , cls]) => (key === 'patient_name'
+    ? h('td', {}, item.patient_name ?? '', h('br'), h('small', { class: 'note' }, item.patient_id))
+    : h('td', { class: cls }, item[key] ?? '–')))));
+  const first = data.total === 0 ? 0 : data.offset + 1;
+  const last = data.offset + data.items.length;
+  main.replaceChildren(
+    h('h1', {}, 'Patients'),
+    h('p', {}, h('a', { href: `#/measure?${query({ id, run: params.get('run') || undefined })}` }, `← ${id}`), ` · ${scope}`, data.run ? ` · run ${data.run.runId}` : ''),
+    h('p', { class: 'exports' }, 'Export this list: ', h('a', { href: data.links.export.csv, download: '' }, 'CSV'), h('a', { href: data.links.export.parquet, download: '' }, 'Parquet'), h('a', { href: data.links.export.arrow, download: '' }, 'Arrow')),
+    h('nav', { class: 'pager', 'aria-label': 'Pages' },
+      h('button', { type: 'button', disabled: !data.links.prev, onclick: () => { state.offset = Math.max(0, Number(state.offset) - Number(state.limit)); navigate(); } }, '← Previous'),
+      h('span', {}, `Rows ${fmt.format(first)}–${fmt.format(last)} of ${fmt.format(data.total)} (${fmt.format(data.patients ?? 0)} patients)`),
+      h('button', { type: 'button', disabled: !data.links.next, onclick: () => { state.offset = Number(state.offset) + Number(state.limit); navigate(); } }, 'Next →')),
+    h('div', { class: 'table-wrap' }, h('table', {}, h('caption', {}, `Patients: ${scope} (${fmt.format(data.total)})`), h('thead', {}, h('tr', {}, header)), h('tbody', {}, rows))));
+  status(`Showing patients ${first}–${last} of ${data.total}.`);
 }
 
 // ------------------------------------------------------------------ routing
 
-const PAGES = { overview, worklist: (p) => listPage('worklist', p), alerts: (p) => listPage('alerts', p), rules, runs, measures };
+const PAGES = { overview, worklist: (p) => listPage('worklist', p), alerts: (p) => listPage('alerts', p), rules, runs, measures, measure: measurePage, 'measure-patients': measurePatients };
+/** Pages reached from another page: the nav marks their parent. */
+const PARENT = { measure: 'measures', 'measure-patients': 'measures' };
 
 async function route() {
   const [path, search] = (location.hash.replace(/^#\/?/, '') || 'overview').split('?');
   const page = PAGES[path] ? path : 'overview';
   for (const a of document.querySelectorAll('nav a[data-page]')) {
-    if (a.dataset.page === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    if (a.dataset.page === (PARENT[page] ?? page)) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   destroyCharts();
   status('Loading…');
