@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
+import { registerActivationCommands } from './activation.ts';
 import { registerBatchCommand } from './batch.ts';
 import { registerGenerateCommand } from './generate.ts';
 import { registerIngestCommand } from './ingest.ts';
 import { registerKnowledgeCommands } from './knowledge-commands.ts';
 import { registerMeasureCommand } from './measure.ts';
+import { registerPreviewCommand } from './preview.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerTestCommand } from './test-command.ts';
 
@@ -16,4 +18,6 @@ export function registerCommands(program: Command): void {
   registerServeCommand(program);
   registerTestCommand(program);
   registerMeasureCommand(program);
+  registerPreviewCommand(program);
+  registerActivationCommands(program);
 }

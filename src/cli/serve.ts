@@ -9,7 +9,9 @@ import { readDashboardAccess } from '../dashboards/access.ts';
 import { CairnError, formatProblem } from '../domain/errors.ts';
 import { createCqlCompiler } from '../cql-engine/compiler.ts';
 import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
-import { ActiveKnowledge } from '../evaluate/knowledge-service.ts';
+import { KnowledgeActivation } from '../authoring/activation.ts';
+import { ActivationHistory, ACTIVATION_LOG } from '../authoring/history.ts';
+import { watchFile, watchKnowledge, type Watching } from '../authoring/watch.ts';
 import { buildApp } from '../http/app.ts';
 import { createCdsStore } from '../warehouse/cds-store.ts';
 import { openWarehouse } from '../warehouse/database.ts';
@@ -22,6 +24,7 @@ interface ServeFlags {
   readonly config?: string;
   readonly demo: boolean;
   readonly schedule?: string;
+  readonly watch: boolean;
 }
 
 async function authenticatorFor(config: Config): Promise<ClientAuthenticator> {
@@ -44,15 +47,23 @@ export function registerServeCommand(program: Command): void {
     .option('--config <file>', 'configuration file (default: ./cairn.config.json when present)')
     .option('--demo', 'generate and ingest 1,000 synthetic patients when the database is empty, and run the batch once if it never ran', false)
     .option('--schedule <cron>', 'when the nightly batch runs (node-cron syntax, local time; default: config schedule or 02:00)')
+    .option('--no-watch', 'do not activate the knowledge folder when its files change (SIGHUP and the admin API still do)')
     .action(async (flags: ServeFlags) => {
       const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
-      const knowledge = await ActiveKnowledge.load(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() });
+      const history = new ActivationHistory(config.dataDir);
+      const { activation, notes } = await KnowledgeActivation.start(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() }, history, {
+        now: () => new Date(),
+        actor: 'cairn serve',
+      });
+      const knowledge = activation.active;
       const authenticator = await authenticatorFor(config);
       if (flags.demo) await ensureDemoPopulation({ path: config.databasePath, now: new Date() });
       const warehouse = await openWarehouse({ path: config.databasePath });
       const store = await createCdsStore(warehouse);
       const reader = { ...warehouse, connection: await warehouse.connect() };
 
+      // Until config.ts carries a `dashboards` section: config/dashboards.json (users, OIDC issuer).
+      const access = await readDashboardAccess(path.resolve('config/dashboards.json'), { off: config.auth.off });
       const app = await buildApp({
         logger: { level: 'info' },
         corsOrigins: config.server.corsOrigins,
@@ -68,13 +79,15 @@ export function registerServeCommand(program: Command): void {
         },
         dashboards: {
           warehouse,
-          // Until config.ts carries a `dashboards` section: config/dashboards.json (users, OIDC issuer).
-          access: await readDashboardAccess(path.resolve('config/dashboards.json'), { off: config.auth.off }),
+          access,
           now: () => new Date(),
           rules: () => knowledge.current.knowledge.rules.map(({ rule }) => ({ id: rule.id, title: rule.title })),
+          measureInfo: () => knowledge.current.measures.map(({ definition }) => ({ id: definition.id, title: definition.title ?? definition.id })),
           secureCookie: config.server.publicBaseUrl.startsWith('https:'),
         },
+        admin: { activation, access },
       });
+      for (const note of notes) app.log.info(note);
       if (authenticator.warning) app.log.warn(authenticator.warning);
 
       let batchRunning = false;
@@ -100,13 +113,23 @@ export function registerServeCommand(program: Command): void {
       if (!cron.validate(schedule)) throw new CairnError('CONFIG_INVALID', `schedule "${schedule}" is not a valid cron expression`);
       const task = cron.schedule(schedule, () => void nightly());
 
-      process.on('SIGHUP', () => {
-        void knowledge.reload().then((outcome) => {
-          if (outcome.swapped) app.log.info({ version: outcome.version, previous: outcome.previousVersion }, 'knowledge reloaded');
-          else app.log.error({ kept: outcome.keptVersion, problems: outcome.problems.map(formatProblem) }, 'knowledge reload refused; the previous knowledge keeps serving');
-        });
-      });
+      const activate = async (actor: string, trigger: 'signal' | 'watch'): Promise<void> => {
+        const result = await activation.activate({ actor, trigger });
+        if (result.activated && result.unchanged) return;
+        if (result.activated) app.log.info({ version: result.record.version, previous: result.record.previousVersion, diff: result.record.diff, tests: result.record.tests }, `knowledge activated (${trigger})`);
+        else app.log.error({ problems: result.problems.map(formatProblem) }, `knowledge refused (${trigger}): ${result.message}; the previous knowledge keeps serving`);
+      };
+      process.on('SIGHUP', () => void activate('SIGHUP', 'signal'));
+      const watching: Watching[] = [
+        // `cairn activate` / `cairn restore` append to the history; follow them.
+        watchFile(history.dataDir, ACTIVATION_LOG, async () => {
+          const version = await activation.follow();
+          if (version) app.log.info({ version }, 'knowledge switched to the version activated in the history');
+        }),
+        ...(flags.watch ? [watchKnowledge(config.knowledgeDir, () => activate('watch', 'watch'))] : []),
+      ];
       const shutdown = async (): Promise<void> => {
+        for (const w of watching) w.close();
         await task.stop();
         await app.close();
         reader.connection.closeSync();

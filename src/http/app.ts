@@ -2,12 +2,15 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { cdsHooksRoutes, type CdsHooksDeps } from '../cds-hooks/routes.ts';
 import { dashboardRoutes, type DashboardDeps } from '../dashboards/routes.ts';
+import { adminRoutes, type AdminDeps } from './admin-routes.ts';
 import { sendProblem } from './problem.ts';
 
 export interface AppOptions {
   readonly cdsHooks: CdsHooksDeps;
   /** The report API (`/api/`) and web dashboards (`/dashboards/`); absent: not served. */
   readonly dashboards?: DashboardDeps;
+  /** Knowledge administration (`/api/admin/knowledge`: reload, restore, history); absent: not served. */
+  readonly admin?: AdminDeps;
   /** Origins allowed to call from a browser (e.g. the CDS Hooks sandbox); echoed back, never `*`. */
   readonly corsOrigins: readonly string[];
   /** Largest accepted request body in bytes; larger gets 413. */
@@ -54,5 +57,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(async (scope) => cdsHooksRoutes(scope, options.cdsHooks));
   const dashboards = options.dashboards;
   if (dashboards) await app.register(async (scope) => dashboardRoutes(scope, dashboards));
+  const admin = options.admin;
+  if (admin) await app.register(async (scope) => adminRoutes(scope, admin));
   return app;
 }
