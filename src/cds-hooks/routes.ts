@@ -116,7 +116,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       });
     }
     const evaluatedAt = deps.now().toISOString();
-    const evaluation = await evaluatePatient(prepared, data.resources as never, {
+    const evaluation = await evaluatePatient(prepared, data.resources, {
       evaluatedAt,
       hook: service.hook,
       context,
