@@ -163,3 +163,17 @@ export function allowed(access: DashboardAccess, role: Role, permission: Permiss
   if (permission === 'audit') return role === 'admin';
   return access.patientLevelRoles.includes(role);
 }
+
+/** The cookie the dashboards' sign-in sets, so export links work in a browser. */
+export const SESSION_COOKIE = 'cairn_dashboards';
+
+/** credentialOf reads a user's credential: `Authorization: Bearer ...`, else the session cookie. */
+export function credentialOf(headers: { readonly authorization?: string; readonly cookie?: string }): string | undefined {
+  const header = headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice(7).trim() || undefined;
+  for (const part of (headers.cookie ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === SESSION_COOKIE) return decodeURIComponent(value.join('=')) || undefined;
+  }
+  return undefined;
+}

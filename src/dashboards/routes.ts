@@ -9,7 +9,7 @@ import { copyListToFile, streamListColumns } from '../warehouse/report-export.ts
 import { countList, createReportStore, readPage, recordAccess, resolveRun, ruleTrendList, type ReportStore } from '../warehouse/reports.ts';
 import { measureGapRows, measureReportRows } from '../warehouse/report-measures.ts';
 import type { Warehouse } from '../warehouse/database.ts';
-import { allowed, authenticate, type DashboardAccess, type DashboardUser, type Permission } from './access.ts';
+import { allowed, authenticate, credentialOf, SESSION_COOKIE, type DashboardAccess, type DashboardUser, type Permission } from './access.ts';
 import { registerAssets } from './assets.ts';
 import { arrowStream, EXPORT_CONTENT_TYPES, EXPORT_FORMATS, type ExportFormat } from './export.ts';
 import { LIST_ROUTES, MEASURE_PARAMS, PAGE_QUERY, type BuiltList, type ListRoute } from './lists.ts';
@@ -38,22 +38,11 @@ export interface DashboardDeps {
   readonly secureCookie?: boolean;
 }
 
-export const SESSION_COOKIE = 'cairn_dashboards';
 
 declare module 'fastify' {
   interface FastifyRequest {
     dashboardUser?: DashboardUser;
   }
-}
-
-function credentialOf(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (header?.startsWith('Bearer ')) return header.slice(7).trim() || undefined;
-  for (const part of (request.headers.cookie ?? '').split(';')) {
-    const [name, ...value] = part.trim().split('=');
-    if (name === SESSION_COOKIE) return decodeURIComponent(value.join('=')) || undefined;
-  }
-  return undefined;
 }
 
 function parseQuery<T extends z.ZodType>(schema: T, request: FastifyRequest, reply: FastifyReply, input: unknown = request.query ?? {}): z.output<T> | undefined {
@@ -97,7 +86,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps)
   app.addHook('onRequest', async (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
     if (!path.startsWith('/api/') || publicPaths.has(path)) return;
-    const result = await authenticate(deps.access, credentialOf(request));
+    const result = await authenticate(deps.access, credentialOf(request.headers));
     if (!result.ok) {
       return sendProblem(reply.header('WWW-Authenticate', 'Bearer realm="cairn-dashboards"'), { title: 'Sign-in required', status: 401, detail: result.reason });
     }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ActivationResult, KnowledgeActivation } from '../authoring/activation.ts';
-import { authenticate, type DashboardAccess, type DashboardUser, type Role } from '../dashboards/access.ts';
+import { authenticate, credentialOf, type DashboardAccess, type DashboardUser, type Role } from '../dashboards/access.ts';
 import { formatProblem } from '../domain/errors.ts';
 import { sendProblem } from './problem.ts';
 
@@ -14,20 +14,10 @@ export interface AdminDeps {
   readonly access: DashboardAccess;
 }
 
-const SESSION_COOKIE = 'cairn_dashboards';
 
-function credentialOf(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (header?.startsWith('Bearer ')) return header.slice(7).trim() || undefined;
-  for (const part of (request.headers.cookie ?? '').split(';')) {
-    const [name, ...value] = part.trim().split('=');
-    if (name === SESSION_COOKIE) return decodeURIComponent(value.join('=')) || undefined;
-  }
-  return undefined;
-}
 
 async function informaticist(deps: AdminDeps, request: FastifyRequest, reply: FastifyReply): Promise<DashboardUser | undefined> {
-  const result = await authenticate(deps.access, credentialOf(request));
+  const result = await authenticate(deps.access, credentialOf(request.headers));
   if (!result.ok) {
     void sendProblem(reply.header('WWW-Authenticate', 'Bearer realm="cairn-admin"'), { title: 'Sign-in required', status: 401, detail: result.reason });
     return undefined;
