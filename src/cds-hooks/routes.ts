@@ -22,6 +22,8 @@ export interface CdsHooksDeps {
   readonly fhirBudgetMs?: number;
   readonly localSource?: LocalSource;
   readonly fetch?: typeof fetch;
+  /** Service calls evaluated at once; beyond it callers get 503 with Retry-After instead of everyone timing out. */
+  readonly maxInFlight?: number;
 }
 
 interface ServiceParams {
@@ -70,7 +72,22 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
 
   app.get('/cds-services', async () => ({ services: [...servicesOf(deps.knowledge()).values()].map(discoveryEntry) }));
 
+  let inFlight = 0;
+  const maxInFlight = deps.maxInFlight ?? 64;
   app.post<{ Params: ServiceParams }>('/cds-services/:id', async (request, reply) => {
+    if (inFlight >= maxInFlight) {
+      reply.header('Retry-After', '1');
+      return sendProblem(reply, { title: 'Service busy', status: 503, detail: `${inFlight} calls are being evaluated; retry in a second` });
+    }
+    inFlight++;
+    try {
+      return await answerServiceCall(request, reply);
+    } finally {
+      inFlight--;
+    }
+  });
+
+  const answerServiceCall = async (request: FastifyRequest<{ Params: ServiceParams }>, reply: FastifyReply): Promise<unknown> => {
     const started = performance.now();
     const prepared = deps.knowledge();
     const service = servicesOf(prepared).get(request.params.id);
@@ -142,7 +159,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     await audit(200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
     const systemActions = evaluation.decisions.flatMap((d) => (d.kind === 'system-action' && !snoozed.has(d.ruleId) ? d.actions : []));
     return { cards: shown.map((d) => d.card), ...(systemActions.length ? { systemActions } : {}) };
-  });
+  };
 
   app.post<{ Params: ServiceParams }>('/cds-services/:id/feedback', async (request, reply) => {
     const service = servicesOf(deps.knowledge()).get(request.params.id);

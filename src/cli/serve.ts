@@ -75,6 +75,7 @@ export function registerServeCommand(program: Command): void {
           now: () => new Date(),
           publicBaseUrl: config.server.publicBaseUrl,
           fhirBudgetMs: config.server.fhirBudgetMs,
+          maxInFlight: config.server.maxInFlight,
           localSource: (patientId, types) => readPatientResources(reader, patientId, types),
         },
         dashboards: {

@@ -27,6 +27,8 @@ const FileSchema = z.strictObject({
       bodyLimitBytes: z.number().int().min(1_024).max(100 * 1024 * 1024).optional(),
       /** Time budget for fetching missing prefetch data from the EHR's FHIR server. */
       fhirBudgetMs: z.number().int().min(50).max(30_000).optional(),
+      /** CDS service calls evaluated at once; more get 503 with Retry-After. */
+      maxInFlight: z.number().int().min(1).max(10_000).optional(),
     })
     .optional(),
   /** CDS client authentication (see README); `CAIRN_AUTH=off` switches it off for local trials. */
@@ -59,6 +61,7 @@ export interface Config {
     readonly corsOrigins: readonly string[];
     readonly bodyLimitBytes: number;
     readonly fhirBudgetMs: number;
+    readonly maxInFlight: number;
   };
   /** The raw `auth` section, parsed by the CDS Hooks authentication module; `off` when CAIRN_AUTH=off. */
   readonly auth: { readonly raw: unknown; readonly off: boolean };
@@ -145,6 +148,7 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
       corsOrigins: Object.freeze(corsFromEnv ?? file.server?.corsOrigins ?? []),
       bodyLimitBytes: file.server?.bodyLimitBytes ?? 5 * 1024 * 1024,
       fhirBudgetMs: file.server?.fhirBudgetMs ?? 1500,
+      maxInFlight: file.server?.maxInFlight ?? 64,
     }),
     auth: Object.freeze({ raw: file.auth, off: authSetting === 'off' }),
     clientsDir: path.resolve(cwd, fromFile(file.clientsDir) ?? 'config/clients'),

@@ -195,3 +195,30 @@ describe('feedback', () => {
     service.setNow('2026-03-01T12:00:00Z');
   });
 });
+
+describe('overload', () => {
+  it('answers 503 with Retry-After when the in-flight limit is reached, instead of slowing every call', async () => {
+    const { createServer } = await import('node:http');
+    // A FHIR server that takes 400 ms: the first call stays in flight while the second arrives.
+    const slow = createServer((_req, res) => void setTimeout(() => res.writeHead(200, { 'content-type': 'application/fhir+json' }).end('{"resourceType":"Bundle","type":"searchset","entry":[]}'), 400));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const limited = await startService({ maxInFlight: 1 });
+    try {
+      const port = (slow.address() as { port: number }).port;
+      const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+      const body = { ...hookRequestFromCase(testCase, templates['medication-safety-order-select']!), prefetch: {}, fhirServer: `http://127.0.0.1:${port}/fhir` };
+      const send = async () => limited.app.inject({ method: 'POST', url: ORDER_SELECT, headers: { 'content-type': 'application/json', authorization: `Bearer ${await limited.token(ORDER_SELECT)}` }, payload: JSON.stringify(body) });
+      const first = send();
+      await new Promise((r) => setTimeout(r, 150));
+      const second = await send();
+      expect(second.statusCode).toBe(503);
+      expect(second.headers['retry-after']).toBe('1');
+      expect(second.headers['content-type']).toContain('application/problem+json');
+      expect((await first).statusCode).not.toBe(503);
+      expect((await send()).statusCode).not.toBe(503);
+    } finally {
+      await limited.close();
+      await new Promise((r) => slow.close(r));
+    }
+  });
+});

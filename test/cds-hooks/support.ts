@@ -33,7 +33,7 @@ export interface TestService {
 let keyPair: { privateKey: CryptoKey; publicKey: CryptoKey } | undefined;
 
 /** startService builds the real app over the sample knowledge and a fresh DuckDB file, with JWT auth on. */
-export async function startService(options: { knowledgeRoot?: string; bodyLimit?: number; corsOrigins?: string[] } = {}): Promise<TestService> {
+export async function startService(options: { knowledgeRoot?: string; bodyLimit?: number; corsOrigins?: string[]; maxInFlight?: number } = {}): Promise<TestService> {
   keyPair ??= await generateKeyPair('ES384');
   const jwk = { ...(await exportJWK(keyPair.publicKey)), kid: 'test-key', alg: 'ES384', use: 'sig' };
   let now = Date.parse('2026-03-01T12:00:00Z');
@@ -57,6 +57,7 @@ export async function startService(options: { knowledgeRoot?: string; bodyLimit?
       publicBaseUrl: BASE_URL,
       fhirBudgetMs: 1000,
       fetch: loopbackOnlyFetch,
+      ...(options.maxInFlight ? { maxInFlight: options.maxInFlight } : {}),
     },
   });
   let jti = 0;
