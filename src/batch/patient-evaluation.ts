@@ -1,5 +1,5 @@
 import type { AlertDecision, CareGapDecision, RuleError } from '../domain/decisions.ts';
-import type { PatientData } from '../cql-engine/patient-source.ts';
+import { indexPatient, type FhirPatient, type PatientData } from '../cql-engine/patient-source.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import { careGaps } from '../measures/care-gaps.ts';
@@ -35,11 +35,14 @@ export async function evaluateForBatch(prepared: PreparedKnowledge, patientId: s
   } catch (error) {
     errors.push({ ruleId: WHOLE_PATIENT, ruleVersion: '', message: message(error) });
   }
+  // Index the patient once for every measure (rules index their own copy, with hook context).
+  let patient: FhirPatient | undefined;
   for (const measure of prepared.measures) {
     const { definition } = measure;
     try {
       const period = measurementPeriod(measure);
-      const report = await evaluateMeasurePatient(measure, resources as PatientData, { period });
+      patient ??= indexPatient(prepared.model, resources as PatientData);
+      const report = await evaluateMeasurePatient(measure, patient, { period });
       measureReports.push({ measure: definition.canonical, report });
       for (const issue of careGaps(measure, report)) {
         gaps.push({
