@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
 import { startLiveService } from '../test/cds-hooks/live.ts';
@@ -51,7 +52,7 @@ interface ServerReady {
 }
 
 /** The request body: an opioid draft order for a generated patient, the prefetch keyed by our templates. */
-function orderSignRequest(templates: Readonly<Record<string, string>>, asOf: string): { body: string; prefetchResources: number } {
+export function orderSignRequest(templates: Readonly<Record<string, string>>, asOf: string): { body: string; prefetchResources: number } {
   const resources = generateOpioidPatient({ resources: GENERATED, seed: 11, asOf });
   const patient = resources.find((r) => r.resourceType === 'Patient')!;
   const medications = resources.filter((r) => r.resourceType === 'Medication');
@@ -97,7 +98,7 @@ const round = (n: number): number => Math.round(n * 100) / 100;
 
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
 async function runServer(count: number): Promise<void> {
-  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000 });
+  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads: Number(process.env.CAIRN_BENCH_THREADS ?? availableParallelism()) });
   const tokens: string[] = [];
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
   process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);

@@ -1,12 +1,13 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { CardDecision } from '../domain/decisions.ts';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CardDecision, PatientEvaluation } from '../domain/decisions.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
 import { sendProblem } from '../http/problem.ts';
 import { type ClientAuthenticator } from './auth/index.ts';
+import { inThreadEvaluator, type CallEvaluator } from './evaluation-pool.ts';
 import { FeedbackRequestSchema, toRecords } from './feedback.ts';
 import { assemblePatientData, type LocalSource } from './prefetch/assemble.ts';
-import { parseHookRequest } from './request.ts';
+import { parseHookRequest, type RequestIssue } from './request.ts';
 import { describeServices, discoveryEntry, type CdsService } from './services.ts';
 import type { CdsStore, IssuedCard } from './store.ts';
 
@@ -24,6 +25,8 @@ export interface CdsHooksDeps {
   readonly fetch?: typeof fetch;
   /** Service calls evaluated at once; beyond it callers get 503 with Retry-After instead of everyone timing out. */
   readonly maxInFlight?: number;
+  /** Where calls whose data is all in the body are evaluated (a worker-thread pool); default: this thread. */
+  readonly evaluator?: CallEvaluator;
 }
 
 interface ServiceParams {
@@ -70,6 +73,20 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   // Invocations are written behind responses: write what is pending before the service stops.
   app.addHook('onClose', async () => deps.store.flush());
 
+  // Bodies arrive as text: a call whose data is all in its body is parsed and evaluated where the
+  // evaluator runs (a worker thread), not here. Everything else is parsed by Fastify's own JSON
+  // parser (prototype-poisoning checks, its error answers), as before.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  const jsonOf = (request: FastifyRequest): Promise<unknown> =>
+    typeof request.body !== 'string'
+      ? Promise.resolve(request.body)
+      : new Promise((resolve, reject) => {
+          parseJson(request, request.body as string, (error: Error | null, value?: unknown) => (error ? reject(error) : resolve(value)));
+        });
+  const evaluator = deps.evaluator ?? inThreadEvaluator;
+
   app.get('/cds-services', async () => ({ services: [...servicesOf(deps.knowledge()).values()].map(discoveryEntry) }));
 
   let inFlight = 0;
@@ -87,15 +104,23 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     }
   });
 
+  const invalidRequest = (reply: FastifyReply, issues: readonly RequestIssue[]): FastifyReply =>
+    sendProblem(reply, { title: 'Invalid CDS Hooks request', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
+
   const answerServiceCall = async (request: FastifyRequest<{ Params: ServiceParams }>, reply: FastifyReply): Promise<unknown> => {
     const started = performance.now();
     const prepared = deps.knowledge();
     const service = servicesOf(prepared).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
-    const parsed = parseHookRequest(request.body, service.hook);
-    if (!parsed.ok) {
-      return sendProblem(reply, { title: 'Invalid CDS Hooks request', status: 400, detail: parsed.issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues: parsed.issues });
+    const quick = typeof request.body === 'string' ? await evaluator.evaluate(prepared, service, request.body, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
+    if (quick.kind === 'invalid') return invalidRequest(reply, quick.issues);
+    if (quick.kind === 'evaluated') {
+      const { evaluation } = quick;
+      return respond({ service, prepared, started, client: request.cdsClient, hookInstance: quick.hookInstance, patientId: quick.patientId, evaluation, log: request.log });
     }
+    // The full path: the body parsed here, missing data fetched from the FHIR server or the local copy.
+    const parsed = parseHookRequest(await jsonOf(request), service.hook);
+    if (!parsed.ok) return invalidRequest(reply, parsed.issues);
     const { request: hookRequest, context } = parsed;
     const data = await assemblePatientData({
       templates: service.prefetch,
@@ -108,23 +133,9 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
     });
     const patientId = String(context.patientId);
-    const audit = (status: number, cards: readonly IssuedCard[], counts: { suppressed: number; ruleErrors: number }, at: string): Promise<void> =>
-      deps.store.recordInvocation({
-        serviceId: service.id,
-        hook: service.hook,
-        hookInstance: hookRequest.hookInstance,
-        client: request.cdsClient ?? 'unknown',
-        patientId,
-        knowledgeVersion: prepared.knowledge.version,
-        at,
-        durationMs: Math.round(performance.now() - started),
-        status,
-        cards,
-        ...counts,
-      });
     if (data.missing.length > 0) {
       // A call answered 412 is an invocation too: the audit trail shows the EHR could not give the data.
-      await audit(412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
+      await audit({ service, prepared, started, client: request.cdsClient, hookInstance: hookRequest.hookInstance, patientId }, 412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
       return sendProblem(reply, {
         title: 'Prefetch data missing',
         status: 412,
@@ -140,15 +151,46 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       hookInstance: hookRequest.hookInstance,
       ruleIds: service.ruleIds,
     });
+    return respond({ service, prepared, started, client: request.cdsClient, hookInstance: hookRequest.hookInstance, patientId, evaluation, log: request.log });
+  };
+
+  interface Invocation {
+    readonly service: CdsService;
+    readonly prepared: PreparedKnowledge;
+    readonly started: number;
+    readonly client: string | undefined;
+    readonly hookInstance: string;
+    readonly patientId: string;
+  }
+
+  const audit = (call: Invocation, status: number, cards: readonly IssuedCard[], counts: { suppressed: number; ruleErrors: number }, at: string): Promise<void> =>
+    deps.store.recordInvocation({
+      serviceId: call.service.id,
+      hook: call.service.hook,
+      hookInstance: call.hookInstance,
+      client: call.client ?? 'unknown',
+      patientId: call.patientId,
+      knowledgeVersion: call.prepared.knowledge.version,
+      at,
+      durationMs: Math.round(performance.now() - call.started),
+      status,
+      cards,
+      ...counts,
+    });
+
+  /** respond turns an evaluation into the cards response: snoozed rules silenced, cards recorded for feedback, the call audited. */
+  const respond = async (call: Invocation & { readonly evaluation: PatientEvaluation; readonly log: FastifyBaseLogger }): Promise<unknown> => {
+    const { service, hookInstance, patientId, evaluation } = call;
+    const { evaluatedAt } = evaluation;
     const snoozed = await deps.store.snoozedRules(patientId, evaluatedAt);
     const decisions = evaluation.decisions.filter((d): d is CardDecision => d.kind === 'card');
     const shown = decisions.filter((d) => !snoozed.has(d.ruleId));
-    for (const error of evaluation.errors) request.log.error({ ruleId: error.ruleId, library: error.library, error: error.message }, 'rule failed');
+    for (const error of evaluation.errors) call.log.error({ ruleId: error.ruleId, library: error.library, error: error.message }, 'rule failed');
     const cards: IssuedCard[] = shown.map((d) => ({
       uuid: d.card.uuid,
       serviceId: service.id,
       hook: service.hook,
-      hookInstance: hookRequest.hookInstance,
+      hookInstance,
       patientId,
       ruleId: d.ruleId,
       ruleVersion: d.ruleVersion,
@@ -156,7 +198,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       indicator: d.card.indicator,
       issuedAt: evaluatedAt,
     }));
-    await audit(200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
+    await audit(call, 200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
     const systemActions = evaluation.decisions.flatMap((d) => (d.kind === 'system-action' && !snoozed.has(d.ruleId) ? d.actions : []));
     return { cards: shown.map((d) => d.card), ...(systemActions.length ? { systemActions } : {}) };
   };
@@ -164,7 +206,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   app.post<{ Params: ServiceParams }>('/cds-services/:id/feedback', async (request, reply) => {
     const service = servicesOf(deps.knowledge()).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"` });
-    const parsed = FeedbackRequestSchema.safeParse(request.body);
+    const parsed = FeedbackRequestSchema.safeParse(await jsonOf(request));
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
       return sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });

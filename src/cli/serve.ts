@@ -13,6 +13,7 @@ import { KnowledgeActivation } from '../authoring/activation.ts';
 import { ActivationHistory, ACTIVATION_LOG } from '../authoring/history.ts';
 import { watchFile, watchKnowledge, type Watching } from '../authoring/watch.ts';
 import { buildApp } from '../http/app.ts';
+import { createEvaluationPool } from '../cds-hooks/evaluation-pool.ts';
 import { createCdsStore } from '../warehouse/cds-store.ts';
 import { openWarehouse } from '../warehouse/database.ts';
 import { ensureDemoPopulation } from '../warehouse/demo.ts';
@@ -64,6 +65,7 @@ export function registerServeCommand(program: Command): void {
 
       // Until config.ts carries a `dashboards` section: config/dashboards.json (users, OIDC issuer).
       const access = await readDashboardAccess(path.resolve('config/dashboards.json'), { off: config.auth.off });
+      const evaluator = config.server.evaluationThreads > 0 ? createEvaluationPool(config.server.evaluationThreads) : undefined;
       const app = await buildApp({
         logger: { level: 'info' },
         corsOrigins: config.server.corsOrigins,
@@ -76,6 +78,7 @@ export function registerServeCommand(program: Command): void {
           publicBaseUrl: config.server.publicBaseUrl,
           fhirBudgetMs: config.server.fhirBudgetMs,
           maxInFlight: config.server.maxInFlight,
+          ...(evaluator ? { evaluator } : {}),
           localSource: (patientId, types) => readPatientResources(reader, patientId, types),
         },
         dashboards: {
@@ -133,6 +136,7 @@ export function registerServeCommand(program: Command): void {
         for (const w of watching) w.close();
         await task.stop();
         await app.close();
+        await evaluator?.close();
         reader.connection.closeSync();
         warehouse.close();
       };

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -29,6 +30,8 @@ const FileSchema = z.strictObject({
       fhirBudgetMs: z.number().int().min(50).max(30_000).optional(),
       /** CDS service calls evaluated at once; more get 503 with Retry-After. */
       maxInFlight: z.number().int().min(1).max(10_000).optional(),
+      /** Worker threads that evaluate CDS calls; 0 evaluates on the HTTP thread. Default: one per core. */
+      evaluationThreads: z.number().int().min(0).max(256).optional(),
     })
     .optional(),
   /** CDS client authentication (see README); `CAIRN_AUTH=off` switches it off for local trials. */
@@ -62,6 +65,7 @@ export interface Config {
     readonly bodyLimitBytes: number;
     readonly fhirBudgetMs: number;
     readonly maxInFlight: number;
+    readonly evaluationThreads: number;
   };
   /** The raw `auth` section, parsed by the CDS Hooks authentication module; `off` when CAIRN_AUTH=off. */
   readonly auth: { readonly raw: unknown; readonly off: boolean };
@@ -149,6 +153,7 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
       bodyLimitBytes: file.server?.bodyLimitBytes ?? 5 * 1024 * 1024,
       fhirBudgetMs: file.server?.fhirBudgetMs ?? 1500,
       maxInFlight: file.server?.maxInFlight ?? 64,
+      evaluationThreads: file.server?.evaluationThreads ?? availableParallelism(),
     }),
     auth: Object.freeze({ raw: file.auth, off: authSetting === 'off' }),
     clientsDir: path.resolve(cwd, fromFile(file.clientsDir) ?? 'config/clients'),

@@ -1,7 +1,8 @@
-import { DateTime, Executor, Library, Repository, type DataProvider, type TerminologyProvider } from 'cql-execution';
+import { DateTime, Library, PatientContext, Repository, type TerminologyProvider } from 'cql-execution';
 import { z } from 'zod';
 import { CairnError, type Problem } from '../domain/errors.ts';
 import type { FhirModel } from './fhir-model.ts';
+import { installFastDistinct } from './distinct.ts';
 import { bindOverloads, type OverloadBinding } from './overloads.ts';
 import { FhirPatient, indexPatient, type PatientData, type PatientSourceOptions } from './patient-source.ts';
 
@@ -80,23 +81,47 @@ function unresolvedIncludes(root: ElmLibraryJson, all: readonly ElmLibraryJson[]
 }
 
 /**
+ * LibraryRepository builds each library once: every include of it, from any library prepared
+ * with this repository, is the same object. cql-execution's Repository builds a new copy per
+ * include, so FHIRHelpers existed once per library including it, each copy with its own bindings
+ * and (in a {@link PatientSession}) its own context. Share one repository among the libraries of
+ * one knowledge set.
+ */
+export class LibraryRepository extends Repository {
+  readonly #built = new Map<string, Library | undefined>();
+
+  constructor(elms: readonly unknown[]) {
+    super(Object.fromEntries(elms.map((elm, i) => [String(i), elm])));
+  }
+
+  override resolve(path: string, version?: string): Library | undefined {
+    const key = `${path}|${version ?? ''}`;
+    if (!this.#built.has(key)) this.#built.set(key, super.resolve(path, version) as Library | undefined);
+    return this.#built.get(key);
+  }
+}
+
+/**
  * prepareLibrary builds cql-execution's Library (and its includes) once; call it once per knowledge
  * version, never per request or patient. Fails with CQL_INCLUDE listing every include that does
  * not resolve. Function references are bound to the overload the translator chose here, once,
  * instead of cql-execution testing every overload's types on every call.
  */
-export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[], model: FhirModel): PreparedLibrary {
+export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[], model: FhirModel, options: { readonly repository?: LibraryRepository } = {}): PreparedLibrary {
   const main = parseElm(elmMain, 'The main library');
   const includes = elmIncludes.map((elm, i) => parseElm(elm, `Included library #${i + 1}`));
   const problems = unresolvedIncludes(main, includes);
   if (problems.length > 0) {
     throw new CairnError('CQL_INCLUDE', `${describe(main)} has includes that do not resolve`, { problems });
   }
-  const repository = new Repository(Object.fromEntries(includes.map((elm, i) => [String(i), elm])));
+  const repository = options.repository ?? new LibraryRepository(includes);
   const library = new Library(main, repository);
   const overloads = bindOverloads(library, { isImmutable: model.isRecord });
   return Object.freeze({ name: main.library.identifier.id, version: main.library.identifier.version, library, model, overloads });
 }
+
+// Every library this engine runs de-duplicates lists the fast way (same results; see distinct.ts).
+installFastDistinct();
 
 function toCqlDateTime(value: string | Date): DateTime {
   if (value instanceof Date) {
@@ -108,30 +133,130 @@ function toCqlDateTime(value: string | Date): DateTime {
   return parsed;
 }
 
-/** A DataProvider serving exactly one patient. */
-function singlePatient(patient: FhirPatient): DataProvider {
-  let current: FhirPatient | undefined = patient;
-  return {
-    currentPatient: () => current,
-    nextPatient: () => (current = undefined),
-  };
+/**
+ * A patient context whose included libraries are shared across every library run in one session:
+ * cql-execution gives each main library its own context per include, so a define of a library
+ * several rules include (CairnCommon's "Medication Requests By Reference") ran once per rule
+ * library. Shared by name and version, which name one library within a knowledge set; the session
+ * fixes the patient, instant, parameters and terminology, so a shared result is the one each
+ * library would have computed.
+ */
+class SessionContext extends PatientContext {
+  readonly #shared: Map<string, SessionContext>;
+
+  constructor(library: Library, session: PatientSessionState) {
+    super(library, session.patient, session.codeService, session.parameters, session.executionDateTime);
+    this.#shared = session.contexts;
+  }
+
+  /**
+   * cql-execution records every expression's result by ELM localId for clause-coverage reports
+   * (Results.localIdPatientResultsMap), on every node it evaluates; nothing here reads them.
+   */
+  override setLocalIdWithResult(): void {}
+
+  override getLibraryContext(alias: string): unknown {
+    const contexts = this.library_context as Record<string, SessionContext | undefined>;
+    let context = contexts[alias];
+    if (context === undefined) {
+      const library = this.get(alias) as Library | null | undefined;
+      if (library == null) return super.getLibraryContext(alias);
+      const key = libraryKey(library);
+      context = this.#shared.get(key);
+      if (context === undefined) {
+        context = new SessionContext(library, { patient: this.patient as FhirPatient, codeService: this.codeService, parameters: this.parameters, executionDateTime: this.executionDateTime as DateTime, contexts: this.#shared });
+        this.#shared.set(key, context);
+      }
+      contexts[alias] = context;
+    }
+    return context;
+  }
+}
+
+interface PatientSessionState {
+  readonly patient: FhirPatient;
+  readonly codeService: TerminologyProvider | undefined;
+  readonly parameters: Record<string, unknown> | undefined;
+  readonly executionDateTime: DateTime;
+  /** Library name|version -> its context, for every library run or included so far. */
+  readonly contexts: Map<string, SessionContext>;
+}
+
+function libraryKey(library: Library): string {
+  const identifier = (library.source as ElmLibraryJson).library.identifier;
+  return `${identifier.id}|${identifier.version ?? ''}`;
 }
 
 /**
- * executeLibrary evaluates every Patient-context define of a prepared library for one patient
- * (raw data, or a {@link FhirPatient} already indexed to run several libraries over it). Errors
- * from cql-execution become EVALUATION_FAILED naming the library (and define, when known).
+ * PatientSession runs several prepared libraries over one patient at one instant: each define of
+ * each library (included ones too) runs at most once per session. Open one per patient
+ * evaluation with {@link openPatientSession}; all its libraries must come from one knowledge set.
  */
-export async function executeLibrary(prepared: PreparedLibrary, patientData: PatientData | FhirPatient, options: ExecuteOptions): Promise<DefineResults> {
-  const patient = patientData instanceof FhirPatient ? patientData : indexPatient(prepared.model, patientData, options.patientSource);
-  const executionDateTime = toCqlDateTime(options.executionDateTime);
-  const executor = new Executor(prepared.library, options.codeService, options.parameters === undefined ? undefined : { ...options.parameters });
-  try {
-    const results = await executor.exec_patient_context(singlePatient(patient), executionDateTime);
-    return Object.freeze({ ...(Object.values(results.patientResults)[0] ?? {}) }) as DefineResults;
-  } catch (error) {
+export class PatientSession {
+  readonly #state: PatientSessionState;
+
+  constructor(patient: FhirPatient, options: ExecuteOptions) {
+    this.#state = {
+      patient,
+      codeService: options.codeService,
+      parameters: options.parameters === undefined ? undefined : { ...options.parameters },
+      executionDateTime: toCqlDateTime(options.executionDateTime),
+      contexts: new Map(),
+    };
+  }
+
+  get patient(): FhirPatient {
+    return this.#state.patient;
+  }
+
+  /** execute evaluates every Patient-context define of `prepared`; errors as in {@link executeLibrary}. */
+  async execute(prepared: PreparedLibrary): Promise<DefineResults> {
+    const context = this.#contextFor(prepared);
+    const results: Record<string, unknown> = {};
+    try {
+      for (const [name, expression] of Object.entries(prepared.library.expressions as Record<string, ExpressionDefLike>)) {
+        if (expression.context === 'Patient') results[name] = await expression.execute(context);
+      }
+    } catch (error) {
+      throw this.#failed(prepared, error);
+    }
+    return Object.freeze(results);
+  }
+
+  /**
+   * evaluate returns only the named defines of `prepared` (and runs only what they reference): a
+   * define already computed in this session, by an earlier call or as a reference, is not run
+   * again. Unknown names give undefined. Errors as in {@link executeLibrary}.
+   */
+  async evaluate(prepared: PreparedLibrary, names: readonly string[]): Promise<DefineResults> {
+    const context = this.#contextFor(prepared);
+    const computed = context.context_values as Record<string, unknown>;
+    const expressions = prepared.library.expressions as Record<string, ExpressionDefLike | undefined>;
+    const results: Record<string, unknown> = {};
+    try {
+      for (const name of names) {
+        const expression = expressions[name];
+        results[name] = computed[name] !== undefined || expression === undefined ? computed[name] : await expression.execute(context);
+      }
+    } catch (error) {
+      throw this.#failed(prepared, error);
+    }
+    return Object.freeze(results);
+  }
+
+  #contextFor(prepared: PreparedLibrary): SessionContext {
+    const key = libraryKey(prepared.library);
+    let context = this.#state.contexts.get(key);
+    if (context === undefined) {
+      context = new SessionContext(prepared.library, this.#state);
+      this.#state.contexts.set(key, context);
+    }
+    return context;
+  }
+
+  #failed(prepared: PreparedLibrary, error: unknown): CairnError {
     const annotated = error as { expressionName?: unknown; localId?: unknown; locator?: unknown };
-    throw new CairnError('EVALUATION_FAILED', `Evaluating ${prepared.name} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    return new CairnError('EVALUATION_FAILED', `Evaluating ${prepared.name} failed: ${error instanceof Error ? error.message : String(error)}`, {
       cause: error,
       context: {
         library: prepared.name,
@@ -139,8 +264,30 @@ export async function executeLibrary(prepared: PreparedLibrary, patientData: Pat
         define: annotated.expressionName,
         localId: annotated.localId,
         locator: annotated.locator,
-        patientId: patient.getId(),
+        patientId: this.#state.patient.getId(),
       },
     });
   }
+}
+
+/** The part of cql-execution's ExpressionDef the session runs. */
+interface ExpressionDefLike {
+  readonly context: string;
+  execute(context: PatientContext): Promise<unknown>;
+}
+
+/** openPatientSession indexes `patientData` (unless already indexed) for running libraries over it at one instant. */
+export function openPatientSession(model: FhirModel, patientData: PatientData | FhirPatient, options: ExecuteOptions): PatientSession {
+  const patient = patientData instanceof FhirPatient ? patientData : indexPatient(model, patientData, options.patientSource);
+  return new PatientSession(patient, options);
+}
+
+/**
+ * executeLibrary evaluates every Patient-context define of a prepared library for one patient
+ * (raw data, or a {@link FhirPatient} already indexed). Errors from cql-execution become
+ * EVALUATION_FAILED naming the library (and define, when known). To run several libraries over
+ * one patient, use a {@link PatientSession}: shared includes then run once.
+ */
+export async function executeLibrary(prepared: PreparedLibrary, patientData: PatientData | FhirPatient, options: ExecuteOptions): Promise<DefineResults> {
+  return openPatientSession(prepared.model, patientData, options).execute(prepared);
 }

@@ -1,5 +1,6 @@
 import { FHIRWrapper } from 'cql-exec-fhir';
 import { Date as CqlDate, DateTime as CqlDateTime, Interval, type RecordObject } from 'cql-execution';
+import { equals as cqlEquals, equivalent as cqlEquivalent } from 'cql-execution/lib/util/comparison.js';
 
 /**
  * The FHIR R4 (4.0.1) model as cql-exec-fhir understands it, parsed once. cql-exec-fhir's
@@ -42,6 +43,59 @@ interface FhirObject extends RecordObject {
   getTypeInfo(): FhirClassInfo | null | undefined;
   _typeHierarchy(): TypeHierarchy;
   _is(typeSpecifier: TypeSpecifier): boolean;
+}
+
+/**
+ * RECORD_ELEMENTS names, on every record this model builds, the element names of its class: the
+ * enumerable getters cql-exec-fhir's FHIRObject defines on each instance, which CQL equality and
+ * de-duplication compare. Records here keep those getters on a per-class prototype instead (see
+ * {@link fastFhirObjectClass}), so whatever compares records reads the names from here.
+ */
+export const RECORD_ELEMENTS = Symbol('cairn.recordElements');
+
+/** Where a record built by {@link fastFhirObjectClass} keeps its JSON (read through `_json`). */
+const RECORD_JSON = Symbol('cairn.recordJson');
+
+/** Where a record remembers the values read from it (field -> value; see `memoised`). */
+const RECORD_MEMO = Symbol('cairn.recordMemo');
+interface Memoising {
+  [RECORD_MEMO]?: Record<string, unknown>;
+}
+
+/**
+ * recordElementNames lists the elements CQL compares on a record (any object with
+ * `_typeHierarchy`, as cql-execution recognises model objects): from {@link RECORD_ELEMENTS}, or
+ * the own enumerable non-function keys of a record cql-exec-fhir built itself.
+ */
+export function recordElementNames(record: object): readonly string[] {
+  const names = (record as { readonly [RECORD_ELEMENTS]?: readonly string[] })[RECORD_ELEMENTS];
+  if (names !== undefined) return names;
+  const values = record as Readonly<Record<string, unknown>>;
+  return Object.keys(record).filter((key) => typeof values[key] !== 'function');
+}
+
+/**
+ * compareElements is cql-execution 3.3.2's `compareObjects` (util/comparison.js) for two records:
+ * the same class, the same element names, and every element equal by `compare` (both null counts
+ * as equal; a null answer makes the whole answer null unless some element differs).
+ */
+function compareElements(a: object, b: unknown, compare: (x: unknown, y: unknown) => boolean | null): boolean | null {
+  if (typeof b !== 'object' || b === null || !(b instanceof a.constructor) || !(a instanceof (b as object).constructor)) return false;
+  const aNames = [...recordElementNames(a)].sort();
+  const bNames = [...recordElementNames(b)].sort();
+  if (aNames.length !== bNames.length || aNames.some((name, i) => name !== bNames[i])) return false;
+  const aValues = a as Readonly<Record<string, unknown>>;
+  const bValues = b as Readonly<Record<string, unknown>>;
+  let sawNull = false;
+  for (const name of aNames) {
+    const x = aValues[name];
+    const y = bValues[name];
+    if (x == null && y == null) continue;
+    const same = compare(x, y);
+    if (same === null) sawNull = true;
+    else if (!same) return false;
+  }
+  return sawNull ? null : true;
 }
 
 /** Abstract classes a resource-valued element can be declared as. */
@@ -164,11 +218,14 @@ interface FastFhirObjectKit {
  * fastFhirObjectClass derives from cql-exec-fhir's FHIRObject, changing cost but not answers:
  *
  * - records are built without FHIRObject's constructor, which walks the class hierarchy and
- *   defines one new getter closure per element on every instance (~40 for a MedicationRequest):
- *   each object then gets its own hidden classes, and building them was the largest single cost
- *   of reading data. Here the element list and one getter per element name are computed once per
- *   class and shared, and the object gets the same own properties, in the same order, with the
- *   same attributes (its enumerable keys feed CQL equality and de-duplication).
+ *   defines one new getter closure per element on every instance (~40 for a MedicationRequest).
+ *   Defining ~40 accessors on each object still cost ~14 µs a record, so here the element getters
+ *   live on one prototype per class and a record is that prototype plus its JSON (~0.05 µs).
+ *   cql-execution reads elements the same way (`record[name]`, then `record.get(name)`); what
+ *   enumerated the own getters is answered from the class's element list instead:
+ *   `equals`/`equivalent` (cql-execution calls them when present) compare element by element
+ *   exactly as its `deepCompareKeysAndValues` did, and de-duplication (distinct.ts) reads
+ *   {@link RECORD_ELEMENTS}.
  * - `get` reads FHIR-typed elements itself (same steps as cql-exec-fhir 2.2.0's `FHIRObject.get`,
  *   `getPropertyFromJSON` and `toFHIRObject`) so the elements it returns are built the same cheap
  *   way; System-typed values and explicit choice names still go through cql-exec-fhir's `get`.
@@ -198,9 +255,9 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     readonly names: ReadonlySet<string>;
   }
   const cache = new WeakMap<FhirClassInfo, TypeFacts>();
-  const memo = new WeakMap<FhirObject, Map<string, unknown>>();
   const elementsByName = new WeakMap<FhirClassInfo, Map<string, ElementInfo | undefined>>();
   const accessors = new WeakMap<FhirClassInfo, PropertyDescriptorMap>();
+  const prototypes = new WeakMap<FhirClassInfo, object>();
   const getters = new Map<string, (this: FhirObject) => unknown>();
   const primitive = new WeakMap<TypeSpec, boolean>();
   const baseHierarchy = Base.prototype._typeHierarchy as (this: FhirObject) => TypeHierarchy;
@@ -208,11 +265,26 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   const baseGet = Base.prototype.get as (this: FhirObject, field: string) => unknown;
 
   class FastFhirObject extends Base {
+    /** The wrapped JSON, for cql-exec-fhir's own methods; objects FHIRObject built keep it as an own property. */
+    get _json(): unknown {
+      return (this as unknown as { readonly [RECORD_JSON]: unknown })[RECORD_JSON];
+    }
+
+    /** CQL `=` on records: cql-execution's structural comparison, over the class's elements. */
+    equals(other: unknown): boolean | null {
+      return compareElements(this, other, cqlEquals);
+    }
+
+    /** CQL `~` on records, likewise. */
+    equivalent(other: unknown): boolean | null {
+      return compareElements(this, other, cqlEquivalent);
+    }
+
     override get(field: string): unknown {
       const typeInfo = this.getTypeInfo();
       if (typeInfo == null) return adopt(baseGet.call(this, field));
-      const known = memo.get(this);
-      if (known?.has(field) === true) return handOut(known.get(field));
+      const known = (this as Memoising)[RECORD_MEMO];
+      if (known !== undefined && field in known) return handOut(known[field]);
       const dot = field.indexOf('.');
       const root = dot < 0 ? field : field.slice(0, dot);
       if (elementOf(typeInfo, root) === undefined) return undefined;
@@ -235,19 +307,38 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     }
   }
 
+  /** modelInfo.findClass, remembered per name (reading an element looks its type up every time). */
+  const classesByName = new Map<string, FhirClassInfo | undefined>();
+  function findClass(name: string): FhirClassInfo | undefined {
+    if (!classesByName.has(name)) classesByName.set(name, modelInfo.findClass(name));
+    return classesByName.get(name);
+  }
+
   /** build: see {@link FastFhirObjectKit}. Without a class info, FHIRObject's own constructor (it logs, as before). */
   function build(json: unknown, typeInfo: FhirClassInfo | null | undefined): FhirObject {
     if (typeInfo == null) return Object.setPrototypeOf(new Base(json, typeInfo as unknown as FhirClassInfo, modelInfo), FastFhirObject.prototype) as FhirObject;
-    const object = Object.create(FastFhirObject.prototype) as FhirObject;
-    Object.defineProperties(object, {
-      _json: { value: json, enumerable: false },
-      _typeInfo: { value: typeInfo, enumerable: false },
-      _modelInfo: { value: modelInfo, enumerable: false },
-    });
-    return Object.defineProperties(object, accessorsOf(typeInfo));
+    const object = Object.create(prototypeOf(typeInfo)) as FhirObject & { [RECORD_JSON]: unknown };
+    object[RECORD_JSON] = json;
+    return object;
   }
 
-  /** The element getters FHIRObject's constructor defines, in its order (own elements, then each base class's). */
+  /** The prototype of records of one class: its element getters, class info and element names. */
+  function prototypeOf(typeInfo: FhirClassInfo): object {
+    let prototype = prototypes.get(typeInfo);
+    if (prototype === undefined) {
+      const names = Object.keys(accessorsOf(typeInfo));
+      prototype = Object.create(FastFhirObject.prototype, {
+        ...accessorsOf(typeInfo),
+        _typeInfo: { value: typeInfo },
+        _modelInfo: { value: modelInfo },
+        [RECORD_ELEMENTS]: { value: Object.freeze(names) },
+      }) as object;
+      prototypes.set(typeInfo, prototype);
+    }
+    return prototype;
+  }
+
+  /** The element getters FHIRObject's constructor defines on each instance, in its order (own elements, then each base class's). */
   function accessorsOf(typeInfo: FhirClassInfo): PropertyDescriptorMap {
     let descriptors = accessors.get(typeInfo);
     if (descriptors === undefined) {
@@ -258,7 +349,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
         current = internals.baseTypeSpecifier == null ? undefined : modelInfo.findClass(internals.baseTypeSpecifier.fqn ?? '');
       }
       descriptors = {};
-      for (const name of names) descriptors[name] = { get: getterFor(name), enumerable: true };
+      for (const name of names) descriptors[name] = { get: getterFor(name) };
       accessors.set(typeInfo, descriptors);
     }
     return descriptors;
@@ -372,7 +463,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   /** cql-exec-fhir's toFHIRObject (no path suffix: dotted paths are walked by `get`). */
   function toFhirObject(data: unknown, spec: TypeSpec): unknown {
     if (data == null) return data;
-    if (spec.isNamed === true) return asOwnResourceType(build(data, modelInfo.findClass(spec.fqn ?? '')));
+    if (spec.isNamed === true) return asOwnResourceType(build(data, findClass(spec.fqn ?? '')));
     if (spec.isList === true) return (data as unknown[]).map((item) => toFhirObject(item, spec.elementType as TypeSpec));
     if (spec.isInterval === true) {
       const { low, high, lowClosed, highClosed } = data as { low: unknown; high: unknown; lowClosed?: boolean; highClosed?: boolean };
@@ -391,14 +482,13 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
    * same fields, offset included. Anything else (e.g. an Interval) is read afresh each time.
    */
   function memoised(object: FastFhirObject, field: string): unknown {
-    let fields = memo.get(object);
-    if (fields === undefined) memo.set(object, (fields = new Map()));
-    if (fields.has(field)) return handOut(fields.get(field));
+    const fields = ((object as Memoising)[RECORD_MEMO] ??= Object.create(null) as Record<string, unknown>);
+    if (field in fields) return handOut(fields[field]);
     const value = read(object, field);
     if (value instanceof FastFhirObject || isPrimitive(value) || (Array.isArray(value) && value.every((item) => item instanceof FastFhirObject))) {
-      fields.set(field, Array.isArray(value) ? value.slice() : value);
+      fields[field] = Array.isArray(value) ? value.slice() : value;
     } else if (isDateOrDateTime(value)) {
-      fields.set(field, value);
+      fields[field] = value;
       return value.copy();
     }
     return value;
@@ -435,7 +525,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (declared == null || !ABSTRACT_RESOURCES.has(unqualified(declared.name))) return object;
     const resourceType = (object as unknown as { readonly _json?: { readonly resourceType?: unknown } })._json?.resourceType;
     if (typeof resourceType !== 'string') return object;
-    const own = modelInfo.findClass(resourceType);
+    const own = findClass(resourceType);
     if (own === undefined || unqualified(own.name) !== resourceType) return object;
     const retyped = build((object as unknown as { readonly _json: unknown })._json, own);
     // Only ever narrow: the own class must derive from the declared one.

@@ -149,7 +149,7 @@ const PURE_NODES = new Set([
 ]);
 
 /** purity answers, per FunctionDef, whether its body is built only from {@link PURE_NODES}. */
-function purity(bindings: ReadonlyMap<FunctionRef, Binding>): (def: FunctionDefLike) => boolean {
+function purity(bindings: ReadonlyMap<FunctionRef, Binding> | WeakMap<FunctionRef, Binding>): (def: FunctionDefLike) => boolean {
   const known = new Map<FunctionDefLike, boolean>();
   const pure = (def: FunctionDefLike): boolean => {
     const answer = known.get(def);
@@ -217,6 +217,11 @@ function handOut(value: unknown): unknown {
   return value instanceof CqlDate || value instanceof DateTime ? value.copy() : value;
 }
 
+/** Libraries already bound, every binding made, and remembered results per pure function, across calls. */
+const boundLibraries = new WeakSet<Library>();
+const allBindings = new WeakMap<FunctionRef, Binding>();
+const resultCaches = new WeakMap<FunctionDefLike, WeakMap<object, unknown>>();
+
 /** Options for {@link bindOverloads}. */
 export interface BindOverloadsOptions {
   /**
@@ -238,10 +243,10 @@ export function bindOverloads(library: Library, options: BindOverloadsOptions = 
   const bindings = new Map<FunctionRef, Binding>();
   let unbound = 0;
   const indexes = new Map<unknown, SignatureIndex>();
-  const done = new Set<Library>();
   const visit = (lib: Library): void => {
-    if (done.has(lib)) return;
-    done.add(lib);
+    // A library shared by several main libraries (see LibraryRepository) is bound once.
+    if (boundLibraries.has(lib)) return;
+    boundLibraries.add(lib);
     let index = indexes.get(lib.source);
     if (index === undefined) indexes.set(lib.source, (index = signatureIndex(lib.source)));
     for (const ref of functionRefsOf(lib)) {
@@ -261,15 +266,15 @@ export function bindOverloads(library: Library, options: BindOverloadsOptions = 
   };
   visit(library);
 
+  for (const [ref, binding] of bindings) allBindings.set(ref, binding);
   const { isImmutable } = options;
-  const pure = purity(bindings);
-  const caches = new Map<FunctionDefLike, WeakMap<object, unknown>>();
+  const pure = purity(allBindings);
   let remembered = 0;
   for (const binding of bindings.values()) {
     let results: WeakMap<object, unknown> | undefined;
     if (isImmutable !== undefined && binding.def.parameters.length === 1 && pure(binding.def)) {
-      results = caches.get(binding.def);
-      if (results === undefined) caches.set(binding.def, (results = new WeakMap()));
+      results = resultCaches.get(binding.def);
+      if (results === undefined) resultCaches.set(binding.def, (results = new WeakMap()));
       remembered++;
     }
     bind(binding, results, isImmutable ?? (() => false));

@@ -10,9 +10,8 @@ import type { FhirClassInfo, FhirModel, FhirResource } from './fhir-model.ts';
  * bundle on every retrieve, and its records make CQL de-duplication (`toDistinctList` ->
  * `toNormalizedKey`, run by every query without a return clause and every Union) walk every getter
  * of every resource recursively — about 90% of evaluation time. Here resources are indexed by type
- * once per patient, records are built once per patient and class, and a record whose
- * `resourceType/id` is unique in the patient's data carries a cheap identity key (see
- * {@link identityKeyed}).
+ * once per patient and records are built once per patient and class; de-duplication keys records
+ * by type and id (distinct.ts).
  */
 
 /** A FHIR Bundle as far as this layer reads it (`entry[].resource`, top level only, like cql-exec-fhir). */
@@ -36,37 +35,6 @@ export interface PatientSourceOptions {
 }
 
 const BASE_PROFILE = 'http://hl7.org/fhir/StructureDefinition/';
-
-/** Marks identity keys so they can never equal a structural key (those are keyed by field names). */
-const IDENTITY_MARK = 'cairn:fhir-resource-identity';
-const IDENTITY = Symbol('cairn.fhirResourceIdentity');
-
-interface IdentityKeyed {
-  readonly [IDENTITY]: readonly string[];
-}
-
-function identityEntries(this: IdentityKeyed): Iterator<string> {
-  return this[IDENTITY][Symbol.iterator]();
-}
-
-/**
- * identityKeyed gives a record a cheap distinctness key. cql-execution 3.3.2 computes distinctness
- * with `toNormalizedKey`, whose fallback for model objects is `immutable.Seq(record)`: for a plain
- * object that enumerates every own getter (each building further wrapped objects), but for an
- * iterable it takes the iterated values instead. So the record gets a non-enumerable
- * `Symbol.iterator` yielding `[mark, resourceType, id]`; `__instance` (the type hierarchy) is still
- * added by cql-execution. Enumerable properties, `equals`, `get` etc. are untouched, and nothing
- * else in cql-execution iterates records. Callers only attach it when `resourceType/id` is unique
- * within the patient's data, where it gives the same answer as the structural key (which includes
- * `id`).
- */
-function identityKeyed(record: RecordObject, resourceType: string, id: string): RecordObject {
-  Object.defineProperties(record, {
-    [IDENTITY]: { value: Object.freeze([IDENTITY_MARK, resourceType, id]) },
-    [Symbol.iterator]: { value: identityEntries },
-  });
-  return record;
-}
 
 function isResource(value: unknown): value is FhirResource {
   return typeof value === 'object' && value !== null && typeof (value as { resourceType?: unknown }).resourceType === 'string';
@@ -92,7 +60,6 @@ export class FhirPatient implements PatientObject {
   readonly #options: PatientSourceOptions;
   readonly #record: RecordObject;
   readonly #byType = new Map<string, FhirResource[]>();
-  readonly #unique = new Set<FhirResource>();
   /** Records per class, built when first retrieved (a code-filtered retrieve builds only its candidates). */
   readonly #records = new Map<FhirClassInfo, (RecordObject | undefined)[]>();
   readonly #codeIndexes = new Map<string, CodeIndex>();
@@ -102,7 +69,6 @@ export class FhirPatient implements PatientObject {
     this.#options = options;
     const resources = resourcesOf(data);
     const patientType = model.resourceTypeOf(model.patientClass);
-    const seen = new Map<string, FhirResource | null>();
     let patient: FhirResource | undefined;
     for (const resource of resources) {
       if (!isResource(resource)) continue;
@@ -110,15 +76,10 @@ export class FhirPatient implements PatientObject {
       if (list === undefined) this.#byType.set(resource.resourceType, (list = []));
       list.push(resource);
       if (patient === undefined && resource.resourceType === patientType) patient = resource;
-      if (typeof resource.id === 'string' && resource.id !== '') {
-        const key = `${resource.resourceType}/${resource.id}`;
-        seen.set(key, seen.has(key) ? null : resource);
-      }
     }
     if (patient === undefined) {
       throw new CairnError('INPUT_INVALID', `Patient data has no ${patientType} resource`, { context: { resources: resources.length } });
     }
-    for (const resource of seen.values()) if (resource !== null) this.#unique.add(resource);
     this.#record = model.wrap(patient, model.patientClass);
   }
 
@@ -165,8 +126,10 @@ export class FhirPatient implements PatientObject {
       if (candidates !== undefined) return candidates.map((i) => this.#recordAt(classInfo, resourceType, i));
       return this.#recordsOf(classInfo, resourceType);
     }
-    const records = this.#recordsOf(classInfo, resourceType);
-    const tagged = records.filter((_, i) => this.#byType.get(resourceType)?.[i]?.meta?.profile?.includes(profile ?? '') === true);
+    // Narrowed by code first, like the untagged path: only candidates are built and checked.
+    const resources = this.#byType.get(resourceType) ?? [];
+    const candidates = this.#codeCandidates(resourceType, retrieveDetails) ?? resources.map((_, i) => i);
+    const tagged = candidates.filter((i) => resources[i]?.meta?.profile?.includes(profile ?? '') === true).map((i) => this.#recordAt(classInfo, resourceType, i));
     if (resourceType === this.#model.resourceTypeOf(this.#model.patientClass) && tagged.length === 0) {
       throw new CairnError('EVALUATION_FAILED', `Patient record with meta.profile matching ${profile ?? ''} was not found`, {
         context: { profile },
@@ -195,7 +158,6 @@ export class FhirPatient implements PatientObject {
     if (record === undefined) {
       const resource = (this.#byType.get(resourceType) as FhirResource[])[i] as FhirResource;
       record = this.#model.wrap(resource, classInfo);
-      if (this.#unique.has(resource) && typeof resource.id === 'string') record = identityKeyed(record, resourceType, resource.id);
       records[i] = record;
     }
     return record;
@@ -214,15 +176,39 @@ export class FhirPatient implements PatientObject {
   #codeCandidates(resourceType: string, details: RetrieveDetails | undefined): number[] | undefined {
     const codeProperty = details?.codeProperty;
     if (details?.codes == null || typeof codeProperty !== 'string' || codeProperty === '' || codeProperty.includes('.')) return undefined;
-    const wanted = details.codes instanceof ValueSet ? details.codes.codes : details.codes;
-    if (!Array.isArray(wanted) || !wanted.every((c) => c instanceof Code && typeof c.code === 'string' && (c.system === undefined || typeof c.system === 'string'))) return undefined;
+    const wanted = wantedKeys(details.codes);
+    if (wanted === null) return undefined;
     const key = `${resourceType}\u0000${codeProperty}`;
     let index = this.#codeIndexes.get(key);
     if (index === undefined) this.#codeIndexes.set(key, (index = buildCodeIndex(this.#byType.get(resourceType) ?? [], codeProperty)));
     const hits = new Set<number>(index.always);
-    for (const code of wanted as readonly Code[]) for (const i of index.byCode.get(codeKey(code.system, code.code)) ?? []) hits.add(i);
+    // Walk the smaller side: a patient's few codings, or a short code list.
+    if (index.byCode.size <= wanted.size) {
+      for (const [coding, positions] of index.byCode) if (wanted.has(coding)) for (const i of positions) hits.add(i);
+    } else {
+      for (const coding of wanted) for (const i of index.byCode.get(coding) ?? []) hits.add(i);
+    }
     return [...hits].sort((a, b) => a - b);
   }
+}
+
+/**
+ * The {@link codeKey}s of a retrieve's codes (a value set, or a list of CQL Codes), or null when
+ * one is not a plain Code with string code and system: computed once per codes object, since a
+ * value set lives as long as its knowledge set and large ones have thousands of codes.
+ */
+const wantedCache = new WeakMap<object, ReadonlySet<string> | null>();
+
+function wantedKeys(codes: unknown): ReadonlySet<string> | null {
+  if (typeof codes !== 'object' || codes === null) return null;
+  let keys = wantedCache.get(codes);
+  if (keys === undefined) {
+    const list: unknown = codes instanceof ValueSet ? codes.codes : codes;
+    const plain = Array.isArray(list) && list.every((c) => c instanceof Code && typeof c.code === 'string' && (c.system === undefined || typeof c.system === 'string'));
+    keys = plain ? new Set((list as readonly Code[]).map((c) => codeKey(c.system, c.code))) : null;
+    wantedCache.set(codes, keys);
+  }
+  return keys;
 }
 
 /** Resources (by position within their type) per coding, and those whose codes cannot be read from JSON. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { CairnError } from '../domain/errors.ts';
 import { PROVENANCE_EXTENSION, SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion, type SystemActionDecision } from '../domain/decisions.ts';
 import type { HookId } from '../domain/hooks.ts';
-import { executeLibrary, type DefineResults } from '../cql-engine/execute.ts';
+import { executeLibrary, openPatientSession, type DefineResults } from '../cql-engine/execute.ts';
 import type { FhirResource } from '../cql-engine/fhir-model.ts';
 import { indexPatient, type PatientData } from '../cql-engine/patient-source.ts';
 import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
@@ -140,7 +140,8 @@ type LibraryRun = { values: DefineResults } | { error: string };
 async function executeLibraries(prepared: PreparedKnowledge, rules: readonly PreparedRule[], resources: readonly FhirResource[], evaluatedAt: string): Promise<Map<string, LibraryRun>> {
   const runs = new Map<string, LibraryRun>();
   if (rules.length === 0) return runs;
-  const patient = indexPatient(prepared.model, resources);
+  // One session: the libraries' shared includes (CairnCommon) run once for all of them.
+  const session = openPatientSession(prepared.model, resources, { executionDateTime: evaluatedAt, codeService: prepared.knowledge.valueSets });
   for (const { libraryKey } of rules) {
     if (runs.has(libraryKey)) continue;
     const library = prepared.libraries.get(libraryKey);
@@ -149,8 +150,7 @@ async function executeLibraries(prepared: PreparedKnowledge, rules: readonly Pre
       continue;
     }
     try {
-      const values = await executeLibrary(library, patient, { executionDateTime: evaluatedAt, codeService: prepared.knowledge.valueSets });
-      runs.set(libraryKey, { values });
+      runs.set(libraryKey, { values: await session.execute(library) });
     } catch (error) {
       runs.set(libraryKey, { error: error instanceof Error ? error.message : String(error) });
     }

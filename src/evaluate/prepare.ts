@@ -1,7 +1,7 @@
 import { CairnError, type Problem } from '../domain/errors.ts';
 import { prepareMeasure, type PreparedMeasure } from '../measures/prepare.ts';
 import { BATCH, HOOK_IDS, type HookId } from '../domain/hooks.ts';
-import { prepareLibrary, type PreparedLibrary } from '../cql-engine/execute.ts';
+import { LibraryRepository, prepareLibrary, type PreparedLibrary } from '../cql-engine/execute.ts';
 import type { FhirModel } from '../cql-engine/fhir-model.ts';
 import { findLibrary, libraryKey, type KnowledgeSet, type LoadedRule } from '../knowledge/knowledge-set.ts';
 import { prepareConditions, type PreparedConditions } from '../rules-engine/conditions.ts';
@@ -37,6 +37,8 @@ export interface PrepareResult {
 export function prepareKnowledge(knowledge: KnowledgeSet, model: FhirModel): PrepareResult {
   const problems: Problem[] = [];
   const allElm = [...knowledge.libraries.values()].map((lib) => lib.compiled.elm);
+  // One repository: libraries the rules share (CairnCommon, FHIRHelpers) are built once for all of them.
+  const repository = new LibraryRepository(allElm);
   const libraries = new Map<string, PreparedLibrary>();
   const rules: PreparedRule[] = [];
   const sorted = [...knowledge.rules].sort((a, b) => (a.rule.id < b.rule.id ? -1 : 1));
@@ -49,7 +51,7 @@ export function prepareKnowledge(knowledge: KnowledgeSet, model: FhirModel): Pre
     const key = libraryKey(library.summary.name, library.summary.version);
     if (!libraries.has(key)) {
       try {
-        libraries.set(key, prepareLibrary(library.compiled.elm, allElm, model));
+        libraries.set(key, prepareLibrary(library.compiled.elm, allElm, model, { repository }));
       } catch (error) {
         problems.push({ code: 'CQL_INCLUDE', file: library.compiled.file, message: error instanceof Error ? error.message : String(error) });
         continue;

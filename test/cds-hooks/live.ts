@@ -12,6 +12,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { createClientAuthenticator, parseAuthConfig } from '../../src/cds-hooks/auth/index.ts';
+import { createEvaluationPool } from '../../src/cds-hooks/evaluation-pool.ts';
 import type { CdsHooksDeps } from '../../src/cds-hooks/routes.ts';
 import { ActiveKnowledge } from '../../src/evaluate/knowledge-service.ts';
 import { buildApp } from '../../src/http/app.ts';
@@ -129,6 +130,8 @@ export interface LiveOptions {
   readonly now?: 'fixed' | 'wall';
   readonly fhirBudgetMs?: number;
   readonly logger?: boolean;
+  /** Worker threads evaluating calls (server.evaluationThreads); default 0: on the HTTP thread. */
+  readonly evaluationThreads?: number;
 }
 
 /**
@@ -148,6 +151,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
   const warehouse = await openWarehouse({ path: path.join(dir, 'cairn.duckdb') });
   const store = await createCdsStore(warehouse);
   const address = { base: '' };
+  const evaluator = options.evaluationThreads ? createEvaluationPool(options.evaluationThreads) : undefined;
   const cdsHooks: CdsHooksDeps = {
     knowledge: () => knowledge.current,
     authenticator,
@@ -158,6 +162,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
     },
     fhirBudgetMs: options.fhirBudgetMs ?? 1000,
     fetch: loopbackOnlyFetch,
+    ...(evaluator ? { evaluator } : {}),
   };
   const app = await buildApp({ corsOrigins: [], bodyLimit: 4 * 1024 * 1024, cdsHooks, logger: options.logger ?? false });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -178,6 +183,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
     },
     async close() {
       await app.close();
+      await evaluator?.close();
       warehouse.close();
     },
   };

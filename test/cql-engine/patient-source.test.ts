@@ -1,13 +1,14 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Code, CodeService, Concept, DateTime, Executor, Interval, Library, Repository, type DataProvider } from 'cql-execution';
-import { PatientSource } from 'cql-exec-fhir';
+import { FHIRWrapper, PatientSource } from 'cql-exec-fhir';
+import { equals as cqlEquals, equivalent as cqlEquivalent } from 'cql-execution/lib/util/comparison.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateOpioidPatient } from '../../bench/opioid-patient.ts';
 import { structural } from '../../bench/structural.ts';
 import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
 import { executeLibrary, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
-import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
+import { loadFhirR4Model, recordElementNames, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
 import { createPatientSource, indexPatient, type PatientData, type PatientSourceOptions } from '../../src/cql-engine/patient-source.ts';
 
 const ECQM = fileURLToPath(new URL('../../../shared/fixtures/population/ecqm-content-qicore-2024/', import.meta.url));
@@ -234,13 +235,20 @@ define "Code Texts": [Observation] O return O.code.text
     }
   });
 
-  it('gives resource records a cheap identity key only when resourceType/id is unique', () => {
+  it('keeps element getters on a per-class prototype and compares records as cql-exec-fhir records compare', () => {
     const p = indexPatient(model, [patient, obs('o1'), obs('o2'), obs('o2'), obs(undefined)]);
-    const records = p.findRecords('{http://hl7.org/fhir}Observation', { datatype: '{http://hl7.org/fhir}Observation' });
-    const iterable = records.map((r) => typeof (r as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function');
-    expect(iterable).toEqual([true, false, false, false]);
-    // Enumerable fields (what equality and structural keys of other values see) are unchanged.
-    expect(Object.keys(records[0] as object)).toEqual(Object.keys(model.wrap(obs('o1'), model.classFor('Observation') as never)));
+    const records = p.findRecords('{http://hl7.org/fhir}Observation', { datatype: '{http://hl7.org/fhir}Observation' }) as object[];
+    const [o1, o2, o2again] = records as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
+    expect(Object.keys(o1)).toEqual([]);
+    expect(Object.getPrototypeOf(o1)).toBe(Object.getPrototypeOf(o2));
+    // The element names are those cql-exec-fhir's own record enumerates, in its order.
+    const plain = FHIRWrapper.FHIRv401().wrap(obs('o1')) as object;
+    expect(recordElementNames(o1)).toEqual(Object.keys(plain).filter((k) => typeof (plain as Record<string, unknown>)[k] !== 'function'));
+    expect((o1.status as { value: unknown }).value).toBe('final');
+    expect(cqlEquals(o2, o2again)).toBe(true);
+    expect(cqlEquals(o1, o2)).toBe(false);
+    expect(cqlEquals(o1, plain)).toBe(false);
+    expect(cqlEquivalent(o2, o2again)).toBe(true);
   });
 
   it('retrieves return fresh arrays of the same records', () => {

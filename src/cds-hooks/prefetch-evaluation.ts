@@ -1,0 +1,50 @@
+import type { PatientEvaluation } from '../domain/decisions.ts';
+import { evaluatePatient } from '../evaluate/evaluate.ts';
+import type { PreparedKnowledge } from '../evaluate/prepare.ts';
+import { assemblePatientData } from './prefetch/assemble.ts';
+import { parseHookRequest, type RequestIssue } from './request.ts';
+import type { CdsService } from './services.ts';
+
+/**
+ * What a service call comes to when all it needs is in its body: the common case (the EHR sent
+ * every prefetch key), which needs no network, no database and no Fastify, so it can run on a
+ * worker thread from the raw body text.
+ */
+export type PrefetchOutcome =
+  /** The call needs what only the full path has: the FHIR server, the local copy, or Fastify's JSON parser and its error answers. */
+  | { readonly kind: 'fallback' }
+  | { readonly kind: 'invalid'; readonly issues: readonly RequestIssue[] }
+  | { readonly kind: 'evaluated'; readonly hookInstance: string; readonly patientId: string; readonly evaluation: PatientEvaluation };
+
+/**
+ * Bodies naming `__proto__` or `constructor` go the full path, whose parser refuses prototype
+ * poisoning; `JSON.parse` here would accept them.
+ */
+const POISONING = /"(?:__proto__|constructor)"/;
+
+/**
+ * evaluateFromPrefetch answers one service call from its body alone, exactly as the full path in
+ * routes.ts would when no data is missing: same request validation, same data assembly, same
+ * evaluation. Anything else (unparseable JSON, missing or partial prefetch, an evaluation that
+ * throws) is `fallback`, for the full path to answer as it always has.
+ */
+export async function evaluateFromPrefetch(prepared: PreparedKnowledge, service: CdsService, body: string, evaluatedAt: string): Promise<PrefetchOutcome> {
+  if (POISONING.test(body)) return { kind: 'fallback' };
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { kind: 'fallback' };
+  }
+  const parsed = parseHookRequest(json, service.hook);
+  if (!parsed.ok) return { kind: 'invalid', issues: parsed.issues };
+  const { request, context } = parsed;
+  try {
+    const data = await assemblePatientData({ templates: service.prefetch, context, prefetch: request.prefetch });
+    if (data.missing.length > 0 || data.incomplete.length > 0) return { kind: 'fallback' };
+    const evaluation = await evaluatePatient(prepared, data.resources, { evaluatedAt, hook: service.hook, context, hookInstance: request.hookInstance, ruleIds: service.ruleIds });
+    return { kind: 'evaluated', hookInstance: request.hookInstance, patientId: String(context.patientId), evaluation };
+  } catch {
+    return { kind: 'fallback' };
+  }
+}

@@ -1,0 +1,138 @@
+import { createRequire } from 'node:module';
+import { recordElementNames } from './fhir-model.ts';
+
+/**
+ * De-duplication of CQL lists for cql-execution 3.3.2: the same result as its `toDistinctList`,
+ * for the records this engine builds, and fast.
+ *
+ * Why: every `union`, `distinct` and query `return` (distinct by default) runs `toDistinctList`,
+ * which turns each item into an Immutable.js "normalized key" by walking it whole; for a model
+ * object it enumerates the object's own properties. A FHIR record's key walked every element of
+ * the resource (building each element's record on the way), so a union of two medication-request
+ * lists cost more than the retrieves feeding it; and records here keep their element getters on a
+ * prototype (fhir-model.ts), which that enumeration would not see.
+ *
+ * How: each item gets a string key that every item equal to it (by the normalized key) shares: a
+ * resource record's type and id; an id-less record's type and its elements' keys; a primitive's
+ * value; a list's or tuple's parts; any other CQL value the hash of its normalized key. Items
+ * with the same string are then compared exactly (the same object, or part by part, with
+ * cql-execution's own comparison for values that hold no records). First occurrences are kept,
+ * in order. test/cql-engine/distinct.test.ts checks this against cql-execution on generated lists.
+ */
+
+type DistinctList = (list: readonly unknown[]) => unknown[];
+
+const require = createRequire(import.meta.url);
+// Loaded through the package's main module first: its internal modules require each other in a cycle.
+require('cql-execution');
+// cql-execution calls it as `(0, list_1.toDistinctList)(...)` (query.js) and
+// `(0, exports.toDistinctList)(...)` (list.js): a lookup on the module's exports at each call.
+const listModule = require('cql-execution/lib/elm/list.js') as { toDistinctList: DistinctList };
+const { toNormalizedKey } = require('cql-execution/lib/util/immutableUtil.js') as { toNormalizedKey: (value: unknown) => unknown };
+
+/** cql-execution's own implementation: the oracle for values that hold no records. */
+export const originalDistinct: DistinctList = listModule.toDistinctList;
+
+/** A model object as cql-execution recognises one (`_typeHierarchy`), as cql-exec-fhir builds it. */
+interface RecordLike {
+  readonly _json?: { readonly id?: unknown } | null;
+  readonly _typeInfo?: { readonly name?: unknown } | null;
+  _typeHierarchy(): unknown;
+}
+
+function isRecord(value: object): value is RecordLike {
+  return typeof (value as Partial<RecordLike>)._typeHierarchy === 'function';
+}
+
+function isTuple(value: object): value is Record<string, unknown> {
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+}
+
+/** keyOf: a string every item equal to `value` (by cql-execution's normalized key) also gets. */
+function keyOf(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return `s${JSON.stringify(value)}`;
+    case 'number':
+      // 0 and -0 normalize to equal keys; String() prints both as "0".
+      return `n${String(value)}`;
+    case 'boolean':
+      return value ? 'T' : 'F';
+    case 'object':
+      break;
+    default:
+      return `?${typeof value}`;
+  }
+  if (Array.isArray(value)) return `[${value.map(keyOf).join(',')}]`;
+  if (isRecord(value)) {
+    const type = String(value._typeInfo?.name ?? '');
+    // Equal records have equal ids (an element) and one class; most resources carry an id.
+    const id = value._json?.id;
+    if (typeof id === 'string') return `r${type}/${JSON.stringify(id)}`;
+    const elements = value as unknown as Readonly<Record<string, unknown>>;
+    return `r${type}{${recordElementNames(value).map((name) => keyOf(elements[name])).join(',')}}`;
+  }
+  if (isTuple(value)) {
+    return `{${Object.keys(value)
+      .sort()
+      .map((name) => `${JSON.stringify(name)}:${keyOf(value[name])}`)
+      .join(',')}}`;
+  }
+  // A CQL value (Code, Concept, DateTime, Interval, Quantity...): equal normalized keys hash alike.
+  const normalized = toNormalizedKey(value) as { hashCode?: () => number } | string | number | boolean | null;
+  if (typeof normalized === 'object' && normalized !== null && typeof normalized.hashCode === 'function') return `h${normalized.hashCode()}`;
+  return `h${keyOf(normalized)}`;
+}
+
+/** sameItem: equal by cql-execution's normalized key (nulls equal), reading records element by element. */
+function sameItem(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === null || a === undefined || b === null || b === undefined) return (a ?? null) === (b ?? null);
+  if (typeof a !== 'object' || typeof b !== 'object') return originalDistinct([a, b]).length === 1;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => sameItem(item, b[i]));
+  }
+  if (isRecord(a) || isRecord(b)) {
+    if (!isRecord(a) || !isRecord(b) || a._typeInfo?.name !== b._typeInfo?.name || originalDistinct([a._typeHierarchy(), b._typeHierarchy()]).length !== 1) return false;
+    const names = recordElementNames(a);
+    const others = recordElementNames(b);
+    if (names.length !== others.length || names.some((name, i) => name !== others[i])) return false;
+    const x = a as unknown as Readonly<Record<string, unknown>>;
+    const y = b as unknown as Readonly<Record<string, unknown>>;
+    return names.every((name) => sameItem(x[name], y[name]));
+  }
+  if (isTuple(a) && isTuple(b)) {
+    const names = Object.keys(a);
+    if (names.length !== Object.keys(b).length) return false;
+    return names.every((name) => Object.hasOwn(b, name) && sameItem(a[name], b[name]));
+  }
+  // CQL values without records inside: cql-execution's own comparison decides.
+  return originalDistinct([a, b]).length === 1;
+}
+
+/** distinctList is cql-execution's toDistinctList (see above). */
+export function distinctList(list: readonly unknown[]): unknown[] {
+  if (list.length < 2) return [...list];
+  const kept: unknown[] = [];
+  const byKey = new Map<string, unknown[]>();
+  for (const item of list) {
+    const key = keyOf(item);
+    const same = byKey.get(key);
+    if (same === undefined) byKey.set(key, [item]);
+    else if (same.some((earlier) => sameItem(earlier, item))) continue;
+    else same.push(item);
+    kept.push(item);
+  }
+  return kept;
+}
+
+let installed = false;
+
+/** installFastDistinct routes cql-execution's de-duplication through {@link distinctList}; idempotent. */
+export function installFastDistinct(): void {
+  if (installed) return;
+  listModule.toDistinctList = distinctList;
+  installed = true;
+}

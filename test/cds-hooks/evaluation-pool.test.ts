@@ -1,0 +1,64 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { orderSignRequest } from '../../bench/cds-hooks-load.ts';
+import { createEvaluationPool, type CallEvaluator } from '../../src/cds-hooks/evaluation-pool.ts';
+import { evaluateFromPrefetch } from '../../src/cds-hooks/prefetch-evaluation.ts';
+import { describeServices, type CdsService } from '../../src/cds-hooks/services.ts';
+import { loadPreparedKnowledge } from '../../src/evaluate/knowledge-service.ts';
+import type { PreparedKnowledge } from '../../src/evaluate/prepare.ts';
+import { copySample } from '../authoring/support.ts';
+import { editFile, PROJECT_ROOT, testDeps } from '../support/knowledge.ts';
+
+/**
+ * Calls evaluated on worker threads answer exactly as on the HTTP thread, follow knowledge
+ * swaps, and leave to the full path whatever needs it.
+ */
+
+const AT = '2026-03-01T12:00:00.000Z';
+let prepared: PreparedKnowledge;
+let service: CdsService;
+let pool: CallEvaluator;
+let body: string;
+
+beforeAll(async () => {
+  prepared = await loadPreparedKnowledge(PROJECT_ROOT, testDeps());
+  service = describeServices(prepared).find((s) => s.id === 'medication-safety-order-sign') as CdsService;
+  body = orderSignRequest(service.prefetch, AT).body;
+  pool = createEvaluationPool(2);
+}, 120_000);
+
+afterAll(async () => {
+  await pool.close();
+});
+
+describe('CDS evaluation pool', () => {
+  it('answers a call with every prefetch key as the HTTP thread does', async () => {
+    const here = await evaluateFromPrefetch(prepared, service, body, AT);
+    expect(here.kind).toBe('evaluated');
+    const answers = await Promise.all([1, 2, 3, 4].map(() => pool.evaluate(prepared, service, body, AT)));
+    for (const answer of answers) expect(answer).toEqual(here);
+  }, 120_000);
+
+  it('sends invalid requests back with their issues, and anything needing more to the full path', async () => {
+    const request = JSON.parse(body) as { context: Record<string, unknown>; prefetch: Record<string, unknown> };
+    const invalid = JSON.stringify({ ...request, context: { ...request.context, draftOrders: 'none' } });
+    expect(await pool.evaluate(prepared, service, invalid, AT)).toEqual(await evaluateFromPrefetch(prepared, service, invalid, AT));
+    expect((await pool.evaluate(prepared, service, invalid, AT)).kind).toBe('invalid');
+    const [firstKey] = Object.keys(request.prefetch);
+    const missing = JSON.stringify({ ...request, prefetch: { ...request.prefetch, [firstKey as string]: undefined } });
+    for (const text of [missing, '{"hook": ', '', '{"__proto__": {"x": 1}}']) expect(await pool.evaluate(prepared, service, text, AT)).toEqual({ kind: 'fallback' });
+  }, 120_000);
+
+  it('evaluates with the knowledge version of the call, switching when the serving set changes', async () => {
+    const root = await copySample();
+    await editFile(root, 'rules/opioid-benzodiazepine-concurrent.json', (text) => text.replace(/"summary": "[^"]*"/, '"summary": "Edited summary: opioid with benzodiazepine"'));
+    const edited = await loadPreparedKnowledge(root, testDeps());
+    expect(edited.knowledge.version).not.toBe(prepared.knowledge.version);
+    const editedService = describeServices(edited).find((s) => s.id === service.id) as CdsService;
+    const before = await pool.evaluate(prepared, service, body, AT);
+    const after = await pool.evaluate(edited, editedService, body, AT);
+    expect(after).toEqual(await evaluateFromPrefetch(edited, editedService, body, AT));
+    const summaries = [before, after].map((o) => (o.kind === 'evaluated' ? o.evaluation.decisions.map((d) => (d.kind === 'card' ? d.card.summary : '')) : []));
+    expect(summaries[1]).toContain('Edited summary: opioid with benzodiazepine');
+    expect(summaries[0]).not.toContain('Edited summary: opioid with benzodiazepine');
+  }, 180_000);
+});
