@@ -30,6 +30,8 @@ const GENERATED = 300;
 export interface CdsHooksLoadResult {
   readonly bench: 'cds-hooks-load';
   readonly targetRate: number;
+  /** Worker threads evaluating calls in the service (server.evaluationThreads). */
+  readonly evaluationThreads: number;
   readonly requests: number;
   readonly prefetchResources: number;
   readonly cardsPerResponse: number;
@@ -97,8 +99,8 @@ const percentile = (sorted: readonly number[], p: number): number => sorted[Math
 const round = (n: number): number => Math.round(n * 100) / 100;
 
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
-async function runServer(count: number): Promise<void> {
-  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads: Number(process.env.CAIRN_BENCH_THREADS ?? availableParallelism()) });
+async function runServer(count: number, evaluationThreads: number): Promise<void> {
+  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads });
   const tokens: string[] = [];
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
   process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);
@@ -112,11 +114,12 @@ async function runServer(count: number): Promise<void> {
 }
 
 /** runCdsHooksLoadBench runs the load and prints p50/p95/p99, throughput, errors and one JSON line. */
-export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
+export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
   const log = options.log ?? console.log;
   const rate = options.rate ?? RATE;
+  const threads = options.threads ?? availableParallelism();
   const total = Math.round(rate * (options.seconds ?? SECONDS));
-  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(WARMUP + SERIAL + total)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(WARMUP + SERIAL + total), String(threads)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ask = <T>(message?: string): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       server.once('message', (value) => resolve(value as T));
@@ -207,6 +210,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const result: CdsHooksLoadResult = {
       bench: 'cds-hooks-load',
       targetRate: rate,
+      evaluationThreads: threads,
       requests: total,
       prefetchResources,
       cardsPerResponse,
@@ -225,7 +229,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       meetsTarget: false,
     };
     const final = { ...result, meetsTarget: errors === 0 && result.latencyMs.p99 < 25 && result.achievedRate >= rate * 0.95 };
-    log(`cds-hooks-load: ${total} signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback`);
+    log(`cds-hooks-load: ${total} signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback, ${threads} evaluation thread(s)`);
     log(`  achieved ${final.achievedRate} req/s, errors ${errors}, statuses ${JSON.stringify(statuses)}`);
     log(`  unloaded (one at a time) ms: p50 ${final.serialMs.p50}  p99 ${final.serialMs.p99}`);
     log(`  latency ms under load (from scheduled send; sent calls only): p50 ${final.latencyMs.p50}  p95 ${final.latencyMs.p95}  p99 ${final.latencyMs.p99}  max ${final.latencyMs.max}`);
@@ -240,14 +244,15 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
 }
 
 if (process.argv[2] === SERVER_FLAG) {
-  await runServer(Number(process.argv[3]));
+  await runServer(Number(process.argv[3]), Number(process.argv[4]));
 } else if (import.meta.url === `file://${process.argv[1]}`) {
-  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20]`.
+  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--threads=<cores>]`.
   const flag = (name: string): number | undefined => {
     const value = process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split('=')[1];
     return value === undefined ? undefined : Number(value);
   };
   const rate = flag('rate');
   const seconds = flag('seconds');
-  await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...(seconds ? { seconds } : {}) });
+  const threads = flag('threads');
+  await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...(seconds ? { seconds } : {}), ...(threads === undefined ? {} : { threads }) });
 }
