@@ -33,74 +33,94 @@ interface PooledWorker {
   readonly worker: Worker;
   /** The knowledge version last sent; messages are handled in order, so calls after it use it. */
   version: string | undefined;
-  busy: number;
+  /** The call it is evaluating, if any: a worker evaluates one call at a time. */
+  current: Job | undefined;
+}
+
+interface Job {
+  readonly id: number;
+  readonly prepared: PreparedKnowledge;
+  readonly service: CdsService;
+  readonly body: string;
+  readonly evaluatedAt: string;
+  readonly resolve: (outcome: PrefetchOutcome) => void;
 }
 
 /**
  * createEvaluationPool starts `threads` worker threads that answer service calls from the body
  * text, so evaluation uses every core while this thread only authenticates, routes and audits.
- * Each worker prepares a knowledge version when first asked to use it (the set travels as plain
- * data, as for the nightly batch); a call goes to the least busy worker. A worker that fails
- * answers its calls with `fallback` (the caller's full path answers them) and leaves the pool;
- * with no worker left, calls are evaluated on this thread.
+ * Each worker evaluates one call at a time (interleaving many evaluations on one thread only
+ * makes each slower); calls wait here, in arrival order, for the next free worker. A worker
+ * prepares a knowledge version when first sent a call that uses it (the set travels as plain
+ * data, as for the nightly batch). A worker that fails answers its call with `fallback` (the
+ * caller's full path answers it) and leaves the pool; with no worker left, calls are evaluated
+ * on this thread.
  */
 export function createEvaluationPool(threads: number, log: (message: string, error?: unknown) => void = () => undefined): CallEvaluator {
-  const pending = new Map<number, { readonly resolve: (outcome: PrefetchOutcome) => void; readonly worker: PooledWorker }>();
   const workers: PooledWorker[] = [];
+  const waiting: Job[] = [];
   const transferable = new WeakMap<PreparedKnowledge, TransferableKnowledge>();
   let nextId = 0;
+
+  const start = (pooled: PooledWorker, job: Job): void => {
+    const { version } = job.prepared.knowledge;
+    if (pooled.version !== version) {
+      let data = transferable.get(job.prepared);
+      if (!data) transferable.set(job.prepared, (data = toTransferable(job.prepared.knowledge)));
+      pooled.worker.postMessage({ type: 'knowledge', version, knowledge: data } satisfies EvaluationWorkerRequest);
+      pooled.version = version;
+    }
+    pooled.current = job;
+    pooled.worker.ref();
+    pooled.worker.postMessage({ type: 'call', id: job.id, version, serviceId: job.service.id, body: job.body, evaluatedAt: job.evaluatedAt } satisfies EvaluationWorkerRequest);
+  };
+
+  const next = (pooled: PooledWorker): void => {
+    const job = waiting.shift();
+    if (job) start(pooled, job);
+    else pooled.worker.unref();
+  };
 
   const retire = (pooled: PooledWorker, error: unknown): void => {
     const at = workers.indexOf(pooled);
     if (at < 0) return;
     workers.splice(at, 1);
     log(`a CDS evaluation worker stopped; ${workers.length} left`, error);
-    for (const [id, job] of pending) {
-      if (job.worker !== pooled) continue;
-      pending.delete(id);
-      job.resolve({ kind: 'fallback' });
-    }
+    pooled.current?.resolve({ kind: 'fallback' });
+    pooled.current = undefined;
+    if (workers.length === 0) for (const job of waiting.splice(0)) void evaluateFromPrefetch(job.prepared, job.service, job.body, job.evaluatedAt).then(job.resolve);
   };
 
   for (let i = 0; i < threads; i++) {
     const worker = new Worker(WORKER_ENTRY, { workerData: { module: WORKER_MODULE } });
-    const pooled: PooledWorker = { worker, version: undefined, busy: 0 };
+    const pooled: PooledWorker = { worker, version: undefined, current: undefined };
     worker.on('message', (response: EvaluationWorkerResponse) => {
-      const job = pending.get(response.id);
-      if (!job) return;
-      pending.delete(response.id);
-      pooled.busy--;
+      const job = pooled.current;
+      if (job?.id !== response.id) return;
+      pooled.current = undefined;
       job.resolve(response.outcome);
+      next(pooled);
     });
     worker.on('error', (error) => retire(pooled, error));
     worker.on('exit', (code) => retire(pooled, new Error(`exited with code ${code}`)));
-    // An idle pool must not keep the process alive.
+    // An idle pool must not keep the process alive; a worker with a call to answer does.
     worker.unref();
     workers.push(pooled);
   }
 
   return {
     evaluate(prepared, service, body, evaluatedAt) {
-      const pooled = workers.reduce<PooledWorker | undefined>((best, w) => (best === undefined || w.busy < best.busy ? w : best), undefined);
-      if (!pooled) return evaluateFromPrefetch(prepared, service, body, evaluatedAt);
-      const { version } = prepared.knowledge;
-      if (pooled.version !== version) {
-        let data = transferable.get(prepared);
-        if (!data) transferable.set(prepared, (data = toTransferable(prepared.knowledge)));
-        pooled.worker.postMessage({ type: 'knowledge', version, knowledge: data } satisfies EvaluationWorkerRequest);
-        pooled.version = version;
-      }
-      const id = nextId++;
-      pooled.busy++;
+      if (workers.length === 0) return evaluateFromPrefetch(prepared, service, body, evaluatedAt);
       return new Promise((resolve) => {
-        pending.set(id, { resolve, worker: pooled });
-        pooled.worker.postMessage({ type: 'call', id, version, serviceId: service.id, body, evaluatedAt } satisfies EvaluationWorkerRequest);
+        const job: Job = { id: nextId++, prepared, service, body, evaluatedAt, resolve };
+        const idle = workers.find((w) => w.current === undefined);
+        if (idle) start(idle, job);
+        else waiting.push(job);
       });
     },
     async close() {
       const stopping = workers.splice(0);
-      for (const job of pending.values()) job.resolve({ kind: 'fallback' });
-      pending.clear();
+      for (const job of [...stopping.flatMap((w) => (w.current ? [w.current] : [])), ...waiting.splice(0)]) job.resolve({ kind: 'fallback' });
       await Promise.all(stopping.map((w) => w.worker.terminate()));
     },
   };
