@@ -8,6 +8,7 @@ import { loadFhirR4Model } from '../src/cql-engine/fhir-model.ts';
 import { indexPatient } from '../src/cql-engine/patient-source.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
 import { sameStructure, structural } from './structural.ts';
+import { isMain, round, timeIt, timeSync } from './support.ts';
 
 /**
  * Opioid/benzodiazepine library over a generated 200-resource patient: plain cql-execution +
@@ -46,23 +47,6 @@ function compileBenchLibrary(): { main: unknown; includes: unknown[] } {
   const main = result.libraries.find((l) => l.name === 'OpioidBenzoBench');
   if (main === undefined) throw new Error('OpioidBenzoBench missing from compile result');
   return { main: main.elm, includes: result.libraries.filter((l) => l !== main).map((l) => l.elm) };
-}
-
-/** Runs `fn` until `minMs` has passed (and at least `minRuns` times); returns ms per run. */
-async function timeIt(fn: () => Promise<unknown>, minRuns: number, minMs: number): Promise<{ msPer: number; runs: number }> {
-  const start = performance.now();
-  let runs = 0;
-  while (runs < minRuns || performance.now() - start < minMs) {
-    await fn();
-    runs++;
-  }
-  return { msPer: (performance.now() - start) / runs, runs };
-}
-
-function timeSync(fn: () => unknown, runs: number): number {
-  const start = performance.now();
-  for (let i = 0; i < runs; i++) fn();
-  return (performance.now() - start) / runs;
 }
 
 /** runOpioidEvalBench runs the bench and returns its numbers; it throws if results differ. */
@@ -121,9 +105,9 @@ export async function runOpioidEvalBench(log: (line: string) => void = console.l
     resources: resources.length,
     defines: defines.length,
     identical,
-    plain: { msPerEval: round(plain.msPer), evalsPerSec: round(1000 / plain.msPer), evaluations: plain.runs },
-    ours: { msPerEval: round(ours.msPer), evalsPerSec: round(1000 / ours.msPer), evaluations: ours.runs },
-    speedup: round(plain.msPer / ours.msPer),
+    plain: { msPerEval: round(plain.msPerRun), evalsPerSec: round(1000 / plain.msPerRun), evaluations: plain.runs },
+    ours: { msPerEval: round(ours.msPerRun), evalsPerSec: round(1000 / ours.msPerRun), evaluations: ours.runs },
+    speedup: round(plain.msPerRun / ours.msPerRun),
     patientSourceConstructionMs: { plainFhirV401: round(plainCtorMs), oursModelOnce: round(modelMs), oursPerPatient: round(perPatientMs, 3) },
   };
 
@@ -136,11 +120,6 @@ export async function runOpioidEvalBench(log: (line: string) => void = console.l
   return result;
 }
 
-function round(value: number, digits = 2): number {
-  const factor = 10 ** digits;
-  return Math.round(value * factor) / factor;
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isMain(import.meta.url)) {
   await runOpioidEvalBench();
 }

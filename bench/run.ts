@@ -1,4 +1,5 @@
 import { runCdsHooksLoadBench } from './cds-hooks-load.ts';
+import { runMeasuresVsFqmBench } from './measures-vs-fqm.ts';
 import { runOpioidEvalBench } from './opioid-eval.ts';
 import { runSampleRulesEvalBench } from './sample-rules-eval.ts';
 
@@ -10,6 +11,8 @@ const BENCHES: readonly { readonly name: string; readonly run: () => Promise<unk
   { name: 'opioid-eval', run: () => runOpioidEvalBench() },
   { name: 'sample-rules-eval', run: () => runSampleRulesEvalBench() },
   { name: 'cds-hooks-load', run: () => runCdsHooksLoadBench() },
+  // Skips (and says so) without ../shared. The 100,000-patient batch bench runs alone: bench/batch-population.ts.
+  { name: 'measures-vs-fqm', run: () => runMeasuresVsFqmBench() },
 ];
 
 let failed = 0;

@@ -7,6 +7,7 @@ import { indexPatient } from '../src/cql-engine/patient-source.ts';
 import { evaluatePatient } from '../src/evaluate/evaluate.ts';
 import { loadPreparedKnowledge } from '../src/evaluate/knowledge-service.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
+import { flag, isMain, round, timeIt as timeRuns } from './support.ts';
 
 /**
  * The sample medication-safety rules as the CDS Hooks `order-sign` service runs them: each library
@@ -36,17 +37,10 @@ export interface SampleRulesEvalResult {
   readonly evaluatePatient: Timing & { readonly evalsPerSec: number };
 }
 
-/** Runs `fn` until `minMs` has passed (and at least `minRuns` times); returns ms per run. */
+/** Runs `fn` until `minMs` has passed (and at least `minRuns` times); returns ms per evaluation. */
 async function timeIt(fn: () => Promise<unknown>, minRuns: number, minMs: number): Promise<Timing> {
-  const start = performance.now();
-  const cpuStart = process.cpuUsage();
-  let runs = 0;
-  while (runs < minRuns || performance.now() - start < minMs) {
-    await fn();
-    runs++;
-  }
-  const cpu = process.cpuUsage(cpuStart);
-  return { msPerEval: round((performance.now() - start) / runs), cpuMsPerEval: round((cpu.user + cpu.system) / 1000 / runs), evaluations: runs };
+  const timing = await timeRuns(fn, minRuns, minMs);
+  return { msPerEval: round(timing.msPerRun), cpuMsPerEval: round(timing.cpuMsPerRun), evaluations: timing.runs };
 }
 
 /** runSampleRulesEvalBench times the order-sign evaluation of the sample rules and returns its numbers. */
@@ -100,12 +94,7 @@ export async function runSampleRulesEvalBench(options: { readonly minMs?: number
   return result;
 }
 
-function round(value: number, digits = 2): number {
-  const factor = 10 ** digits;
-  return Math.round(value * factor) / factor;
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const minMs = process.argv.find((arg) => arg.startsWith('--ms='))?.split('=')[1];
+if (isMain(import.meta.url)) {
+  const minMs = flag('ms');
   await runSampleRulesEvalBench(minMs === undefined ? {} : { minMs: Number(minMs) });
 }

@@ -1,12 +1,12 @@
 import { deterministicUuid } from '../evaluate/ids.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import type { Warehouse } from '../warehouse/database.ts';
-import { countPatients, streamPatients, type PatientRecord } from '../warehouse/read.ts';
-import { beginRun, dataSnapshot, publishedRuns, type PatientResults, type RunSummary } from '../warehouse/results.ts';
+import { countPatients, streamPatientJson, type PatientJson } from '../warehouse/read.ts';
+import { beginRun, capBatchMemory, dataSnapshot, publishedRuns, type PatientResults, type RunSummary } from '../warehouse/results.ts';
 import { measurementPeriod } from '../measures/evaluate.ts';
 import type { IndividualReport } from '../measures/measure-report.ts';
 import { createSummarizer } from '../measures/summarize.ts';
-import { evaluateForBatch } from './patient-evaluation.ts';
+import { evaluateForBatch, type BatchEvaluationOptions } from './patient-evaluation.ts';
 import { createEvaluationPool } from './pool.ts';
 
 export interface BatchOptions {
@@ -17,6 +17,8 @@ export interface BatchOptions {
   /** Worker threads evaluating patients; 0 evaluates on this thread. */
   readonly workers?: number;
   readonly onProgress?: (done: number, total: number) => void;
+  /** Trust `meta.profile` in measure retrieves (see {@link BatchEvaluationOptions}); default off. */
+  readonly trustMetaProfile?: boolean;
 }
 
 /** Patients per message to a worker: small enough to balance, large enough to amortise messaging. */
@@ -39,16 +41,22 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
   const sequence = await publishedRuns(warehouse);
   const runId = `run-${options.evaluatedAt.replace(/[^0-9]/g, '').slice(0, 14)}-${deterministicUuid(knowledgeVersion, snapshot, options.evaluatedAt, startedAt, String(sequence)).slice(0, 8)}`;
   const total = await countPatients(warehouse);
-  const writer = await beginRun(warehouse, runId);
+  const uncapMemory = await capBatchMemory(warehouse);
+  const writer = await beginRun(warehouse, runId).catch(async (error: unknown) => {
+    await uncapMemory();
+    throw error;
+  });
   const pool = options.workers ? createEvaluationPool(prepared.knowledge, options.workers) : undefined;
   const counts = { patients: 0, alerts: 0, careGaps: 0, errors: 0 };
+  const reading: BatchEvaluationOptions = { trustMetaProfile: options.trustMetaProfile === true };
   const summarizers = new Map(prepared.measures.map((m) => [m.definition.canonical, createSummarizer(m, { period: measurementPeriod(m) })]));
   let writes: Promise<void> = Promise.resolve();
   const record = (results: readonly PatientResults[]): Promise<void> => {
     writes = writes.then(async () => {
       for (const r of results) {
         await writer.add(r);
-        for (const { measure, report } of r.measureReports) summarizers.get(measure)?.add(report as IndividualReport);
+        // Reports evaluated in worker threads are summarized there (merged below); these only when evaluated here.
+        for (const { measure, report } of r.measureReports) if (report !== undefined) summarizers.get(measure)?.add(report as IndividualReport);
         counts.patients++;
         counts.alerts += r.alerts.length;
         counts.careGaps += r.careGaps.length;
@@ -58,16 +66,16 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
     });
     return writes;
   };
-  const evaluate = async (slice: readonly PatientRecord[]): Promise<readonly PatientResults[]> => {
-    if (pool) return pool.evaluate(slice, options.evaluatedAt);
+  const evaluate = async (slice: readonly PatientJson[]): Promise<readonly PatientResults[]> => {
+    if (pool) return pool.evaluate(slice, options.evaluatedAt, reading);
     const out: PatientResults[] = [];
-    for (const p of slice) out.push(await evaluateForBatch(prepared, p.patientId, p.resources, options.evaluatedAt));
+    for (const p of slice) out.push(await evaluateForBatch(prepared, p.patientId, JSON.parse(p.resourcesJson) as unknown[], options.evaluatedAt, reading));
     return out;
   };
   const inFlight = new Set<Promise<void>>();
   try {
     const limit = Math.max(1, (options.workers ?? 0) * 2);
-    for await (const chunk of streamPatients(warehouse)) {
+    for await (const chunk of streamPatientJson(warehouse)) {
       for (let i = 0; i < chunk.length; i += SLICE) {
         const job: Promise<void> = evaluate(chunk.slice(i, i + SLICE)).then(record).finally(() => inFlight.delete(job));
         inFlight.add(job);
@@ -76,6 +84,7 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
     }
     await Promise.all(inFlight);
     await writes;
+    for (const state of (await pool?.summaries()) ?? []) summarizers.get(state.measure)?.merge(state);
     for (const [measure, summarizer] of summarizers) {
       await writer.addMeasureReport(measure, 'summary', summarizer.finish('summary'));
       await writer.addMeasureReport(measure, 'subject-list', summarizer.finish('subject-list'));
@@ -90,5 +99,6 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
     throw error;
   } finally {
     await pool?.close();
+    await uncapMemory();
   }
 }

@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { CairnError, type Problem } from '../domain/errors.ts';
 import type { FhirModel } from './fhir-model.ts';
 import { installFastDistinct } from './distinct.ts';
+import { installFastDates } from './fast-dates.ts';
+import { installLeanExecute } from './lean-execute.ts';
+import { installShortCircuitLogic } from './short-circuit.ts';
 import { bindOverloads, type OverloadBinding } from './overloads.ts';
 import { FhirPatient, indexPatient, type PatientData, type PatientSourceOptions } from './patient-source.ts';
 
@@ -122,6 +125,12 @@ export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[]
 
 // Every library this engine runs de-duplicates lists the fast way (same results; see distinct.ts).
 installFastDistinct();
+// FHIR dates parse, and ages in years count, without Luxon for the usual cases (same results; see fast-dates.ts).
+installFastDates();
+// `and` / `or` stop at the first operand that decides them (same results; see short-circuit.ts).
+installShortCircuitLogic();
+// Nodes no longer record their results for clause coverage, which nothing here reads (see lean-execute.ts).
+installLeanExecute();
 
 function toCqlDateTime(value: string | Date): DateTime {
   if (value instanceof Date) {
@@ -148,12 +157,6 @@ class SessionContext extends PatientContext {
     super(library, session.patient, session.codeService, session.parameters, session.executionDateTime);
     this.#shared = session.contexts;
   }
-
-  /**
-   * cql-execution records every expression's result by ELM localId for clause-coverage reports
-   * (Results.localIdPatientResultsMap), on every node it evaluates; nothing here reads them.
-   */
-  override setLocalIdWithResult(): void {}
 
   override getLibraryContext(alias: string): unknown {
     const contexts = this.library_context as Record<string, SessionContext | undefined>;

@@ -23,6 +23,57 @@ export function splitCanonical(reference: string): { url: string; version: strin
   return bar < 0 ? { url: reference, version: undefined } : { url: reference.slice(0, bar), version: reference.slice(bar + 1) || undefined };
 }
 
+type CodeLike = { readonly code?: unknown; readonly system?: unknown };
+
+/**
+ * IndexedValueSet is cql-execution's ValueSet with an O(1) `hasMatch` for codes: cql-execution
+ * 3.3.2 (datatypes/clinical.js) compares every input code with every code of the set
+ * (`code === code && system === system`), and a retrieve filters every candidate record that way,
+ * so large QI-Core value sets made retrieves cost O(records × codes). Same answers: a code matches
+ * when some code of the set has the identical `code` and `system` strings; inputs whose code or
+ * system is not a string, and cql-execution's single-string overload (with its ambiguity error),
+ * take the original path.
+ */
+export class IndexedValueSet extends ValueSet {
+  /** `system \u0000 code` of every code of the set; undefined when some code is not plain strings. */
+  readonly #keys: ReadonlySet<string> | undefined;
+  readonly #codes: ReadonlySet<string> | undefined;
+
+  constructor(oid: string, version: string | undefined, codes: Code[]) {
+    super(oid, version, codes);
+    const plain = codes.every((c) => typeof c.code === 'string' && typeof c.system === 'string');
+    this.#keys = plain ? new Set(codes.map((c) => `${c.system}\u0000${c.code}`)) : undefined;
+    this.#codes = plain ? new Set(codes.map((c) => c.code)) : undefined;
+  }
+
+  override hasMatch(code: unknown): boolean {
+    const keys = this.#keys;
+    const list = toCodeList(code);
+    if (keys === undefined || (list.length === 1 && typeof list[0] === 'string')) return super.hasMatch(code as never);
+    for (const item of list) {
+      if (typeof item === 'string') {
+        if (this.#codes?.has(item) === true) return true;
+        continue;
+      }
+      const { code: value, system } = (item ?? {}) as CodeLike;
+      if (typeof value === 'string' && typeof system === 'string') {
+        if (keys.has(`${system}\u0000${value}`)) return true;
+      } else if (super.hasMatch(item as never)) {
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** cql-execution's `toCodeList` (datatypes/clinical.js): a code, a concept's codes, or a list of either, flattened. */
+function toCodeList(value: unknown): unknown[] {
+  if (value == null) return [];
+  if (Array.isArray(value)) return value.flatMap(toCodeList);
+  const codes = (value as { readonly codes?: unknown }).codes;
+  return Array.isArray(codes) ? codes : [value];
+}
+
 /**
  * ValueSetIndex resolves value-set references the way CQL content writes them: by canonical URL
  * with or without a version (`url|version` too), and by the `urn:oid:` form older content uses.
@@ -30,10 +81,12 @@ export function splitCanonical(reference: string): { url: string; version: strin
  */
 export class ValueSetIndex implements TerminologyProvider {
   readonly #byKey = new Map<string, ValueSet[]>();
+  /** Answers of {@link resolve}: the index never changes, and content resolves the same few references for every patient. */
+  readonly #resolved = new Map<string, ValueSet | undefined>();
 
   constructor(expansions: readonly ValueSetExpansion[]) {
     for (const expansion of expansions) {
-      const valueSet = new ValueSet(
+      const valueSet = new IndexedValueSet(
         expansion.url,
         expansion.version,
         expansion.codes.map((c) => new Code(c.code, c.system, c.version, c.display)),
@@ -56,6 +109,14 @@ export class ValueSetIndex implements TerminologyProvider {
 
   /** resolve finds a value set by reference and optional version; without a version the latest loaded wins. */
   resolve(reference: string, version?: string): ValueSet | undefined {
+    const key = version === undefined ? reference : `${reference}\u0000${version}`;
+    if (this.#resolved.has(key)) return this.#resolved.get(key);
+    const found = this.#lookup(reference, version);
+    this.#resolved.set(key, found);
+    return found;
+  }
+
+  #lookup(reference: string, version: string | undefined): ValueSet | undefined {
     const split = splitCanonical(reference);
     const wanted = version ?? split.version;
     const candidates = this.#candidates(split.url);

@@ -71,6 +71,24 @@ export interface MeasureSummarizer {
   add(report: IndividualReport): void;
   /** finish builds the population report of everything added so far. */
   finish(type?: PopulationReportType): MeasureReport;
+  /** state is everything added so far as plain data (structured-cloneable): for summaries built on several threads. */
+  state(): SummaryState;
+  /** merge adds a state exported by a summarizer of the same measure (and period); the result is as if its reports were added here. */
+  merge(state: SummaryState): void;
+}
+
+/** A summarizer's totals as plain data (see {@link MeasureSummarizer.state}). */
+export interface SummaryState {
+  readonly measure: string;
+  readonly period: { readonly start: string; readonly end: string } | undefined;
+  readonly subjects: readonly string[];
+  readonly groups: readonly {
+    readonly id: string;
+    readonly counts: Counts;
+    readonly subjects: readonly (readonly [PopulationCode, readonly string[]])[];
+    readonly strata: readonly (readonly [string, readonly (readonly [string, StratumTotals])[]])[];
+  }[];
+  readonly sde: readonly (readonly [string, readonly (readonly [string, { readonly coding: Coding | undefined; readonly text: string | undefined; readonly count: number }])[]])[];
 }
 
 /** createSummarizer starts an incremental {@link summarize}; the nightly batch feeds it patient by patient. */
@@ -192,7 +210,65 @@ export function createSummarizer(prepared: PreparedMeasure, options: Omit<Summar
       group: groups,
     };
   };
-  return { add: addReport, finish };
+  const addCounts = (into: Counts, from: Counts): void => {
+    for (const [code, count] of Object.entries(from) as [PopulationCode, number][]) into[code] = (into[code] ?? 0) + count;
+  };
+
+  const state = (): SummaryState => ({
+    measure: definition.canonical,
+    period,
+    subjects: [...subjects],
+    groups: [...totals.entries()].map(([id, total]) => ({
+      id,
+      counts: { ...total.counts },
+      subjects: [...total.subjects.entries()].map(([code, set]) => [code, [...set]] as const),
+      strata: [...total.strata.entries()].map(([stratifier, byValue]) => [stratifier, [...byValue.entries()]] as const),
+    })),
+    sde: [...sde.entries()].map(([id, byCode]) => [id, [...byCode.entries()]] as const),
+  });
+
+  const merge = (other: SummaryState): void => {
+    if (other.measure !== definition.canonical) {
+      throw new CairnError('INPUT_INVALID', `A summary of ${other.measure} cannot be merged into ${definition.canonical}`);
+    }
+    if (other.period !== undefined) {
+      period ??= { start: other.period.start, end: other.period.end };
+      if (other.period.start !== period.start || other.period.end !== period.end) {
+        throw new CairnError('INPUT_INVALID', `Summaries cover different periods (${period.start}..${period.end} and ${other.period.start}..${other.period.end})`);
+      }
+    }
+    subjects.push(...other.subjects);
+    for (const group of other.groups) {
+      const total = totals.get(group.id);
+      if (total === undefined) continue;
+      addCounts(total.counts, group.counts);
+      for (const [code, members] of group.subjects) {
+        let set = total.subjects.get(code);
+        if (set === undefined) total.subjects.set(code, (set = new Set()));
+        for (const member of members) set.add(member);
+      }
+      for (const [stratifier, entries] of group.strata) {
+        let byValue = total.strata.get(stratifier);
+        if (byValue === undefined) total.strata.set(stratifier, (byValue = new Map()));
+        for (const [key, stratum] of entries) {
+          let stratumTotals = byValue.get(key);
+          if (stratumTotals === undefined) byValue.set(key, (stratumTotals = { value: stratum.value, counts: {} }));
+          addCounts(stratumTotals.counts, stratum.counts);
+        }
+      }
+    }
+    for (const [id, entries] of other.sde) {
+      let byCode = sde.get(id);
+      if (byCode === undefined) sde.set(id, (byCode = new Map()));
+      for (const [key, entry] of entries) {
+        const existing = byCode.get(key);
+        if (existing === undefined) byCode.set(key, { coding: entry.coding, text: entry.text, count: entry.count });
+        else existing.count += entry.count;
+      }
+    }
+  };
+
+  return { add: addReport, finish, state, merge };
 }
 
 /**

@@ -39,6 +39,9 @@ export interface GenerateStats {
 export const DEFAULT_AS_OF = new Date('2026-01-01T00:00:00Z');
 const FLUSH_BYTES = 1 << 20;
 const BATCH_PATIENTS = 250;
+/** The plain-JavaScript entry every worker thread starts from, and the module it loads here. */
+const WORKER_ENTRY = new URL('../worker-entry.js', import.meta.url);
+const WORKER_MODULE = new URL('./worker.ts', import.meta.url).href;
 /** Below this many patients, starting threads costs more than it saves. */
 const MIN_PATIENTS_FOR_WORKERS = 5000;
 
@@ -91,7 +94,7 @@ function inlineSource(ctx: PopulationContext, requests: readonly BatchRequest[])
  * (memory stays flat), and yields them in batch order.
  */
 function workerSource(ctx: PopulationContext, requests: readonly BatchRequest[], size: number): BatchSource {
-  const workers = Array.from({ length: size }, () => new Worker(new URL('./worker-entry.js', import.meta.url), { workerData: { ctx } }));
+  const workers = Array.from({ length: size }, () => new Worker(WORKER_ENTRY, { workerData: { module: WORKER_MODULE, ctx } }));
   const waiting = new Map<number, { resolve: (batch: RenderedBatch) => void; reject: (error: Error) => void }>();
   const results = new Map<number, Promise<RenderedBatch>>();
   let failure: Error | null = null;

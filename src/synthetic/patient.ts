@@ -20,6 +20,25 @@ export interface PopulationContext {
 }
 
 const DAY = 86_400_000;
+
+const QICORE = 'http://hl7.org/fhir/us/qicore/StructureDefinition/';
+
+/**
+ * The profiles each resource claims in `meta.profile`, as QI-Core 4.1.1 data does: the published
+ * eCQMs retrieve by these (blood pressure by the FHIR core `bp` vital-signs profile), so a batch
+ * that trusts meta.profile reads this population exactly as it reads the eCQM test cases.
+ */
+const PROFILES = {
+  patient: [`${QICORE}qicore-patient`],
+  encounter: [`${QICORE}qicore-encounter`],
+  condition: [`${QICORE}qicore-condition`],
+  observation: [`${QICORE}qicore-observation`],
+  bloodPressure: ['http://hl7.org/fhir/StructureDefinition/bp'],
+  procedure: [`${QICORE}qicore-procedure`],
+  medicationRequest: [`${QICORE}qicore-medicationrequest`],
+  organization: [`${QICORE}qicore-organization`],
+  practitioner: [`${QICORE}qicore-practitioner`],
+} as const;
 const YEAR = 365.25 * DAY;
 
 const GIVEN_F = ['Mary', 'Linda', 'Maria', 'Aisha', 'Mei', 'Olivia', 'Rosa', 'Grace', 'Fatima', 'Ingrid', 'Sofia', 'Hannah'];
@@ -89,8 +108,8 @@ class PatientBuilder {
     this.ref = { reference: `Patient/${patientId}` };
   }
 
-  private meta(ms: number): Record<string, string> {
-    return { versionId: '1', lastUpdated: iso(Math.min(ms + 3_600_000, this.ctx.asOf)) };
+  private meta(ms: number, profile: readonly string[]): Record<string, unknown> {
+    return { versionId: '1', lastUpdated: iso(Math.min(ms + 3_600_000, this.ctx.asOf)), profile };
   }
 
   practitioner(): { reference: string } {
@@ -100,7 +119,7 @@ class PatientBuilder {
   encounter(code: Code, at: number, classCode = 'AMB'): string {
     const id = this.r.uuid();
     this.out.push({
-      resourceType: 'Encounter', id, meta: this.meta(at), status: 'finished',
+      resourceType: 'Encounter', id, meta: this.meta(at, PROFILES.encounter), status: 'finished',
       class: { system: SYSTEMS.actCode, code: classCode, display: classCode === 'IMP' ? 'inpatient encounter' : 'ambulatory' },
       type: [concept(code)], subject: this.ref,
       participant: [{ individual: this.practitioner() }],
@@ -113,7 +132,7 @@ class PatientBuilder {
   condition(code: Code, onset: number, options: { status?: string; abatement?: number; error?: boolean } = {}): void {
     const status = options.status ?? 'active';
     this.out.push({
-      resourceType: 'Condition', id: this.r.uuid(), meta: this.meta(onset),
+      resourceType: 'Condition', id: this.r.uuid(), meta: this.meta(onset, PROFILES.condition),
       clinicalStatus: { coding: [{ system: SYSTEMS.conditionClinical, code: status }] },
       verificationStatus: { coding: [{ system: SYSTEMS.conditionVerification, code: options.error ? 'entered-in-error' : 'confirmed' }] },
       category: category(SYSTEMS.conditionCategory, 'problem-list-item', 'Problem List Item'),
@@ -124,7 +143,7 @@ class PatientBuilder {
 
   quantity(code: Code, at: number, value: number, unit: string, cat: string, status = 'final'): void {
     this.out.push({
-      resourceType: 'Observation', id: this.r.uuid(), meta: this.meta(at), status,
+      resourceType: 'Observation', id: this.r.uuid(), meta: this.meta(at, PROFILES.observation), status,
       category: category(SYSTEMS.observationCategory, cat, cat === 'laboratory' ? 'Laboratory' : 'Vital Signs'),
       code: concept(code), subject: this.ref, effectiveDateTime: iso(at), issued: iso(at + 3_600_000),
       valueQuantity: { value, unit, system: SYSTEMS.ucum, code: unit },
@@ -134,7 +153,7 @@ class PatientBuilder {
   bloodPressure(at: number, systolic: number, diastolic: number, encounterId: string): void {
     const component = (code: Code, value: number) => ({ code: concept(code), valueQuantity: { value, unit: UNITS.mmHg, system: SYSTEMS.ucum, code: UNITS.mmHg } });
     this.out.push({
-      resourceType: 'Observation', id: this.r.uuid(), meta: this.meta(at), status: 'final',
+      resourceType: 'Observation', id: this.r.uuid(), meta: this.meta(at, PROFILES.bloodPressure), status: 'final',
       category: category(SYSTEMS.observationCategory, 'vital-signs', 'Vital Signs'),
       code: concept(LABS.bpPanel), subject: this.ref, encounter: { reference: `Encounter/${encounterId}` }, effectiveDateTime: iso(at),
       component: [component(LABS.systolic, systolic), component(LABS.diastolic, diastolic)],
@@ -143,7 +162,7 @@ class PatientBuilder {
 
   screeningResult(code: Code, at: number, cat: string): void {
     this.out.push({
-      resourceType: 'Observation', id: this.r.uuid(), meta: this.meta(at), status: 'final',
+      resourceType: 'Observation', id: this.r.uuid(), meta: this.meta(at, PROFILES.observation), status: 'final',
       category: category(SYSTEMS.observationCategory, cat, cat === 'imaging' ? 'Imaging' : 'Laboratory'),
       code: concept(code), subject: this.ref, effectiveDateTime: iso(at), issued: iso(at + DAY),
       valueCodeableConcept: { coding: [{ system: SYSTEMS.snomed, code: '260385009', display: 'Negative (qualifier value)' }] },
@@ -152,14 +171,14 @@ class PatientBuilder {
 
   procedure(code: Code, at: number, status = 'completed'): void {
     this.out.push({
-      resourceType: 'Procedure', id: this.r.uuid(), meta: this.meta(at), status,
+      resourceType: 'Procedure', id: this.r.uuid(), meta: this.meta(at, PROFILES.procedure), status,
       code: concept(code), subject: this.ref, performedDateTime: iso(at), performer: [{ actor: this.practitioner() }],
     });
   }
 
   medication(code: Code, authored: number, days: number, status: string): void {
     this.out.push({
-      resourceType: 'MedicationRequest', id: this.r.uuid(), meta: this.meta(authored), status, intent: 'order',
+      resourceType: 'MedicationRequest', id: this.r.uuid(), meta: this.meta(authored, PROFILES.medicationRequest), status, intent: 'order',
       medicationCodeableConcept: concept(code), subject: this.ref, authoredOn: iso(authored), requester: this.practitioner(),
       dosageInstruction: [{ text: 'Take 1 tablet by mouth daily', timing: { repeat: { frequency: 1, period: 1, periodUnit: 'd' } }, doseAndRate: [{ doseQuantity: { value: 1, unit: 'tablet' } }] }],
       dispenseRequest: { validityPeriod: { start: iso(authored), end: iso(authored + days * DAY) }, numberOfRepeatsAllowed: 0, quantity: { value: days, unit: 'tablet' }, expectedSupplyDuration: { value: days, unit: 'days', system: SYSTEMS.ucum, code: 'd' } },
@@ -188,7 +207,7 @@ export function generatePatient(index: number, ctx: PopulationContext): Resource
   const ethnicity = r.chance(0.18) ? ETHNICITIES[0] : ETHNICITIES[1];
   b.out.push({
     resourceType: 'Patient', id,
-    meta: { versionId: '1', lastUpdated: iso(Math.min(end, asOf)) },
+    meta: { versionId: '1', lastUpdated: iso(Math.min(end, asOf)), profile: PROFILES.patient },
     extension: [
       { url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-race', extension: [{ url: 'ombCategory', valueCoding: { system: SYSTEMS.raceEthnicity, code: race.code, display: race.display } }, { url: 'text', valueString: race.display }] },
       { url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity', extension: [{ url: 'ombCategory', valueCoding: { system: SYSTEMS.raceEthnicity, code: ethnicity.code, display: ethnicity.display } }, { url: 'text', valueString: ethnicity.display }] },
@@ -314,17 +333,17 @@ export function generateDirectory(ctx: Pick<PopulationContext, 'seed' | 'asOf'>,
   const resources: Resource[] = [];
   const organizationIds: string[] = [];
   const practitionerIds: string[] = [];
-  const meta = { versionId: '1', lastUpdated: iso(ctx.asOf - 400 * DAY) };
+  const meta = (profile: readonly string[]) => ({ versionId: '1', lastUpdated: iso(ctx.asOf - 400 * DAY), profile });
   for (let i = 0; i < organizations; i++) {
     const id = r.uuid();
     organizationIds.push(id);
-    resources.push({ resourceType: 'Organization', id, meta, active: true, type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/organization-type', code: 'prov', display: 'Healthcare Provider' }] }], name: `Cairn Community Clinic ${i + 1}` });
+    resources.push({ resourceType: 'Organization', id, meta: meta(PROFILES.organization), active: true, type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/organization-type', code: 'prov', display: 'Healthcare Provider' }] }], name: `Cairn Community Clinic ${i + 1}` });
   }
   for (let i = 0; i < practitioners; i++) {
     const id = r.uuid();
     practitionerIds.push(id);
     const female = r.chance(0.5);
-    resources.push({ resourceType: 'Practitioner', id, meta, active: true, identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: String(1000000000 + r.int(0, 899999999)) }], name: [{ family: r.pick(FAMILY), given: [r.pick(female ? GIVEN_F : GIVEN_M)], prefix: ['Dr.'] }], gender: female ? 'female' : 'male' });
+    resources.push({ resourceType: 'Practitioner', id, meta: meta(PROFILES.practitioner), active: true, identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: String(1000000000 + r.int(0, 899999999)) }], name: [{ family: r.pick(FAMILY), given: [r.pick(female ? GIVEN_F : GIVEN_M)], prefix: ['Dr.'] }], gender: female ? 'female' : 'male' });
   }
   return { resources, practitionerIds, organizationIds };
 }

@@ -30,6 +30,8 @@ export interface OpenOptions {
 export interface Warehouse {
   readonly path: string;
   readonly readOnly: boolean;
+  /** memoryLimit is the memory_limit the database was opened with; undefined: DuckDB's default. */
+  readonly memoryLimit: string | undefined;
   readonly connection: DuckDBConnection;
   connect(): Promise<DuckDBConnection>;
   close(): void;
@@ -82,6 +84,7 @@ export async function openWarehouse(options: OpenOptions): Promise<Warehouse> {
   const warehouse: Warehouse = {
     path,
     readOnly,
+    memoryLimit: options.memoryLimit,
     connection,
     connect: () => instance.connect(),
     close: () => {

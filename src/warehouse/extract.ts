@@ -67,15 +67,23 @@ const PATHS = {
 } as const;
 
 type PathName = keyof typeof PATHS;
-const NAMES = Object.keys(PATHS) as PathName[];
 
-function pathList(names: readonly PathName[]): string {
-  return `[${names.map((name) => `'${PATHS[name]}'`).join(', ')}]`;
+/**
+ * pathList renders paths as a DuckDB list of JSON Pointers (`$.code.coding[0].system` becomes
+ * `/code/coding/0/system`): same values, and DuckDB looks pointers up about 15% faster.
+ */
+function pathList(paths: readonly string[]): string {
+  return `[${paths.map((path) => `'${path.slice(1).replace(/\[(\d+)\]/g, '.$1').replaceAll('.', '/')}'`).join(', ')}]`;
 }
 
-/** v returns the SQL for the extracted value `name` from list column `list`. */
-function v(name: PathName): string {
-  return `x[${NAMES.indexOf(name) + 1}]`;
+/** PathRefs hands out `x[i]` for a path's value and remembers the paths asked for, in list order. */
+class PathRefs {
+  readonly used: PathName[] = [];
+
+  v = (name: PathName): string => {
+    if (!this.used.includes(name)) this.used.push(name);
+    return `x[${this.used.indexOf(name) + 1}]`;
+  };
 }
 
 /**
@@ -96,51 +104,78 @@ export const MACROS = [
        * (TRY_CAST(substr(t, length(t) - 4, 2) AS INTEGER) * 60 + TRY_CAST(substr(t, length(t) - 1, 2) AS INTEGER)) * INTERVAL 1 MINUTE END`,
 ];
 
-/**
- * stagingSelect returns a SELECT over `raw` (seq, source, line, path, text) that parses each text
- * once (into a list `x` of path values), and yields every extracted column, the identity and version
- * keys, and the reason a row is refused (`problem`, null when the row is a storable resource).
- */
-export function stagingSelect(raw: string): string {
-  const columns = Object.entries(columnExpressions()).map(([name, sql]) => `${sql} AS ${name}`).join(',\n      ');
-  return `SELECT seq, source, line, path, text, ${columns}, ${v('resourceType')} AS resource_type, ${v('id')} AS id,
-      fhir_ts(${v('lastUpdated')}) AS lu, ${v('versionId')} AS version_id, TRY_CAST(${v('versionId')} AS BIGINT) AS vn,
-      CASE
-        WHEN x IS NULL THEN 'not JSON'
-        WHEN ${v('resourceType')} IS NULL THEN 'not a FHIR resource: resourceType is missing'
-        WHEN NOT regexp_full_match(${v('resourceType')}, '[A-Z][A-Za-z]{1,63}') THEN 'not a FHIR resource: resourceType is not a type name'
-        WHEN ${v('id')} IS NULL OR ${v('id')} = '' THEN ${v('resourceType')} || ' has no id'
-        WHEN NOT regexp_matches(${v('id')}, ${FHIR_ID_SQL}) THEN ${v('resourceType')} || ' id is not a valid FHIR id'
-      END AS problem
-    FROM (SELECT *, TRY(json_extract_string(text, ${pathList(NAMES)})) AS x FROM ${raw})`;
-}
-
 const PATIENT_REF = `'(?:^|/)Patient/([A-Za-z0-9.-]{1,64})(?:/_history/[^/]*)?$'`;
 
+type PathRef = (name: PathName) => string;
+const CODE_PAIRS: [PathName, PathName][] = [['codeSystem', 'code'], ['medSystem', 'medCode'], ['vaccineSystem', 'vaccineCode'], ['typeListSystem', 'typeListCode'], ['typeSystem', 'typeCode']];
+const START: PathName[] = ['effectiveDateTime', 'effectiveInstant', 'effectiveStart', 'performedDateTime', 'performedStart', 'occurrenceDateTime', 'occurrenceStart', 'onsetDateTime', 'onsetStart', 'periodStart', 'authoredOn', 'whenHandedOver', 'whenPrepared', 'dateAsserted', 'recordedDate', 'issued', 'date', 'created', 'birthDate'];
+const END: PathName[] = ['effectiveEnd', 'performedEnd', 'occurrenceEnd', 'abatementDateTime', 'abatementEnd', 'periodEnd', 'deceasedDateTime'];
+
 /**
- * columnExpressions returns SQL expressions (aliased with the table column names, see schema.ts) for
- * every extracted column, reading list column `x` produced by {@link stagingSelect}.
+ * COLUMN_SQL gives, per extracted column (named as in schema.ts), its SQL expression over the path
+ * values read through `v` (see {@link resourceSelect}).
  */
-export function columnExpressions(): Record<string, string> {
-  const codePairs: [PathName, PathName][] = [['codeSystem', 'code'], ['medSystem', 'medCode'], ['vaccineSystem', 'vaccineCode'], ['typeListSystem', 'typeListCode'], ['typeSystem', 'typeCode']];
-  const start: PathName[] = ['effectiveDateTime', 'effectiveInstant', 'effectiveStart', 'performedDateTime', 'performedStart', 'occurrenceDateTime', 'occurrenceStart', 'onsetDateTime', 'onsetStart', 'periodStart', 'authoredOn', 'whenHandedOver', 'whenPrepared', 'dateAsserted', 'recordedDate', 'issued', 'date', 'created', 'birthDate'];
-  const end: PathName[] = ['effectiveEnd', 'performedEnd', 'occurrenceEnd', 'abatementDateTime', 'abatementEnd', 'periodEnd', 'deceasedDateTime'];
-  const patientRef = `NULLIF(regexp_extract(COALESCE(${v('subject')}, ${v('patient')}, ${v('beneficiary')}), ${PATIENT_REF}, 1), '')`;
-  return {
-    patient_id: `CASE WHEN ${v('resourceType')} = 'Patient' THEN ${v('id')} ELSE ${patientRef} END`,
-    status: `CASE WHEN ${v('verification')} = 'entered-in-error' THEN 'entered-in-error'
+const COLUMN_SQL: Readonly<Record<string, (v: PathRef) => string>> = {
+  // The usual `Patient/<id>` is checked first: a match without a capture group is several times
+  // cheaper for RE2, and gives the same id as the general pattern.
+  patient_id: (v) => {
+    const ref = `COALESCE(${v('subject')}, ${v('patient')}, ${v('beneficiary')})`;
+    return `CASE WHEN ${v('resourceType')} = 'Patient' THEN ${v('id')}
+      WHEN regexp_full_match(${ref}, 'Patient/[A-Za-z0-9.-]{1,64}') THEN substr(${ref}, 9)
+      ELSE NULLIF(regexp_extract(${ref}, ${PATIENT_REF}, 1), '') END`;
+  },
+  status: (v) => `CASE WHEN ${v('verification')} = 'entered-in-error' THEN 'entered-in-error'
       ELSE COALESCE(${v('status')}, ${v('clinical')}, CASE ${v('active')} WHEN 'true' THEN 'active' WHEN 'false' THEN 'inactive' END) END`,
-    code_system: `CASE ${codePairs.map(([s, c]) => `WHEN ${v(c)} IS NOT NULL THEN ${v(s)}`).join(' ')} END`,
-    code: `COALESCE(${codePairs.map(([, c]) => v(c)).join(', ')})`,
-    effective_start: `fhir_ts(COALESCE(${start.map((n) => v(n)).join(', ')}))`,
-    effective_end: `fhir_ts(COALESCE(${end.map((n) => v(n)).join(', ')}))`,
-    gender: v('gender'),
-    birth_date: `TRY_CAST(fhir_ts(${v('birthDate')}) AS DATE)`,
-    deceased: `CASE WHEN ${v('deceasedDateTime')} IS NOT NULL THEN true ELSE TRY_CAST(${v('deceasedBoolean')} AS BOOLEAN) END`,
-    category: v('category'),
-    value_number: `TRY_CAST(${v('valueNumber')} AS DOUBLE)`,
-    value_unit: `COALESCE(${v('valueCode')}, ${v('valueUnit')})`,
-  };
+  code_system: (v) => `CASE ${CODE_PAIRS.map(([s, c]) => `WHEN ${v(c)} IS NOT NULL THEN ${v(s)}`).join(' ')} END`,
+  code: (v) => `COALESCE(${CODE_PAIRS.map(([, c]) => v(c)).join(', ')})`,
+  effective_start: (v) => `fhir_ts(COALESCE(${START.map((n) => v(n)).join(', ')}))`,
+  effective_end: (v) => `fhir_ts(COALESCE(${END.map((n) => v(n)).join(', ')}))`,
+  gender: (v) => v('gender'),
+  birth_date: (v) => `TRY_CAST(fhir_ts(${v('birthDate')}) AS DATE)`,
+  deceased: (v) => `CASE WHEN ${v('deceasedDateTime')} IS NOT NULL THEN true ELSE TRY_CAST(${v('deceasedBoolean')} AS BOOLEAN) END`,
+  category: (v) => v('category'),
+  value_number: (v) => `TRY_CAST(${v('valueNumber')} AS DOUBLE)`,
+  value_unit: (v) => `COALESCE(${v('valueCode')}, ${v('valueUnit')})`,
+};
+
+/** KEY_PATHS are what deciding needs: identity and version (a small list parses much faster). */
+const KEY_PATHS = ['$.resourceType', '$.id', '$.meta.lastUpdated', '$.meta.versionId'];
+
+/**
+ * keySelect returns a SELECT over `raw` (any columns, including `text`) that adds what deciding needs,
+ * without the query columns: `resource_type`, `id`, `lu` (meta.lastUpdated as UTC), `vn` (numeric
+ * versionId), `version_id`, `h` (a hash of the text, which identifies the line when the file is
+ * read again and tells whether a stored resource changed) and `problem`, the reason the text is
+ * refused (null when it is a storable resource). Any text is accepted: invalid JSON is a problem.
+ */
+export function keySelect(raw: string): string {
+  return `SELECT *, k[1] AS resource_type, k[2] AS id, fhir_ts(k[3]) AS lu, k[4] AS version_id,
+      TRY_CAST(k[4] AS BIGINT) AS vn, hash(text) AS h,
+      CASE
+        WHEN k IS NULL THEN 'not JSON'
+        WHEN k[1] IS NULL THEN 'not a FHIR resource: resourceType is missing'
+        WHEN NOT regexp_full_match(k[1], '[A-Z][A-Za-z]{1,63}') THEN 'not a FHIR resource: resourceType is not a type name'
+        WHEN k[2] IS NULL OR k[2] = '' THEN k[1] || ' has no id'
+        WHEN NOT regexp_matches(k[2], ${FHIR_ID_SQL}) THEN k[1] || ' id is not a valid FHIR id'
+      END AS problem
+    FROM (SELECT *, TRY(json_extract_string(text, ${pathList(KEY_PATHS)})) AS k FROM ${raw})`;
+}
+
+/**
+ * resourceSelect returns a SELECT over `raw` (any columns, including `text`) that adds the columns
+ * of a resource table that come from the JSON (see schema.ts): `resource_type`, `id`,
+ * `last_updated`, `version_id` and the query `columns` asked for (default: every one), extracting
+ * only the paths those need. Only for texts {@link keySelect} accepted: without the TRY that invalid
+ * JSON needs, extracting is about a third cheaper.
+ */
+export function resourceSelect(raw: string, columns?: readonly string[]): string {
+  const refs = new PathRefs();
+  const keys = `${refs.v('resourceType')} AS resource_type, ${refs.v('id')} AS id,
+      fhir_ts(${refs.v('lastUpdated')}) AS last_updated, ${refs.v('versionId')} AS version_id`;
+  const wanted = Object.entries(COLUMN_SQL).filter(([name]) => !columns || columns.includes(name));
+  const extracted = wanted.map(([name, sql]) => `${sql(refs.v)} AS ${name}`).join(',\n      ');
+  return `SELECT *, ${keys}, ${extracted}
+    FROM (SELECT *, json_extract_string(text, ${pathList(refs.used.map((name) => PATHS[name]))}) AS x FROM ${raw})`;
 }
 
 /** normalizeDateTime turns a FHIR date/dateTime/instant into UTC `YYYY-MM-DD HH:MM:SS.sss`, or null. */

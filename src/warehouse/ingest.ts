@@ -1,12 +1,25 @@
 /**
- * Ingest: read inputs into temporary staging tables, then merge them into the resource tables in
- * one transaction. Staging runs before that transaction and touches only connection-local temp
- * tables, so a crash or kill at any point before COMMIT leaves the previous consistent copy (DuckDB's
- * WAL), and DuckDB can spill staging to disk instead of holding it all in memory.
+ * Ingest: decide on keys, then store only what changed, in one transaction.
  *
- * Bulk NDJSON files are read by DuckDB itself (`read_csv` with one column per line, so every line,
- * valid or not, keeps its line number); only lines that are Bundles, and files DuckDB refuses
- * (invalid UTF-8, CRLF, truncated gzip, over-long lines), go through JavaScript (sources.ts).
+ * 1. Keys (before the transaction, into connection-local temp tables): DuckDB reads each Bulk NDJSON
+ *    file itself (`read_csv` with one column per line) and keeps, per line, only what deciding needs:
+ *    type, id, version keys, a 64-bit hash of the text and why the line is refused, if it is. Not the
+ *    text: staging every resource's JSON doubled the bytes written and made memory grow with the
+ *    input. Files are read on all threads without line numbers, and again in order only when line
+ *    numbers matter (see stageNdjson). Lines that are Bundles, and files DuckDB refuses (invalid
+ *    UTF-8, truncated gzip, over-long lines), go through JavaScript (sources.ts); their texts are
+ *    kept in `staging_raw`.
+ * 2. Decide (in the transaction): the newest copy per (type, id) against the stored one and the
+ *    tombstones, on keys alone; a tie is "unchanged" when the text hashes equal the stored resource's.
+ * 3. Store (same transaction): delete the replaced rows, then read each file again and insert only the
+ *    lines to store, found by their hash; extraction of the query columns happens only for them.
+ *    Re-ingesting unchanged data never gets here.
+ *
+ * Everything the reading statements produce is in temp tables, so a crash or kill at any point before
+ * COMMIT leaves the previous consistent copy (DuckDB's WAL). While ingesting, DuckDB's memory_limit is
+ * capped (INGEST_MEMORY_LIMIT) so large inputs spill to its temp directory beside the database file
+ * instead of growing the process, and two more global settings change (INGEST_SETTINGS); all are set
+ * back afterwards.
  *
  * Versions: for each (resource type, id) the newest of (meta.lastUpdated, numeric versionId,
  * versionId text) wins, missing parts counting as oldest; on a tie the resource replaces the stored
@@ -20,7 +33,7 @@ import { createGunzip } from 'node:zlib';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { CairnError } from '../domain/errors.ts';
 import type { Warehouse } from './database.ts';
-import { MACROS, stagingSelect } from './extract.ts';
+import { keySelect, MACROS, resourceSelect } from './extract.ts';
 import { columnNames, GENERIC_TABLE, RESOURCE_TABLES, TYPED_TABLES } from './schema.ts';
 import { BUNDLE_TYPES, listInputs, MAX_QUARANTINE_CONTENT, readInput, readLine, type InputFile, type IngestSink, type QuarantineRecord } from './sources.ts';
 
@@ -28,15 +41,25 @@ import { BUNDLE_TYPES, listInputs, MAX_QUARANTINE_CONTENT, readInput, readLine, 
 export interface IngestOptions {
   /** now stamps the run and dates deletions whose input carries no time. */
   readonly now: Date;
-  /** onProgress gets bytes consumed across all files and the total. */
+  /**
+   * onProgress gets bytes consumed across all files and the total. Files are read twice (keys, then
+   * the resources to store) and each pass counts for half of the total.
+   */
   readonly onProgress?: (done: number, total: number, file: string) => void;
   /** onFile is told when a file starts, for logs. */
   readonly onFile?: (file: InputFile) => void;
+  /** onPhase is told how long each phase took (`keys`, `decide`, `store`, `commit`), for benchmarks. */
+  readonly onPhase?: (phase: IngestPhase, milliseconds: number) => void;
   /** quarantine adds records found outside the files (e.g. a Bulk Data error file). */
   readonly quarantine?: readonly QuarantineRecord[];
+  /** memoryLimit caps DuckDB's memory_limit while ingesting (default INGEST_MEMORY_LIMIT). */
+  readonly memoryLimit?: string;
   /** sources overrides what the run log records as its sources (e.g. an export URL). */
   readonly sources?: readonly string[];
 }
+
+/** IngestPhase names the steps of an ingest, in order. */
+export type IngestPhase = 'keys' | 'decide' | 'store' | 'commit';
 
 /** IngestCounts is what one ingest did. */
 export interface IngestCounts {
@@ -56,40 +79,57 @@ export interface IngestCounts {
   readonly quarantined: number;
 }
 
+/**
+ * INGEST_MEMORY_LIMIT caps DuckDB's memory while ingesting (when its limit is higher), so peak memory
+ * does not grow with the input: sorts, joins and temp tables spill to `<database>.tmp` instead.
+ */
+export const INGEST_MEMORY_LIMIT = '1GiB';
+
 function appendText(appender: DuckDBAppender, value: string | null): void {
   if (value === null) appender.appendNull();
   else appender.appendVarchar(value);
 }
 
-/** StagingSink appends everything read to the temporary staging tables. */
-class StagingSink implements IngestSink {
-  read = 0;
-  texts = 0;
-  quarantined = 0;
-  seq = 0;
-  private base = 0;
-  private fileBytes = 0;
-
+/** Progress reports both passes over the files as one byte count (each pass is half of it). */
+class Progress {
   constructor(
-    private readonly resources: DuckDBAppender,
-    private readonly deletions: DuckDBAppender,
-    private readonly bad: DuckDBAppender,
     private readonly total: number,
-    private readonly onProgress: IngestOptions['onProgress'],
-    private file = '',
+    private readonly report: IngestOptions['onProgress'],
   ) {}
 
-  startFile(file: InputFile): void {
-    this.base += this.fileBytes;
-    this.fileBytes = 0;
+  /** at reports `bytes` consumed of the file starting at `offset` (bytes before it) in `pass` (0: keys, 1: store). */
+  at(pass: 0 | 1, offset: number, bytes: number, file: string): void {
+    this.report?.(Math.round((pass * this.total + offset + bytes) / 2), this.total, file);
+  }
+}
+
+/** StagingSink appends what the JavaScript reader produces to the temporary staging tables. */
+class StagingSink implements IngestSink {
+  removals = 0;
+  quarantined = 0;
+  /** seq numbers what JavaScript staged in the order read (DuckDB's lines are ordered by line number). */
+  seq = 0;
+  fileNo = 0;
+  private fileOffset = 0;
+  private file = '';
+
+  constructor(
+    private readonly texts: DuckDBAppender,
+    private readonly deletions: DuckDBAppender,
+    private readonly bad: DuckDBAppender,
+    private readonly progressOf: Progress,
+  ) {}
+
+  startFile(fileNo: number, file: InputFile, offset: number): void {
+    this.fileNo = fileNo;
     this.file = file.path;
+    this.fileOffset = offset;
   }
 
-  text(json: string, source: string, line: number | null, path: string | null): void {
-    const a = this.resources;
-    this.texts++;
+  text(json: string, _source: string, line: number | null, path: string | null): void {
+    const a = this.texts;
     a.appendBigInt(BigInt(++this.seq));
-    a.appendVarchar(source);
+    a.appendInteger(this.fileNo);
     if (line === null) a.appendNull();
     else a.appendBigInt(BigInt(line));
     appendText(a, path);
@@ -99,7 +139,7 @@ class StagingSink implements IngestSink {
 
   remove(resourceType: string, id: string, deletedAt: string | null, source: string): void {
     const a = this.deletions;
-    this.read++;
+    this.removals++;
     a.appendBigInt(BigInt(++this.seq));
     a.appendVarchar(resourceType);
     a.appendVarchar(id);
@@ -120,16 +160,8 @@ class StagingSink implements IngestSink {
     a.endRow();
   }
 
-  /** skip reserves `count` sequence numbers for rows staged by DuckDB directly. */
-  skip(count: number): number {
-    const base = this.seq;
-    this.seq += count;
-    return base;
-  }
-
   progress(bytes: number): void {
-    this.fileBytes = bytes;
-    this.onProgress?.(this.base + bytes, this.total, this.file);
+    this.progressOf.at(0, this.fileOffset, bytes, this.file);
   }
 }
 
@@ -143,21 +175,26 @@ export async function ingestPaths(warehouse: Warehouse, paths: readonly string[]
 export async function ingestFiles(warehouse: Warehouse, files: readonly InputFile[], options: IngestOptions): Promise<IngestCounts> {
   if (warehouse.readOnly) throw new CairnError('WAREHOUSE_FAILED', `The analytical database ${warehouse.path} was opened read-only; ingest needs write access.`);
   const c = warehouse.connection;
-  const total = files.reduce((sum, file) => sum + file.bytes, 0);
   const fail = (error: unknown, what: string): CairnError => error instanceof CairnError
     ? error
     : new CairnError('WAREHOUSE_FAILED', `Ingest into ${warehouse.path} failed ${what}: ${(error as Error).message}`, { cause: error, context: { path: warehouse.path } });
+  const restoreMemory = await capMemory(warehouse, options.memoryLimit ?? INGEST_MEMORY_LIMIT);
+  const restoreSettings = await override(c, INGEST_SETTINGS);
+  const phase = phaseTimer(options.onPhase);
+  const progress = new Progress(files.reduce((sum, file) => sum + file.bytes, 0), options.onProgress);
   try {
     let staged: Staged;
     try {
-      staged = await stage(c, files, total, options);
+      staged = await stage(c, files, progress, options);
     } catch (error) {
       throw fail(error, 'while reading its input; nothing was changed');
     }
+    phase('keys');
     await c.run('BEGIN TRANSACTION');
     try {
-      const counts = await merge(c, files, staged, options);
+      const counts = await merge(c, files, staged, progress, phase, options);
       await c.run('COMMIT');
+      phase('commit');
       return counts;
     } catch (error) {
       await c.run('ROLLBACK').catch(() => undefined);
@@ -165,105 +202,192 @@ export async function ingestFiles(warehouse: Warehouse, files: readonly InputFil
     }
   } finally {
     for (const table of STAGING_TABLES) await c.run(`DROP TABLE IF EXISTS temp.main.${table}`).catch(() => undefined);
+    await restoreSettings().catch(() => undefined);
+    await restoreMemory();
   }
 }
 
-const TABLE_MAP_SQL = `(VALUES ${Object.entries(TYPED_TABLES).map(([type, table]) => `('${type}', '${table}')`).join(', ')}) AS m(resource_type, tbl)`;
+function phaseTimer(onPhase: IngestOptions['onPhase']): (name: IngestPhase) => void {
+  let last = performance.now();
+  return (name) => {
+    const now = performance.now();
+    onPhase?.(name, now - last);
+    last = now;
+  };
+}
 
-const STAGING_TABLES = ['staging_raw', 'staging', 'staging_win', 'staging_delete', 'staging_quarantine', 'delete_latest', 'decided'];
+const MEMORY_UNITS: Readonly<Record<string, number>> = { bytes: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
 
-/** Staged is what reading left in the temp tables, with the counts only the reader knows. */
+/** memoryBytes reads a DuckDB memory setting such as `18.8 GiB` (NaN when it cannot). */
+function memoryBytes(setting: string): number {
+  const match = /^([\d.]+)\s*([A-Za-z]+)$/.exec(setting.trim());
+  return match ? Number(match[1]) * (MEMORY_UNITS[match[2]!.toLowerCase()] ?? Number.NaN) : Number.NaN;
+}
+
+/**
+ * capMemory lowers memory_limit to `limit` when it is higher and returns the undo, which
+ * goes back to what the warehouse was opened with (DuckDB prints limits rounded, so not to that).
+ */
+async function capMemory(warehouse: Warehouse, limit: string): Promise<() => Promise<void>> {
+  const c = warehouse.connection;
+  const current = String((await c.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRowsJS()[0]?.[0] ?? '');
+  if (!(memoryBytes(current) > memoryBytes(limit))) return async () => undefined;
+  await c.run(`SET memory_limit = '${limit.replaceAll("'", "''")}'`);
+  const restore = warehouse.memoryLimit === undefined ? 'RESET memory_limit' : `SET memory_limit = '${warehouse.memoryLimit.replaceAll("'", "''")}'`;
+  return async () => {
+    await c.run(restore).catch(() => undefined);
+  };
+}
+
+const TABLE_SQL = `CASE resource_type ${Object.entries(TYPED_TABLES).map(([type, table]) => `WHEN '${type}' THEN '${table}'`).join(' ')} ELSE '${GENERIC_TABLE}' END`;
+const BUNDLE_TYPES_SQL = [...BUNDLE_TYPES].map((t) => `'${t}'`).join(', ');
+const STAGING_TABLES = ['staging_file', 'staging_raw', 'staging_key', 'staging_delete', 'staging_quarantine', 'staging_dup', 'staging_win', 'decided'];
+
+/** Staged is what reading left in the temp tables, with what only the reader knows. */
 interface Staged {
-  /** texts counts candidate resources staged (valid or not). */
-  readonly texts: number;
   /** removals counts deletions read. */
   readonly removals: number;
   /** quarantined counts records refused while reading (not yet those DuckDB refuses). */
   readonly quarantined: number;
+  /** ordered tells, per file, whether its lines are numbered (and found again by number and hash, else by hash). */
+  readonly ordered: readonly boolean[];
+  /** duplicates tells whether some resource was read more than once (so a winner must be chosen). */
+  readonly duplicates: boolean;
 }
 
-/** csvLines reads every line of `path` as one VARCHAR with its 1-based line number, in file order. */
-function csvLines(path: string): string {
+/**
+ * csvLines reads every line of `path` as one VARCHAR; with `ordered`, also its 1-based line number,
+ * which forces DuckDB to read the file in order on one thread, so only files that need line numbers
+ * (see stageNdjson) pay for it.
+ */
+function csvLines(path: string, ordered: boolean): string {
   // A column delimiter and quote that valid JSON text never contains raw (control characters must be
   // escaped in JSON strings): each line is one value. Blank lines come back as NULL, keeping numbering.
-  return `(SELECT row_number() OVER () AS line, text FROM read_csv('${path.replaceAll("'", "''")}',
-    columns = {'text': 'VARCHAR'}, delim = E'\\x01', quote = '', escape = '', header = false, auto_detect = false))`;
+  const read = `read_csv('${path.replaceAll("'", "''")}', columns = {'text': 'VARCHAR'}, delim = E'\\x01', quote = '', escape = '',
+    header = false, auto_detect = false)`;
+  return ordered ? `(SELECT row_number() OVER () AS line, text FROM ${read})` : `(SELECT NULL::BIGINT AS line, text FROM ${read})`;
 }
 
-function stagingInsert(raw: string): string {
-  return `INSERT INTO staging SELECT k.*, COALESCE(m.tbl, '${GENERIC_TABLE}') AS tbl FROM (${stagingSelect(raw)}) k LEFT JOIN ${TABLE_MAP_SQL} USING (resource_type)`;
-}
-
-/** stage reads every file into temp tables (outside any transaction: nothing persistent is touched). */
-async function stage(c: DuckDBConnection, files: readonly InputFile[], total: number, options: IngestOptions): Promise<Staged> {
+/** stage reads the keys of every file into temp tables (outside any transaction: nothing persistent is touched). */
+async function stage(c: DuckDBConnection, files: readonly InputFile[], progress: Progress, options: IngestOptions): Promise<Staged> {
   for (const macro of MACROS) await c.run(macro);
-  await c.run(`CREATE OR REPLACE TEMP TABLE staging_raw (seq BIGINT, source VARCHAR, line BIGINT, path VARCHAR, text VARCHAR)`);
-  await c.run(`CREATE OR REPLACE TEMP TABLE staging AS SELECT k.*, NULL::VARCHAR AS tbl FROM (${stagingSelect('staging_raw')}) k LIMIT 0`);
+  await c.run(`CREATE OR REPLACE TEMP TABLE staging_file (file_no INTEGER, source VARCHAR)`);
+  // Texts read by JavaScript (Bundle entries, files DuckDB refuses): kept until their rows are stored.
+  await c.run(`CREATE OR REPLACE TEMP TABLE staging_raw (seq BIGINT, file_no INTEGER, line BIGINT, path VARCHAR, text VARCHAR)`);
+  // One row per candidate resource, in reading order by (file_no, line, seq). `text` only for refused
+  // lines (quarantine) and Bundles to expand; `raw` says the text is in staging_raw, else in the file,
+  // and `seq` is set only then.
+  await c.run(`CREATE OR REPLACE TEMP TABLE staging_key (seq BIGINT, file_no INTEGER, line BIGINT, path VARCHAR,
+    resource_type VARCHAR, id VARCHAR, lu TIMESTAMP, vn BIGINT, version_id VARCHAR, h UBIGINT, problem VARCHAR,
+    tbl VARCHAR, bundle BOOLEAN, text VARCHAR, raw BOOLEAN)`);
   await c.run(`CREATE OR REPLACE TEMP TABLE staging_delete (seq BIGINT, resource_type VARCHAR, id VARCHAR, deleted_at VARCHAR, source VARCHAR)`);
   await c.run(`CREATE OR REPLACE TEMP TABLE staging_quarantine (source VARCHAR, line BIGINT, path VARCHAR, reason VARCHAR, content VARCHAR)`);
   const appenders = await Promise.all([
+    c.createAppender('staging_file', 'main', 'temp'),
     c.createAppender('staging_raw', 'main', 'temp'),
     c.createAppender('staging_delete', 'main', 'temp'),
     c.createAppender('staging_quarantine', 'main', 'temp'),
   ]);
-  const [resources, deletions, bad] = appenders;
-  const sink = new StagingSink(resources, deletions, bad, total, options.onProgress);
-  let direct = 0;
+  const [fileList, texts, deletions, bad] = appenders;
+  const sink = new StagingSink(texts, deletions, bad, progress);
+  const ordered: boolean[] = [];
   try {
+    for (const [fileNo, file] of files.entries()) {
+      fileList.appendInteger(fileNo);
+      fileList.appendVarchar(file.path);
+      fileList.endRow();
+    }
     for (const record of options.quarantine ?? []) sink.quarantine(record);
-    for (const file of files) {
-      sink.startFile(file);
+    let offset = 0;
+    for (const [fileNo, file] of files.entries()) {
+      sink.startFile(fileNo, file, offset);
       options.onFile?.(file);
-      const staged = file.format === 'ndjson' ? await stageNdjson(c, file, sink) : null;
-      if (staged === null) await readInput(file, sink);
-      else direct += staged;
-      sink.progress(file.bytes);
+      const read = file.format === 'ndjson' ? await stageNdjson(c, file, fileNo, sink) : null;
+      if (read === null) await readInput(file, sink);
+      ordered.push(read ?? true);
+      progress.at(0, offset, file.bytes, file.path);
+      offset += file.bytes;
     }
   } finally {
     for (const appender of appenders) appender.closeSync();
   }
-  // Rows the JavaScript reader staged (Bundle entries, refused files) are parsed by DuckDB here.
-  await c.run(stagingInsert('staging_raw'));
-  await c.run('DROP TABLE temp.main.staging_raw');
-  return { texts: sink.texts + direct, removals: sink.read, quarantined: sink.quarantined };
+  // Keys of the texts JavaScript staged; their line numbers came with them.
+  await c.run(`INSERT INTO staging_key SELECT seq, file_no, line, path, resource_type, id, lu, vn, version_id, h, problem,
+    ${TABLE_SQL}, false, CASE WHEN problem IS NOT NULL THEN left(text, ${MAX_QUARANTINE_CONTENT}) END, true
+    FROM (${keySelect('staging_raw')})`);
+  const duplicates = await numberRepeats(c, files, ordered);
+  return { removals: sink.removals, quarantined: sink.quarantined, ordered, duplicates };
 }
 
 /**
- * stageNdjson lets DuckDB read, split and parse a Bulk NDJSON file (gzipped or not) straight into
- * staging, then hands the lines that are Bundles to the JavaScript reader. It returns how many texts
- * it staged, or null when DuckDB cannot read the file as UTF-8 lines, so the JavaScript reader (which
- * quarantines what it cannot read and keeps the rest) takes the whole file instead; the failed
- * statement stages nothing, since it runs outside a transaction.
+ * numberRepeats finds the resources read more than once. When one repeats inside a file read
+ * without line numbers, that file is read again in order: which copy came last may decide. It
+ * returns whether anything repeats at all (only then must a winner be chosen, which costs a sort).
  */
-async function stageNdjson(c: DuckDBConnection, file: InputFile, sink: StagingSink): Promise<number | null> {
-  const start = sink.seq;
+async function numberRepeats(c: DuckDBConnection, files: readonly InputFile[], ordered: boolean[]): Promise<boolean> {
+  await c.run(`CREATE OR REPLACE TEMP TABLE staging_dup AS SELECT resource_type, id FROM staging_key WHERE problem IS NULL
+    GROUP BY ALL HAVING count(*) > 1`);
+  if (Number((await c.runAndReadAll('SELECT count(*) FROM staging_dup')).getRowsJS()[0]?.[0] ?? 0) === 0) return false;
+  const unnumbered = await c.runAndReadAll(`SELECT DISTINCT file_no FROM staging_key k SEMI JOIN staging_dup d USING (resource_type, id)
+    WHERE k.line IS NULL AND NOT k.raw GROUP BY k.file_no, k.resource_type, k.id HAVING count(*) > 1`);
+  for (const [fileNo] of unnumbered.getRowsJS()) {
+    await c.run(`DELETE FROM staging_key WHERE file_no = ${Number(fileNo)}`);
+    await inOrder(c, keysInsert(files[Number(fileNo)]!, Number(fileNo), true));
+    ordered[Number(fileNo)] = true;
+  }
+  return true;
+}
+
+/** keysInsert stages the keys of every non-blank line of `file`, with its line number when `ordered`. */
+function keysInsert(file: InputFile, fileNo: number, ordered: boolean): string {
+  // Whitespace-only lines are not candidates, as in the JavaScript reader ('{' skips the regexp).
+  const lines = `(SELECT * FROM ${csvLines(file.path, ordered)}
+    WHERE text IS NOT NULL AND (starts_with(text, '{') OR NOT regexp_full_match(text, '[\\s\\x{feff}]*')))`;
+  return `INSERT INTO staging_key SELECT NULL, ${fileNo}, line, NULL, resource_type, id, lu, vn,
+      version_id, h, problem, ${TABLE_SQL}, bundle,
+      CASE WHEN bundle THEN text WHEN problem IS NOT NULL THEN left(text, ${MAX_QUARANTINE_CONTENT}) END, false
+    FROM (SELECT *, CASE WHEN resource_type = 'Bundle'
+        THEN COALESCE(json_extract_string(text, '$.type') IN (${BUNDLE_TYPES_SQL}), false) ELSE false END AS bundle
+      FROM (${keySelect(lines)}))`;
+}
+
+/**
+ * stageNdjson lets DuckDB read a Bulk NDJSON file (gzipped or not) and stage the keys of its lines,
+ * then hands the lines that are Bundles to the JavaScript reader. It returns whether the file's lines
+ * are numbered (`ordered`), or null when DuckDB cannot read the file as UTF-8 lines, so the
+ * JavaScript reader (which quarantines what it cannot read and keeps the rest) takes the whole file
+ * instead; the failed statement stages nothing, since it runs outside a transaction.
+ *
+ * The file is first read on all threads without line numbers. Those are needed only when a line is
+ * refused (the quarantine says where), is a Bundle, or when one text appears twice (storing finds
+ * lines by their hash); then the file is read again in order. (A resource repeated with other text:
+ * see numberRepeats.)
+ */
+async function stageNdjson(c: DuckDBConnection, file: InputFile, fileNo: number, sink: StagingSink): Promise<boolean | null> {
   // DuckDB reads a truncated gzip up to the cut without complaint; zlib, in parallel, says so.
   const intact = file.gzip ? gzipIntact(file.path) : Promise.resolve(true);
-  let inserted: number;
   try {
-    // Whitespace-only lines are not candidates, as in the JavaScript reader.
-    const lines = `(SELECT ${start}::BIGINT + line AS seq, '${file.path.replaceAll("'", "''")}' AS source, line, NULL::VARCHAR AS path, text
-      FROM ${csvLines(file.path)} WHERE text IS NOT NULL AND NOT regexp_full_match(text, '[\\s\\x{feff}]*'))`;
-    inserted = (await c.run(stagingInsert(lines))).rowsChanged;
+    await c.run(keysInsert(file, fileNo, false));
   } catch {
     await intact;
     return null;
   }
   if (!(await intact)) {
-    await c.run(`DELETE FROM staging WHERE seq > ${start}`);
+    await c.run(`DELETE FROM staging_key WHERE file_no = ${fileNo}`);
     return null;
   }
-  const last = await c.runAndReadAll(`SELECT COALESCE(max(seq), ${start})::BIGINT FROM staging WHERE seq > ${start}`);
-  sink.skip(Number(last.getRowsJS()[0]?.[0] ?? start) - start);
+  const [special, texts, distinctTexts] = (await c.runAndReadAll(`SELECT count(*) FILTER (WHERE problem IS NOT NULL OR bundle),
+      count(*), count(DISTINCT h) FROM staging_key WHERE file_no = ${fileNo}`)).getRowsJS()[0]!.map(Number);
+  if (special === 0 && texts === distinctTexts) return false;
+  await c.run(`DELETE FROM staging_key WHERE file_no = ${fileNo}`);
+  await inOrder(c, keysInsert(file, fileNo, true));
   // Bundles are expanded in JavaScript (ids, urn:uuid references, DELETE entries); every other line stays.
-  const types = [...BUNDLE_TYPES].map((t) => `'${t}'`).join(', ');
-  const bundles = await c.runAndReadAll(`SELECT seq, line, text FROM staging WHERE seq > ${start} AND resource_type = 'Bundle'
-    AND json_extract_string(text, '$.type') IN (${types}) ORDER BY seq`);
-  const rows = bundles.getRowsJS();
-  if (rows.length === 0) return inserted;
-  await c.run(`DELETE FROM staging WHERE seq IN (${rows.map((row) => String(row[0])).join(', ')})`);
-  for (const [, line, text] of rows) readLine(String(text), file.path, Number(line), sink);
-  return inserted - rows.length;
+  const bundles = (await c.runAndReadAll(`SELECT line, text FROM staging_key WHERE file_no = ${fileNo} AND bundle ORDER BY line`)).getRowsJS();
+  if (bundles.length > 0) {
+    await c.run(`DELETE FROM staging_key WHERE file_no = ${fileNo} AND bundle`);
+    for (const [line, text] of bundles) readLine(String(text), file.path, Number(line), sink);
+  }
+  return true;
 }
 
 /** gzipIntact decompresses `path` to nowhere and tells whether the whole stream is there. */
@@ -276,32 +400,42 @@ async function gzipIntact(path: string): Promise<boolean> {
   }
 }
 
+const STORE = `action IN ('insert', 'replace')`;
+
 /** merge applies what was staged to the resource tables; the caller holds the transaction. */
-async function merge(c: DuckDBConnection, files: readonly InputFile[], staged: Staged, options: IngestOptions): Promise<IngestCounts> {
+async function merge(c: DuckDBConnection, files: readonly InputFile[], staged: Staged, progress: Progress,
+  phase: (name: IngestPhase) => void, options: IngestOptions): Promise<IngestCounts> {
   const now = options.now.toISOString().replace('T', ' ').replace('Z', '');
   const runRow = await c.runAndReadAll('SELECT COALESCE(max(run_id), 0)::BIGINT + 1 FROM ingest_run');
   const runId = Number(runRow.getRowsJS()[0]?.[0] ?? 1);
   await c.run(`INSERT INTO ingest_run (run_id, started_at, sources) VALUES ($1, $2::TIMESTAMP, $3::JSON)`, [runId, now, JSON.stringify(options.sources ?? files.map((f) => f.path))]);
-  await c.run(`INSERT INTO staging_quarantine SELECT source, line, path, problem, left(text, ${MAX_QUARANTINE_CONTENT})
-    FROM staging WHERE problem IS NOT NULL`);
-  const badTexts = Number((await c.runAndReadAll('SELECT count(*) FROM staging WHERE problem IS NOT NULL')).getRowsJS()[0]?.[0] ?? 0);
+  await c.run(`INSERT INTO staging_quarantine SELECT f.source, k.line, k.path, k.problem, k.text
+    FROM staging_key k JOIN staging_file f USING (file_no) WHERE k.problem IS NOT NULL`);
+  const [texts = 0, badTexts = 0] = (await c.runAndReadAll('SELECT count(*), count(problem) FROM staging_key')).getRowsJS()[0]!.map(Number);
 
   const deleted = await applyDeletions(c, now, runId);
-  // The winner per (type, id) among the staged copies; losers count as unchanged duplicates.
-  await c.run(`CREATE OR REPLACE TEMP TABLE staging_win AS SELECT seq, tbl, resource_type, id, lu, vn, version_id FROM staging WHERE problem IS NULL
-    QUALIFY row_number() OVER (PARTITION BY resource_type, id ORDER BY lu DESC NULLS LAST, vn DESC NULLS LAST, version_id DESC NULLS LAST, seq DESC) = 1`);
-  const merged = { loaded: 0, replaced: 0, unchanged: 0, skipped: 0 };
-  const tables = (await c.runAndReadAll('SELECT DISTINCT tbl FROM staging_win')).getRowsJS().map((row) => String(row[0]));
-  for (const table of tables.filter((t) => RESOURCE_TABLES.includes(t))) {
-    const result = await mergeTable(c, table, runId);
-    merged.loaded += result.loaded;
-    merged.replaced += result.replaced;
-    merged.unchanged += result.unchanged;
-    merged.skipped += result.skipped;
+  // The winner per (type, id) among the staged copies (the last read among equals); losers count as
+  // unchanged duplicates. Without repeats every valid row wins, and the sort is skipped.
+  let winners = '(SELECT * FROM staging_key WHERE problem IS NULL)';
+  if (staged.duplicates) {
+    await c.run(`CREATE OR REPLACE TEMP TABLE staging_win AS SELECT * FROM staging_key WHERE problem IS NULL
+      QUALIFY row_number() OVER (PARTITION BY resource_type, id ORDER BY lu DESC NULLS LAST, vn DESC NULLS LAST, version_id DESC NULLS LAST,
+        file_no DESC, line DESC NULLS LAST, seq DESC NULLS LAST) = 1`);
+    winners = 'staging_win';
   }
-  const valid = staged.texts - badTexts;
-  const winners = merged.loaded + merged.replaced + merged.unchanged + merged.skipped;
-  merged.unchanged += valid - winners;
+  const tables = (await c.runAndReadAll(`SELECT DISTINCT tbl FROM ${winners}`)).getRowsJS().map((row) => String(row[0])).filter((t) => RESOURCE_TABLES.includes(t));
+  await decide(c, winners, tables);
+  const actions = new Map<string, number>();
+  for (const [action, n] of (await c.runAndReadAll('SELECT action, count(*)::BIGINT FROM decided GROUP BY action')).getRowsJS()) {
+    actions.set(String(action), Number(n));
+  }
+  phase('decide');
+  await store(c, files, tables, staged, runId, progress);
+  phase('store');
+
+  const merged = { loaded: actions.get('insert') ?? 0, replaced: actions.get('replace') ?? 0, unchanged: actions.get('same') ?? 0, skipped: actions.get('skip') ?? 0 };
+  const valid = texts - badTexts;
+  merged.unchanged += valid - (merged.loaded + merged.replaced + merged.unchanged + merged.skipped);
   // The same bad line read twice is stored once, so re-ingesting changes nothing.
   await c.run(`INSERT INTO quarantine SELECT s.source, s.line, s.path, s.reason, s.content, $1 FROM
     (SELECT DISTINCT * FROM staging_quarantine) s WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.source = s.source
@@ -344,51 +478,105 @@ async function applyDeletions(c: DuckDBConnection, now: string, runId: number): 
   return deleted;
 }
 
-async function mergeTable(c: DuckDBConnection, table: string, runId: number): Promise<{ loaded: number; replaced: number; unchanged: number; skipped: number }> {
-  const cmp = (a: string, b: string) => `WHEN ${a} > ${b} THEN 1 WHEN ${a} < ${b} THEN -1`;
-  // Decide on keys only; resource text is touched only for ties and for the rows inserted.
-  await c.run(`CREATE OR REPLACE TEMP TABLE decided AS
-    SELECT w.seq, w.resource_type, w.id, CASE
-      WHEN ts.deleted_at IS NOT NULL AND (w.lu IS NULL OR w.lu <= ts.deleted_at) THEN 'tombstoned'
-      WHEN t.id IS NULL THEN 'insert'
-      ELSE CASE
+/**
+ * decide gives every winner an action against its table: `insert` (new), `replace` (newer, or the
+ * same version keys with other JSON), `same` (same keys and JSON) or `skip` (older than the stored
+ * copy or than its deletion). Only keys and hashes are read, never the stored JSON itself.
+ */
+async function decide(c: DuckDBConnection, winners: string, tables: readonly string[]): Promise<void> {
+  await c.run(`CREATE OR REPLACE TEMP TABLE decided AS SELECT seq, file_no, line, raw, h, tbl, resource_type, id, NULL::VARCHAR AS action
+    FROM staging_key LIMIT 0`);
+  const cmp = (a: string, b: string) => `WHEN ${a} > ${b} THEN 'replace' WHEN ${a} < ${b} THEN 'skip'`;
+  for (const table of tables) {
+    await c.run(`INSERT INTO decided SELECT w.seq, w.file_no, w.line, w.raw, w.h, w.tbl, w.resource_type, w.id, CASE
+        WHEN ts.deleted_at IS NOT NULL AND (w.lu IS NULL OR w.lu <= ts.deleted_at) THEN 'skip'
+        WHEN t.id IS NULL THEN 'insert'
         ${cmp(`COALESCE(w.lu, '-infinity'::TIMESTAMP)`, `COALESCE(t.last_updated, '-infinity'::TIMESTAMP)`)}
         ${cmp('COALESCE(w.vn, -1)', 'COALESCE(TRY_CAST(t.version_id AS BIGINT), -1)')}
         ${cmp(`COALESCE(w.version_id, '')`, `COALESCE(t.version_id, '')`)}
-        ELSE 0 END::VARCHAR END AS action
-    FROM (SELECT * FROM staging_win WHERE tbl = $1) w
-    LEFT JOIN (SELECT resource_type, id, last_updated, version_id FROM ${table}) t ON t.resource_type = w.resource_type AND t.id = w.id
-    LEFT JOIN (SELECT resource_type, id, max(deleted_at) AS deleted_at FROM tombstone GROUP BY ALL) ts
-      ON ts.resource_type = w.resource_type AND ts.id = w.id`, [table]);
-  // Same version keys: replace only when the JSON differs (last read wins), else nothing changes.
-  const ties = Number((await c.runAndReadAll(`SELECT count(*) FROM decided WHERE action = '0'`)).getRowsJS()[0]?.[0] ?? 0);
-  if (ties > 0) {
-    await c.run(`UPDATE decided SET action = CASE WHEN s.text = t.resource THEN 'same' ELSE '1' END
-      FROM staging s, ${table} t WHERE decided.action = '0' AND s.seq = decided.seq
-        AND t.resource_type = decided.resource_type AND t.id = decided.id`);
+        WHEN w.h = t.rh THEN 'same'
+        ELSE 'replace' END
+      FROM (SELECT * FROM ${winners} WHERE tbl = $1) w
+      LEFT JOIN (SELECT resource_type, id, last_updated, version_id, hash(resource) AS rh FROM ${table}) t
+        ON t.resource_type = w.resource_type AND t.id = w.id
+      LEFT JOIN (SELECT resource_type, id, max(deleted_at) AS deleted_at FROM tombstone GROUP BY ALL) ts
+        ON ts.resource_type = w.resource_type AND ts.id = w.id`, [table]);
   }
-  const actions = new Map<string, number>();
-  for (const [action, n] of (await c.runAndReadAll('SELECT action, count(*)::BIGINT FROM decided GROUP BY action')).getRowsJS()) {
-    actions.set(String(action), Number(n));
+}
+
+/**
+ * INGEST_SETTINGS are DuckDB settings while ingesting, set back afterwards (they are global).
+ * Not preserving insertion order lets DuckDB read, extract and insert one file on all threads (with
+ * it, an INSERT from one file runs on one thread); statements that number lines turn it back on for
+ * themselves (see {@link inOrder}). And DuckDB estimates a file read by read_csv at 42 rows, so it
+ * would build the hash table of a semi-join on the file (every text held in memory) rather than on
+ * the hashes to store: its build-side optimizer is off.
+ */
+const INGEST_SETTINGS: Readonly<Record<string, string>> = { preserve_insertion_order: 'false', disabled_optimizers: 'build_side_probe_side' };
+
+/** inOrder runs `sql`, which numbers lines with row_number() OVER (), with insertion order preserved. */
+async function inOrder(c: DuckDBConnection, sql: string, values?: (string | number)[]): Promise<number> {
+  await c.run('SET preserve_insertion_order = true');
+  try {
+    return (await c.run(sql, values)).rowsChanged;
+  } finally {
+    await c.run('SET preserve_insertion_order = false');
   }
-  const replaced = actions.get('1') ?? 0;
-  if (replaced > 0) {
-    await c.run(`DELETE FROM ${table} USING decided d WHERE d.action = '1'
-      AND ${table}.resource_type = d.resource_type AND ${table}.id = d.id`);
-  }
-  const loaded = actions.get('insert') ?? 0;
-  if (loaded + replaced > 0) {
-    const select = columnNames(table).map((name) => (name === 'last_updated' ? 'lu' : name === 'resource' ? 'text' : name === 'ingest_run' ? '$1' : name));
-    // The tbl filter is pushed into the scan, so each table reads only its own staged rows.
-    await c.run(`INSERT INTO ${table} (${columnNames(table).join(', ')})
-      SELECT ${select.join(', ')} FROM staging
-      WHERE tbl = $2 AND seq IN (SELECT seq FROM decided WHERE action IN ('insert', '1'))`, [runId, table]);
-  }
-  await c.run('DROP TABLE temp.main.decided');
-  return {
-    loaded,
-    replaced,
-    unchanged: actions.get('same') ?? 0,
-    skipped: (actions.get('-1') ?? 0) + (actions.get('tombstoned') ?? 0),
+}
+
+/** override changes DuckDB settings and returns what sets them back. */
+async function override(c: DuckDBConnection, settings: Readonly<Record<string, string>>): Promise<() => Promise<void>> {
+  const names = Object.keys(settings);
+  const before = (await c.runAndReadAll(`SELECT name, value FROM duckdb_settings() WHERE name IN (${names.map((n) => `'${n}'`).join(', ')})`)).getRowsJS();
+  const set = async (values: Iterable<readonly [string, string]>) => {
+    for (const [name, value] of values) await c.run(`SET ${name} = '${value.replaceAll("'", "''")}'`);
   };
+  await set(Object.entries(settings));
+  return () => set(before.map(([name, value]) => [String(name), String(value)] as const));
+}
+
+/** insertColumns maps a table's columns to what {@link resourceSelect} yields. */
+function insertColumns(table: string): string {
+  return columnNames(table).map((name) => (name === 'resource' ? 'text' : name === 'ingest_run' ? '$1' : name)).join(', ');
+}
+
+/**
+ * store deletes the stored copies being replaced and inserts the rows to store: texts JavaScript
+ * read from staging_raw, the rest by reading each file again. An unordered file's lines are found by
+ * their hash, which stageNdjson checked is unique in the file; an ordered file's by line and hash.
+ * Either way the count must match what was decided, else the file changed under us.
+ */
+async function store(c: DuckDBConnection, files: readonly InputFile[], tables: readonly string[], staged: Staged, runId: number, progress: Progress): Promise<void> {
+  // Statements with nothing to do are skipped: planning the extraction alone takes a noticeable time.
+  const todo = (await c.runAndReadAll(`SELECT tbl, bool_or(action = 'replace'), bool_or(raw AND ${STORE}) FROM decided GROUP BY tbl`)).getRowsJS();
+  for (const [table, replaces, raw] of todo.filter(([t]) => tables.includes(String(t)))) {
+    if (replaces === true) {
+      await c.run(`DELETE FROM ${String(table)} USING decided d WHERE d.tbl = $1 AND d.action = 'replace'
+        AND ${String(table)}.resource_type = d.resource_type AND ${String(table)}.id = d.id`, [String(table)]);
+    }
+    if (raw === true) {
+      await c.run(`INSERT INTO ${String(table)} (${columnNames(String(table)).join(', ')}) SELECT ${insertColumns(String(table))} FROM (${resourceSelect(`(
+          SELECT f.source, r.text FROM staging_raw r JOIN staging_file f USING (file_no)
+          WHERE r.seq IN (SELECT seq FROM decided WHERE raw AND tbl = $2 AND ${STORE}))`, columnNames(String(table)))})`, [runId, String(table)]);
+    }
+  }
+  const wanted = (await c.runAndReadAll(`SELECT file_no, tbl, count(*)::BIGINT FROM decided WHERE NOT raw AND ${STORE} GROUP BY ALL ORDER BY ALL`)).getRowsJS();
+  let offset = 0;
+  for (const [fileNo, file] of files.entries()) {
+    for (const [, table, expected] of wanted.filter(([no]) => Number(no) === fileNo)) {
+      const pick = `(SELECT line, h FROM decided WHERE NOT raw AND file_no = ${fileNo} AND tbl = '${String(table)}' AND ${STORE})`;
+      const lines = staged.ordered[fileNo]
+        ? `(SELECT l.text FROM ${csvLines(file.path, true)} l SEMI JOIN ${pick} p ON l.line = p.line AND hash(l.text) = p.h)`
+        : `(SELECT text FROM ${csvLines(file.path, false)} WHERE text IS NOT NULL AND hash(text) IN (SELECT h FROM ${pick}))`;
+      const source = `'${file.path.replaceAll("'", "''")}' AS source`;
+      const insert = `INSERT INTO ${String(table)} (${columnNames(String(table)).join(', ')})
+        SELECT ${insertColumns(String(table))} FROM (${resourceSelect(`(SELECT ${source}, text FROM ${lines})`, columnNames(String(table)))})`;
+      const inserted = staged.ordered[fileNo] ? await inOrder(c, insert, [runId]) : (await c.run(insert, [runId])).rowsChanged;
+      if (inserted !== Number(expected)) {
+        throw new CairnError('WAREHOUSE_FAILED', `${file.path} changed while it was being ingested (${inserted} of ${Number(expected)} resources found again); nothing was changed, ingest it again.`, { context: { path: file.path } });
+      }
+    }
+    offset += file.bytes;
+    progress.at(1, offset, 0, file.path);
+  }
 }

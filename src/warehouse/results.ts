@@ -1,4 +1,6 @@
+import { dateValue, type DuckDBAppender, type DuckDBDateValue } from '@duckdb/node-api';
 import type { AlertDecision, CareGapDecision, RuleError } from '../domain/decisions.ts';
+import { CairnError } from '../domain/errors.ts';
 import { queryRows, type Warehouse } from './database.ts';
 
 const SCHEMA = [
@@ -25,11 +27,11 @@ const SCHEMA = [
 export interface PatientResults {
   readonly patientId: string;
   readonly alerts: readonly AlertDecision[];
-  /** Care gaps from rules, and from measures (with their DEQM DetectedIssue). */
-  readonly careGaps: readonly (CareGapDecision & { readonly detectedIssue?: unknown })[];
+  /** Care gaps from rules, and from measures (with their DEQM DetectedIssue, as an object or already serialized). */
+  readonly careGaps: readonly (CareGapDecision & { readonly detectedIssue?: unknown; readonly detectedIssueJson?: string })[];
   readonly errors: readonly RuleError[];
-  /** Individual MeasureReports, one per measure. */
-  readonly measureReports: readonly { readonly measure: string; readonly report: unknown }[];
+  /** Individual MeasureReports, one per measure: the report, or its JSON when the evaluating thread serialized it. */
+  readonly measureReports: readonly { readonly measure: string; readonly report?: unknown; readonly json?: string }[];
 }
 
 export interface RunSummary {
@@ -55,44 +57,76 @@ export interface RunWriter {
   abandon(): Promise<void>;
 }
 
-/** beginRun opens the transaction a batch run writes into (on its own connection). */
+/** Rows appended between appender flushes: a few MB of JSON at a time. */
+const FLUSH_ROWS = 5000;
+
+const DUE_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** A care gap's due date (`YYYY-MM-DD`) as a DuckDB DATE; anything else is a failed write, as the `::DATE` cast was. */
+function dueDate(text: string): DuckDBDateValue {
+  const m = DUE_DATE.exec(text);
+  const [year, month, day] = m === null ? [NaN, NaN, NaN] : [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (m === null || month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) {
+    throw new CairnError('WAREHOUSE_FAILED', `A care gap's due date "${text}" is not a date (YYYY-MM-DD)`);
+  }
+  return dateValue({ year, month, day });
+}
+
+/** Appends strings and nulls (VARCHAR and JSON columns) as one row. */
+function appendRow(appender: DuckDBAppender, values: readonly (string | null | DuckDBDateValue)[]): void {
+  for (const value of values) {
+    if (value === null) appender.appendNull();
+    else if (typeof value === 'string') appender.appendVarchar(value);
+    else appender.appendDate(value);
+  }
+  appender.endRow();
+}
+
+/**
+ * beginRun opens the transaction a batch run writes into (on its own connection). Rows go through
+ * DuckDB appenders, which write column chunks inside that transaction: a row insert per statement
+ * was an awaited round trip per alert, gap and report, and the run waited on it.
+ */
 export async function beginRun(warehouse: Warehouse, runId: string): Promise<RunWriter> {
   for (const statement of SCHEMA) await warehouse.connection.run(statement);
   const c = await warehouse.connect();
   await c.run('BEGIN TRANSACTION');
-  const alerts = await c.prepare(`INSERT INTO batch_alert VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`);
-  const gaps = await c.prepare(`INSERT INTO batch_care_gap VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::DATE, $10::JSON)`);
-  const reports = await c.prepare(`INSERT INTO batch_measure_report VALUES ($1, $2, $3, $4, $5::JSON)`);
-  const errors = await c.prepare(`INSERT INTO batch_error VALUES ($1, $2, $3, $4)`);
+  const alerts = await c.createAppender('batch_alert');
+  const gaps = await c.createAppender('batch_care_gap');
+  const reports = await c.createAppender('batch_measure_report');
+  const errors = await c.createAppender('batch_error');
   let open = true;
+  let pending = 0;
+  const closeAppenders = (): void => {
+    for (const appender of [alerts, gaps, reports, errors]) appender.closeSync();
+  };
+  // An appender keeps up to ~200,000 rows in its own memory before handing them to the table; flushed
+  // sooner, they reach the transaction's storage, which writes full row groups to disk as they fill.
+  const flushed = (rows: number): void => {
+    pending += rows;
+    if (pending < FLUSH_ROWS) return;
+    for (const appender of [alerts, gaps, reports, errors]) appender.flushSync();
+    pending = 0;
+  };
   const close = (): void => {
     open = false;
     c.closeSync();
   };
   return {
     async add(results) {
-      for (const a of results.alerts) {
-        alerts.bind([runId, a.id, results.patientId, a.ruleId, a.ruleVersion, a.severity, a.message, a.category ?? null]);
-        await alerts.run();
-      }
+      for (const a of results.alerts) appendRow(alerts, [runId, a.id, results.patientId, a.ruleId, a.ruleVersion, a.severity, a.message, a.category ?? null]);
       for (const g of results.careGaps) {
-        gaps.bind([runId, g.id, results.patientId, g.ruleId, g.ruleVersion, g.measure ?? null, g.guideline ?? null, g.missing, g.dueDate, g.detectedIssue === undefined ? null : JSON.stringify(g.detectedIssue)]);
-        await gaps.run();
+        appendRow(gaps, [runId, g.id, results.patientId, g.ruleId, g.ruleVersion, g.measure ?? null, g.guideline ?? null, g.missing, dueDate(g.dueDate), g.detectedIssueJson ?? (g.detectedIssue === undefined ? null : JSON.stringify(g.detectedIssue))]);
       }
-      for (const m of results.measureReports) {
-        reports.bind([runId, m.measure, results.patientId, 'individual', JSON.stringify(m.report)]);
-        await reports.run();
-      }
-      for (const e of results.errors) {
-        errors.bind([runId, results.patientId, e.ruleId, e.message]);
-        await errors.run();
-      }
+      for (const m of results.measureReports) appendRow(reports, [runId, m.measure, results.patientId, 'individual', m.json ?? JSON.stringify(m.report)]);
+      for (const e of results.errors) appendRow(errors, [runId, results.patientId, e.ruleId, e.message]);
+      flushed(results.alerts.length + results.careGaps.length + results.measureReports.length + results.errors.length);
     },
     async addMeasureReport(measure, type, report) {
-      reports.bind([runId, measure, null, type, JSON.stringify(report)]);
-      await reports.run();
+      appendRow(reports, [runId, measure, null, type, JSON.stringify(report)]);
     },
     async publish(s) {
+      closeAppenders();
       await c.run(`INSERT INTO batch_run VALUES ($1, $2::TIMESTAMPTZ, $3::TIMESTAMPTZ, $4::TIMESTAMPTZ, $5, $6, $7, $8, $9, $10, 'published')`, [
         s.runId, s.startedAt, s.finishedAt, s.evaluatedAt, s.knowledgeVersion, s.dataSnapshot, s.patients, s.alerts, s.careGaps, s.errors,
       ]);
@@ -101,9 +135,42 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
     },
     async abandon() {
       if (!open) return;
+      try {
+        closeAppenders();
+      } catch {
+        // The rollback below discards whatever the appenders held.
+      }
       await c.run('ROLLBACK');
       close();
     },
+  };
+}
+
+/** DuckDB's memory while a batch run reads and writes: past it, its sorts and uncommitted rows go to disk. */
+export const BATCH_MEMORY_LIMIT = '1GiB';
+
+const MEMORY_UNITS: Readonly<Record<string, number>> = { bytes: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
+
+/** memoryBytes reads a DuckDB memory setting such as `18.8 GiB` (NaN when it cannot). */
+function memoryBytes(setting: string): number {
+  const match = /^([\d.]+)\s*([A-Za-z]+)$/.exec(setting.trim());
+  return match ? Number(match[1]) * (MEMORY_UNITS[match[2]?.toLowerCase() ?? ''] ?? Number.NaN) : Number.NaN;
+}
+
+/**
+ * capBatchMemory lowers DuckDB's memory_limit to {@link BATCH_MEMORY_LIMIT} for a batch run when
+ * it is higher (DuckDB's default is 80% of RAM, so a run's uncommitted rows and sorts would grow
+ * the process instead of spilling), and returns the undo: back to what the warehouse was opened
+ * with. Ingest caps memory the same way (warehouse/ingest.ts).
+ */
+export async function capBatchMemory(warehouse: Warehouse): Promise<() => Promise<void>> {
+  const c = warehouse.connection;
+  const current = String((await c.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRowsJS()[0]?.[0] ?? '');
+  if (!(memoryBytes(current) > memoryBytes(BATCH_MEMORY_LIMIT))) return async () => undefined;
+  await c.run(`SET memory_limit = '${BATCH_MEMORY_LIMIT}'`);
+  const restore = warehouse.memoryLimit === undefined ? 'RESET memory_limit' : `SET memory_limit = '${warehouse.memoryLimit.replaceAll("'", "''")}'`;
+  return async () => {
+    await c.run(restore).catch(() => undefined);
   };
 }
 

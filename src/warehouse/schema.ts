@@ -57,7 +57,9 @@ export const COLUMNS = [
   ['last_updated', 'TIMESTAMP'],
   ['version_id', 'VARCHAR'],
   // VARCHAR holding JSON text: DuckDB's JSON functions read it as is; a JSON column would re-parse it on insert.
-  ['resource', 'VARCHAR NOT NULL'],
+  // FSST is what DuckDB picks for it anyway; naming it skips trying the others on every row group,
+  // about a third of the cost of writing the column (tables created before keep choosing each time).
+  ['resource', 'VARCHAR NOT NULL USING COMPRESSION fsst'],
   ['source', 'VARCHAR'],
   ['ingest_run', 'BIGINT'],
 ] as const;

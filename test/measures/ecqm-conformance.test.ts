@@ -8,6 +8,7 @@ import { evaluateMeasurePatient, measurementPeriod } from '../../src/measures/ev
 import { populationCodeOf, type ReportGroup } from '../../src/measures/measure-report.ts';
 import { prepareMeasure, type MeasureLibrary } from '../../src/measures/prepare.ts';
 import { HAS_SHARED, SHARED_FIXTURES, SHARED_MISSING } from '../support/knowledge.ts';
+import { CONTENT_DEFECTS } from './content-defects.ts';
 
 /**
  * The 301 test cases of the five published QI-Core 2024 eCQMs: every population count (and
@@ -18,32 +19,6 @@ import { HAS_SHARED, SHARED_FIXTURES, SHARED_MISSING } from '../support/knowledg
  */
 
 const ECQM = path.join(SHARED_FIXTURES, 'population/ecqm-content-qicore-2024');
-
-/**
- * Test cases whose expected counts contradict their own data: content defects, documented with
- * evidence in docs/measures.md. One list; the test fails if one of them starts passing or no
- * longer exists.
- */
-const CONTENT_DEFECTS: readonly { readonly measure: string; readonly test: string; readonly name: string; readonly reason: string }[] = [
-  {
-    measure: 'CMS122',
-    test: '6630d394-c81d-42f5-a218-40b73a2a4949',
-    name: 'NUMPass GMIGreaterThan9',
-    reason: 'expects numerator 1 for "GMI greater than 9%", but the Observation has valueCodeableConcept SNOMED 374166001 "Yes", not a Quantity: the CQL "value as Quantity > 9 \'%\'" is null and "value is null" is false',
-  },
-  {
-    measure: 'CMS122',
-    test: '8956ebb5-d3c0-4112-a34a-200961713efd',
-    name: 'NUMPass HbA1cGreaterThan9',
-    reason: 'expects numerator 1 for "HbA1c level is 9.1%", but the Observation has valueCodeableConcept SNOMED 373066001 "Yes", not 9.1 \'%\'',
-  },
-  {
-    measure: 'CMS165',
-    test: '6885264d-efbf-4e48-99a2-2e8ce29d61ba',
-    name: 'NUMERFail SBP139DBP89TakenDuringEMER',
-    reason: 'expects numerator 0 because the BP was taken during an emergency visit, but Observation.encounter references Encounter/Encounter-7-1, which is not in the bundle (the EMER encounter has id 1197015d-…), so getEncounter() is null and the 139/89 reading qualifies',
-  },
-];
 
 interface Case {
   readonly measure: string;

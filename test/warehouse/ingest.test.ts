@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -177,6 +178,74 @@ describe('bad and changing input', () => {
       { id: 'r1', patient_id: 'p9', at: '2025-03-01 10:00:00.000' },
       { id: 'r2', patient_id: 'p9', at: '2025-03-01 09:00:00.250' },
     ]);
+  });
+
+  it('stores a repeated line or resource once, and replaces a same-version copy only when its JSON differs', async () => {
+    const dir = await tempDir();
+    const patient = (gender: string) => JSON.stringify({ resourceType: 'Patient', id: 'r1', meta: { versionId: '1', lastUpdated: '2024-01-01T00:00:00Z' }, gender });
+    const other = JSON.stringify({ resourceType: 'Patient', id: 'r2' });
+    // The same text twice, and the same resource with other JSON: the file needs its line order.
+    await writeFile(join(dir, 'a.ndjson'), [patient('male'), other, other, patient('female')].join('\n'));
+    const warehouse = await tempWarehouse();
+    expect(await ingestPaths(warehouse, [dir], { now: NOW })).toMatchObject({ read: 4, loaded: 2, unchanged: 2 });
+    expect(await rows(warehouse, `SELECT id, gender FROM patient ORDER BY id`)).toEqual([{ id: 'r1', gender: 'female' }, { id: 'r2', gender: null }]);
+    await writeFile(join(dir, 'a.ndjson'), `${patient('female')}\n`);
+    expect(await ingestPaths(warehouse, [dir], { now: NOW })).toMatchObject({ loaded: 0, replaced: 0, unchanged: 1 });
+    await writeFile(join(dir, 'a.ndjson'), `${patient('other')}\n`);
+    expect(await ingestPaths(warehouse, [dir], { now: NOW })).toMatchObject({ loaded: 0, replaced: 1, unchanged: 0 });
+    expect(await rows(warehouse, `SELECT gender FROM patient WHERE id = 'r1'`)).toEqual([{ gender: 'other' }]);
+  });
+
+  it('reads whole gzip files in DuckDB, twice, and restores the memory limit it lowered', async () => {
+    const dir = await tempDir();
+    const lines = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ resourceType: 'Observation', id: `g${i}`, status: 'final', subject: { reference: `Patient/p${i % 7}` } }));
+    await writeFile(join(dir, 'Observation.ndjson.gz'), gzipSync(lines.join('\n')));
+    const warehouse = await tempWarehouse();
+    const limit = async () => (await rows(warehouse, `SELECT current_setting('memory_limit') AS m`))[0]!.m;
+    const before = await limit();
+    const counts = await ingestPaths(warehouse, [dir], { now: NOW });
+    expect(counts).toMatchObject({ read: 3000, loaded: 3000, quarantined: 0 });
+    expect((await rows(warehouse, `SELECT count(DISTINCT patient_id)::INT AS n FROM observation`))[0]!.n).toBe(7);
+    expect(await limit()).toBe(before);
+  });
+
+  it('fails and changes nothing when a file changes between reading keys and storing', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'Patient.ndjson');
+    const patients = (prefix: string) => Array.from({ length: 50 }, (_, i) => JSON.stringify({ resourceType: 'Patient', id: `${prefix}${i}` })).join('\n');
+    await writeFile(file, patients('a'));
+    const warehouse = await tempWarehouse();
+    const before = await snapshot(warehouse);
+    let swapped = false;
+    const swap = (done: number, total: number) => {
+      // Halfway is the end of reading keys; storing reads the file again.
+      if (done * 2 >= total && !swapped) {
+        swapped = true;
+        writeFileSync(file, patients('b'));
+      }
+    };
+    await expect(ingestPaths(warehouse, [dir], { now: NOW, onProgress: swap })).rejects.toMatchObject({ code: 'WAREHOUSE_FAILED', message: expect.stringContaining('changed while it was being ingested') });
+    expect(swapped).toBe(true);
+    expect(await snapshot(warehouse)).toEqual(before);
+    expect((await rows(warehouse, 'SELECT count(*)::INT AS n FROM ingest_run'))[0]!.n).toBe(0);
+  });
+
+  it('takes patient_id from every form of Patient reference, and only from those', async () => {
+    const dir = await tempDir();
+    const cases: [string, string | null][] = [
+      ['Patient/p1', 'p1'],
+      ['https://example.org/fhir/Patient/p2/_history/3', 'p2'],
+      ['Patient/Patient/p3', 'p3'],
+      ['Patient/bad id', null],
+      ['Group/g1', null],
+      ['xPatient/p4', null],
+    ];
+    const lines = cases.map(([reference], i) => JSON.stringify({ resourceType: 'Observation', id: `ref${i}`, status: 'final', subject: { reference } }));
+    await writeFile(join(dir, 'Observation.ndjson'), lines.join('\n'));
+    const warehouse = await tempWarehouse();
+    await ingestPaths(warehouse, [dir], { now: NOW });
+    const stored = await rows(warehouse, `SELECT id, patient_id FROM observation ORDER BY id`);
+    expect(stored).toEqual(cases.map(([, patientId], i) => ({ id: `ref${i}`, patient_id: patientId })));
   });
 
   it('rejects missing paths with every one listed', async () => {
