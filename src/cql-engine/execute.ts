@@ -151,11 +151,11 @@ function toCqlDateTime(value: string | Date): DateTime {
  * library would have computed.
  */
 class SessionContext extends PatientContext {
-  readonly #shared: Map<string, SessionContext>;
+  readonly #state: PatientSessionState;
 
   constructor(library: Library, session: PatientSessionState) {
     super(library, session.patient, session.codeService, session.parameters, session.executionDateTime);
-    this.#shared = session.contexts;
+    this.#state = session;
   }
 
   override getLibraryContext(alias: string): unknown {
@@ -165,10 +165,18 @@ class SessionContext extends PatientContext {
       const library = this.get(alias) as Library | null | undefined;
       if (library == null) return super.getLibraryContext(alias);
       const key = libraryKey(library);
-      context = this.#shared.get(key);
+      const shared = this.#state.contexts;
+      context = shared.get(key);
       if (context === undefined) {
-        context = new SessionContext(library, { patient: this.patient as FhirPatient, codeService: this.codeService, parameters: this.parameters, executionDateTime: this.executionDateTime as DateTime, contexts: this.#shared });
-        this.#shared.set(key, context);
+        // A library that reads no parameter and not the clock gives every session of the patient the same results.
+        const across = this.#state.acrossSessions;
+        const acrossKey = across !== undefined && sessionInvariant(library) ? `${key}|${this.#state.executionDateTime.timezoneOffset ?? ''}` : undefined;
+        context = acrossKey === undefined ? undefined : across?.get(this.#state.codeService, acrossKey);
+        if (context === undefined) {
+          context = new SessionContext(library, { ...this.#state, parameters: this.parameters, executionDateTime: this.executionDateTime as DateTime });
+          if (acrossKey !== undefined) across?.set(this.#state.codeService, acrossKey, context);
+        }
+        shared.set(key, context);
       }
       contexts[alias] = context;
     }
@@ -183,6 +191,62 @@ interface PatientSessionState {
   readonly executionDateTime: DateTime;
   /** Library name|version -> its context, for every library run or included so far. */
   readonly contexts: Map<string, SessionContext>;
+  /** Contexts of session-invariant libraries, shared with the patient's other sessions (see {@link PatientLibraryContexts}). */
+  readonly acrossSessions: PatientLibraryContexts | undefined;
+}
+
+/** ELM node types whose value depends on the session's instant. */
+const CLOCK_NODES: ReadonlySet<string> = new Set(['Now', 'Today', 'TimeOfDay']);
+const invariance = new WeakMap<Library, boolean>();
+
+function readsClock(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(readsClock);
+  if (typeof node !== 'object' || node === null) return false;
+  const record = node as Record<string, unknown>;
+  if (typeof record.type === 'string' && CLOCK_NODES.has(record.type)) return true;
+  for (const key in record) if (key !== 'annotation' && readsClock(record[key])) return true;
+  return false;
+}
+
+/**
+ * sessionInvariant: the library and everything it includes declare no parameter and never read
+ * the clock (Now, Today, TimeOfDay), so for one patient, terminology and time zone its defines
+ * have the same values in every session (SupplementalDataElements, QICoreCommon, FHIRHelpers).
+ */
+function sessionInvariant(library: Library): boolean {
+  let known = invariance.get(library);
+  if (known === undefined) {
+    invariance.set(library, false); // include cycles: assume not while deciding
+    const source = library.source as { library?: { statements?: unknown } };
+    known =
+      Object.keys(library.parameters as object).length === 0 &&
+      !readsClock(source.library?.statements) &&
+      Object.values(library.includes as Record<string, Library | undefined>).every((included) => included !== undefined && sessionInvariant(included));
+    invariance.set(library, known);
+  }
+  return known;
+}
+
+/**
+ * PatientLibraryContexts lets several sessions of one patient (e.g. measures with different
+ * measurement periods) share the contexts of session-invariant libraries, so their defines run
+ * once for the patient rather than once per session. One per patient, never across patients;
+ * pass it to each {@link PatientSession} of that patient.
+ */
+export class PatientLibraryContexts {
+  readonly #byTerminology = new Map<TerminologyProvider | undefined, Map<string, SessionContext>>();
+
+  /** @internal */
+  get(codeService: TerminologyProvider | undefined, key: string): SessionContext | undefined {
+    return this.#byTerminology.get(codeService)?.get(key);
+  }
+
+  /** @internal */
+  set(codeService: TerminologyProvider | undefined, key: string, context: SessionContext): void {
+    let contexts = this.#byTerminology.get(codeService);
+    if (contexts === undefined) this.#byTerminology.set(codeService, (contexts = new Map()));
+    contexts.set(key, context);
+  }
 }
 
 function libraryKey(library: Library): string {
@@ -198,13 +262,15 @@ function libraryKey(library: Library): string {
 export class PatientSession {
   readonly #state: PatientSessionState;
 
-  constructor(patient: FhirPatient, options: ExecuteOptions) {
+  /** `acrossSessions`: share session-invariant libraries with the patient's other sessions (see {@link PatientLibraryContexts}). */
+  constructor(patient: FhirPatient, options: ExecuteOptions, acrossSessions?: PatientLibraryContexts) {
     this.#state = {
       patient,
       codeService: options.codeService,
       parameters: options.parameters === undefined ? undefined : { ...options.parameters },
       executionDateTime: toCqlDateTime(options.executionDateTime),
       contexts: new Map(),
+      acrossSessions,
     };
   }
 

@@ -1,5 +1,5 @@
 import type { TerminologyProvider } from 'cql-execution';
-import { PatientSession, type DefineResults } from '../cql-engine/execute.ts';
+import { PatientLibraryContexts, PatientSession, type DefineResults } from '../cql-engine/execute.ts';
 import type { FhirModel } from '../cql-engine/fhir-model.ts';
 import { FhirPatient, indexPatient, type PatientData, type PatientSourceOptions } from '../cql-engine/patient-source.ts';
 import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
@@ -190,11 +190,14 @@ function supplementalObservation(sde: SupplementalDataDefinition, value: unknown
  * MeasurePatient is one patient's data ready for several measures: indexed once, and measures
  * evaluated with the same terminology, measurement period and instant share one CQL session, so
  * the libraries they all include (SupplementalDataElements, Hospice, PalliativeCare, ...) run once
- * for the patient instead of once per measure. Make one per patient, never across patients.
+ * for the patient instead of once per measure; libraries that read neither the period nor the
+ * clock (SupplementalDataElements) are shared by the sessions of different periods too. Make one
+ * per patient, never across patients.
  */
 export class MeasurePatient {
   readonly patient: FhirPatient;
   readonly #sessions = new Map<TerminologyProvider, Map<string, PatientSession>>();
+  readonly #acrossSessions = new PatientLibraryContexts();
 
   constructor(patient: FhirPatient) {
     this.patient = patient;
@@ -207,7 +210,7 @@ export class MeasurePatient {
     const key = `${period.start}|${period.end}|${executionDateTime}`;
     let session = byPeriod.get(key);
     if (session === undefined) {
-      session = new PatientSession(this.patient, { executionDateTime, parameters: { [MEASUREMENT_PERIOD_PARAMETER]: period.interval }, codeService: valueSets });
+      session = new PatientSession(this.patient, { executionDateTime, parameters: { [MEASUREMENT_PERIOD_PARAMETER]: period.interval }, codeService: valueSets }, this.#acrossSessions);
       byPeriod.set(key, session);
     }
     return session;

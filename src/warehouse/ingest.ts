@@ -505,14 +505,18 @@ async function decide(c: DuckDBConnection, winners: string, tables: readonly str
 }
 
 /**
- * INGEST_SETTINGS are DuckDB settings while ingesting, set back afterwards (they are global).
- * Not preserving insertion order lets DuckDB read, extract and insert one file on all threads (with
- * it, an INSERT from one file runs on one thread); statements that number lines turn it back on for
- * themselves (see {@link inOrder}). And DuckDB estimates a file read by read_csv at 42 rows, so it
- * would build the hash table of a semi-join on the file (every text held in memory) rather than on
- * the hashes to store: its build-side optimizer is off.
+ * INGEST_SETTINGS are DuckDB settings while ingesting. Not preserving insertion order lets DuckDB
+ * read, extract and insert one file on all threads (with it, an INSERT from one file runs on one
+ * thread); the statements that number lines turn it back on for themselves (see {@link inOrder}).
  */
-const INGEST_SETTINGS: Readonly<Record<string, string>> = { preserve_insertion_order: 'false', disabled_optimizers: 'build_side_probe_side' };
+const INGEST_SETTINGS: Readonly<Record<string, string>> = { preserve_insertion_order: 'false' };
+
+/**
+ * STORE_SETTINGS are added while reading files again to store: DuckDB estimates a file read by
+ * read_csv at 42 rows, so it would build the hash table of the semi-join on the file (every text held
+ * in memory) rather than on the hashes to store. Its build-side optimizer stays on for deciding.
+ */
+const STORE_SETTINGS: Readonly<Record<string, string>> = { disabled_optimizers: 'build_side_probe_side' };
 
 /** inOrder runs `sql`, which numbers lines with row_number() OVER (), with insertion order preserved. */
 async function inOrder(c: DuckDBConnection, sql: string, values?: (string | number)[]): Promise<number> {
@@ -542,38 +546,56 @@ function insertColumns(table: string): string {
 
 /**
  * store deletes the stored copies being replaced and inserts the rows to store: texts JavaScript
- * read from staging_raw, the rest by reading each file again. An unordered file's lines are found by
- * their hash, which stageNdjson checked is unique in the file; an ordered file's by line and hash.
- * Either way the count must match what was decided, else the file changed under us.
+ * read from staging_raw, the rest by reading each file again (storeFiles).
  */
 async function store(c: DuckDBConnection, files: readonly InputFile[], tables: readonly string[], staged: Staged, runId: number, progress: Progress): Promise<void> {
   // Statements with nothing to do are skipped: planning the extraction alone takes a noticeable time.
-  const todo = (await c.runAndReadAll(`SELECT tbl, bool_or(action = 'replace'), bool_or(raw AND ${STORE}) FROM decided GROUP BY tbl`)).getRowsJS();
-  for (const [table, replaces, raw] of todo.filter(([t]) => tables.includes(String(t)))) {
-    if (replaces === true) {
-      await c.run(`DELETE FROM ${String(table)} USING decided d WHERE d.tbl = $1 AND d.action = 'replace'
-        AND ${String(table)}.resource_type = d.resource_type AND ${String(table)}.id = d.id`, [String(table)]);
+  const todo = (await c.runAndReadAll(`SELECT tbl, bool_or(action = 'replace'), bool_or(raw AND ${STORE}) FROM decided GROUP BY tbl`)).getRowsJS()
+    .map(([table, replaces, raw]) => ({ table: String(table), replaces: replaces === true, raw: raw === true }))
+    .filter(({ table }) => tables.includes(table));
+  for (const { table, replaces, raw } of todo) {
+    if (replaces) {
+      await c.run(`DELETE FROM ${table} USING decided d WHERE d.tbl = $1 AND d.action = 'replace'
+        AND ${table}.resource_type = d.resource_type AND ${table}.id = d.id`, [table]);
     }
-    if (raw === true) {
-      await c.run(`INSERT INTO ${String(table)} (${columnNames(String(table)).join(', ')}) SELECT ${insertColumns(String(table))} FROM (${resourceSelect(`(
+    if (raw) {
+      await c.run(`INSERT INTO ${table} (${columnNames(table).join(', ')}) SELECT ${insertColumns(table)} FROM (${resourceSelect(`(
           SELECT f.source, r.text FROM staging_raw r JOIN staging_file f USING (file_no)
-          WHERE r.seq IN (SELECT seq FROM decided WHERE raw AND tbl = $2 AND ${STORE}))`, columnNames(String(table)))})`, [runId, String(table)]);
+          WHERE r.seq IN (SELECT seq FROM decided WHERE raw AND tbl = $2 AND ${STORE}))`, columnNames(table))})`, [runId, table]);
     }
   }
-  const wanted = (await c.runAndReadAll(`SELECT file_no, tbl, count(*)::BIGINT FROM decided WHERE NOT raw AND ${STORE} GROUP BY ALL ORDER BY ALL`)).getRowsJS();
+  const wanted = (await c.runAndReadAll(`SELECT file_no, tbl, count(*)::BIGINT FROM decided WHERE NOT raw AND ${STORE} GROUP BY ALL`)).getRowsJS()
+    .map(([fileNo, table, count]) => ({ fileNo: Number(fileNo), table: String(table), count: Number(count) }));
+  const restore = await override(c, STORE_SETTINGS);
+  try {
+    await storeFiles(c, files, wanted, staged, runId, progress);
+  } finally {
+    await restore();
+  }
+}
+
+/**
+ * storeFiles reads each file again and inserts the lines `wanted` into each table. An unordered
+ * file's lines are found by their hash, which stageNdjson checked is unique in the file; an ordered
+ * file's by line number and hash. Either way the count must match what was decided, else the file
+ * changed under us; only lines with the decided texts are ever stored.
+ */
+async function storeFiles(c: DuckDBConnection, files: readonly InputFile[], wanted: readonly { fileNo: number; table: string; count: number }[],
+  staged: Staged, runId: number, progress: Progress): Promise<void> {
   let offset = 0;
   for (const [fileNo, file] of files.entries()) {
-    for (const [, table, expected] of wanted.filter(([no]) => Number(no) === fileNo)) {
-      const pick = `(SELECT line, h FROM decided WHERE NOT raw AND file_no = ${fileNo} AND tbl = '${String(table)}' AND ${STORE})`;
-      const lines = staged.ordered[fileNo]
+    for (const { table, count } of wanted.filter((w) => w.fileNo === fileNo)) {
+      const pick = `(SELECT line, h FROM decided WHERE NOT raw AND file_no = ${fileNo} AND tbl = '${table}' AND ${STORE})`;
+      const ordered = staged.ordered[fileNo] === true;
+      const lines = ordered
         ? `(SELECT l.text FROM ${csvLines(file.path, true)} l SEMI JOIN ${pick} p ON l.line = p.line AND hash(l.text) = p.h)`
         : `(SELECT text FROM ${csvLines(file.path, false)} WHERE text IS NOT NULL AND hash(text) IN (SELECT h FROM ${pick}))`;
       const source = `'${file.path.replaceAll("'", "''")}' AS source`;
-      const insert = `INSERT INTO ${String(table)} (${columnNames(String(table)).join(', ')})
-        SELECT ${insertColumns(String(table))} FROM (${resourceSelect(`(SELECT ${source}, text FROM ${lines})`, columnNames(String(table)))})`;
-      const inserted = staged.ordered[fileNo] ? await inOrder(c, insert, [runId]) : (await c.run(insert, [runId])).rowsChanged;
-      if (inserted !== Number(expected)) {
-        throw new CairnError('WAREHOUSE_FAILED', `${file.path} changed while it was being ingested (${inserted} of ${Number(expected)} resources found again); nothing was changed, ingest it again.`, { context: { path: file.path } });
+      const insert = `INSERT INTO ${table} (${columnNames(table).join(', ')})
+        SELECT ${insertColumns(table)} FROM (${resourceSelect(`(SELECT ${source}, text FROM ${lines})`, columnNames(table))})`;
+      const inserted = ordered ? await inOrder(c, insert, [runId]) : (await c.run(insert, [runId])).rowsChanged;
+      if (inserted !== count) {
+        throw new CairnError('WAREHOUSE_FAILED', `${file.path} changed while it was being ingested (${inserted} of ${count} resources found again); nothing was changed, ingest it again.`, { context: { path: file.path } });
       }
     }
     offset += file.bytes;
