@@ -3,7 +3,11 @@
  * ../shared/fixtures/cql-tests) through our pipeline: @cqframework/cql compiles each expression
  * and its expected output, cql-execution evaluates both, and the harness compares the values.
  *
- *   npm run conformance:cql -- [--filter NAME] [--verbose] [--json] [--now ISO] [--tests DIR] [--skip-list FILE]
+ *   npm run conformance:cql -- [--filter NAME] [--verbose] [--json] [--now ISO] [--tests DIR] [--skip-list FILE] [--engine cairn|cql-execution]
+ *
+ * `--engine cairn` (the default) runs each library the way Cairn does: with its cql-execution
+ * patches installed, function calls bound and supported subtrees run synchronously
+ * (src/cql-engine); `--engine cql-execution` runs the unchanged reference engine.
  *
  * Exits 0 only when every test not on the skip list passes, every skip-list entry names an
  * existing test, and no skipped test passes (a stale skip must be removed).
@@ -12,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { Library } from 'cql-execution';
 import { createBatchCompiler, type CompiledTest } from './cql-conformance/batch.ts';
 import { createLibraryCompiler } from './cql-conformance/compile.ts';
 import { parseExecutionInstant } from './cql-conformance/evaluate.ts';
@@ -46,9 +51,10 @@ interface Options {
   readonly now: string;
   readonly testsDir: string;
   readonly skipList: string;
+  readonly engine: 'cairn' | 'cql-execution';
 }
 
-const USAGE = 'usage: npm run conformance:cql -- [--filter NAME] [--verbose] [--json] [--now ISO] [--tests DIR] [--skip-list FILE]';
+const USAGE = 'usage: npm run conformance:cql -- [--filter NAME] [--verbose] [--json] [--now ISO] [--tests DIR] [--skip-list FILE] [--engine cairn|cql-execution]';
 
 /** UsageError is a bad command line: reported with the usage line, without a stack. */
 class UsageError extends Error {}
@@ -67,6 +73,7 @@ function readOptions(argv: readonly string[]): Options | null {
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
+  if (values.engine !== 'cairn' && values.engine !== 'cql-execution') throw new UsageError(`--engine must be cairn or cql-execution, got '${values.engine}'`);
   return Object.freeze({
     filter: values.filter ?? null,
     verbose: values.verbose,
@@ -74,6 +81,7 @@ function readOptions(argv: readonly string[]): Options | null {
     now: values.now,
     testsDir: path.resolve(values.tests),
     skipList: path.resolve(values['skip-list']),
+    engine: values.engine,
   });
 }
 
@@ -87,6 +95,7 @@ function parseCommandLine(argv: readonly string[]) {
       now: { type: 'string', default: DEFAULT_NOW },
       tests: { type: 'string', default: DEFAULT_TESTS_DIR },
       'skip-list': { type: 'string', default: DEFAULT_SKIP_LIST },
+      engine: { type: 'string', default: 'cairn' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -108,6 +117,20 @@ interface Run {
   readonly skipListProblems: readonly string[];
 }
 
+/**
+ * cairnPreparation loads Cairn's engine (importing it installs its cql-execution patches) and
+ * returns what prepareLibrary does to a built library: bind function calls, compile synchronous subtrees.
+ */
+async function cairnPreparation(): Promise<(library: Library) => void> {
+  await import('../src/cql-engine/execute.ts');
+  const { bindOverloads } = await import('../src/cql-engine/overloads.ts');
+  const { compileSync } = await import('../src/cql-engine/sync-execute.ts');
+  return (library) => {
+    bindOverloads(library);
+    compileSync(library);
+  };
+}
+
 /** runSuites compiles and judges every matching test, suite by suite, in batches. */
 async function runSuites(options: Options): Promise<Run> {
   const at = parseExecutionInstant(options.now);
@@ -115,12 +138,13 @@ async function runSuites(options: Options): Promise<Run> {
   const allIds = new Set(suites.flatMap((s) => s.groups.flatMap((g) => g.tests.map((t) => t.id))));
   const skipList = parseSkipList(readFileSync(options.skipList, 'utf8'));
   const compileBatch = createBatchCompiler(createLibraryCompiler());
+  const prepare = options.engine === 'cairn' ? await cairnPreparation() : undefined;
   const outcomes: Outcome[] = [];
   for (const suite of suites) {
     const tests = suite.groups.flatMap((g) => g.tests).filter((t) => matches(t, options.filter));
     const compiled: CompiledTest[] = [];
     for (let i = 0; i < tests.length; i += BATCH_SIZE) compiled.push(...compileBatch(tests.slice(i, i + BATCH_SIZE)));
-    const results = await judgeTests(compiled, at);
+    const results = await judgeTests(compiled, at, prepare);
     outcomes.push(...results.map((result) => ({ result, skipReason: skipList.reasons.get(result.test.id) ?? null })));
   }
   const fileOfSuite = new Map(suites.map((s) => [s.name, s.file]));

@@ -76,10 +76,12 @@ function defineElm(elm: unknown, define: string): unknown {
 
 /**
  * loadLibrary builds a cql-execution Library from ELM JSON and returns an evaluator whose
- * Now()/Today() are `at`. Throws when cql-execution cannot load the ELM at all.
+ * Now()/Today() are `at`; `prepare` changes the built library first (Cairn's engine binds and
+ * compiles it). Throws when cql-execution cannot load the ELM at all.
  */
-export function loadLibrary(elm: unknown, at: ExecutionInstant): LibraryEvaluator {
+export function loadLibrary(elm: unknown, at: ExecutionInstant, prepare: (library: Library) => void = () => undefined): LibraryEvaluator {
   const library = new Library(elm);
+  prepare(library);
   const implemented = implementedElmTypes();
   const now = new DateTime(at.year, at.month, at.day, at.hour, at.minute, at.second, at.millisecond, 0);
   return async (define) => {

@@ -5,6 +5,7 @@
 import type { CompiledTest } from './batch.ts';
 import { compareResults, formatValue } from './compare.ts';
 import type { CompileProblem } from './compile.ts';
+import type { Library } from 'cql-execution';
 import { loadLibrary, type Evaluation, type ExecutionInstant, type LibraryEvaluator } from './evaluate.ts';
 import type { ConformanceTest } from './suite.ts';
 
@@ -87,13 +88,13 @@ function unloadable(message: string): LibraryEvaluator {
 }
 
 /** judgeTests evaluates compiled tests and returns one result per test, in input order. */
-export async function judgeTests(compiled: readonly CompiledTest[], at: ExecutionInstant): Promise<TestResult[]> {
+export async function judgeTests(compiled: readonly CompiledTest[], at: ExecutionInstant, prepare?: (library: Library) => void): Promise<TestResult[]> {
   const evaluators = new Map<number, LibraryEvaluator>();
   const evaluatorFor = (c: CompiledTest): LibraryEvaluator => {
     let evaluator = evaluators.get(c.batchId);
     if (!evaluator) {
       try {
-        evaluator = c.elm === null ? unloadable('the compiler produced no ELM') : loadLibrary(c.elm, at);
+        evaluator = c.elm === null ? unloadable('the compiler produced no ELM') : loadLibrary(c.elm, at, prepare);
       } catch (error) {
         evaluator = unloadable(`cql-execution could not load the ELM: ${error instanceof Error ? error.message : String(error)}`);
       }

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { Code, Concept } from 'cql-execution';
 import { recordElementNames } from './fhir-model.ts';
 
 /**
@@ -80,7 +81,14 @@ function keyOf(value: unknown): string {
       .map((name) => `${JSON.stringify(name)}:${keyOf(value[name])}`)
       .join(',')}}`;
   }
-  // A CQL value (Code, Concept, DateTime, Interval, Quantity...): equal normalized keys hash alike.
+  // Codes and Concepts, often returned by queries: what their normalized keys are built from
+  // (a Code's code and system; a Concept's own fields, its codes among them), without building them.
+  if (value.constructor === Code) {
+    const code = value as Code;
+    return `C${JSON.stringify(code.code ?? null)}|${JSON.stringify(code.system ?? null)}`;
+  }
+  if (value.constructor === Concept) return `K${keyOf((value as Concept).codes)}`;
+  // Any other CQL value (DateTime, Interval, Quantity...): equal normalized keys hash alike.
   const normalized = toNormalizedKey(value) as { hashCode?: () => number } | string | number | boolean | null;
   if (typeof normalized === 'object' && normalized !== null && typeof normalized.hashCode === 'function') return `h${normalized.hashCode()}`;
   return `h${keyOf(normalized)}`;

@@ -7,6 +7,7 @@ import { installFastDates } from './fast-dates.ts';
 import { installLeanExecute } from './lean-execute.ts';
 import { installShortCircuitLogic } from './short-circuit.ts';
 import { bindOverloads, type OverloadBinding } from './overloads.ts';
+import { compileSync, type SyncCompilation } from './sync-execute.ts';
 import { FhirPatient, indexPatient, type PatientData, type PatientSourceOptions } from './patient-source.ts';
 
 /** The part of an ELM JSON library we read before handing it to cql-execution. */
@@ -28,6 +29,8 @@ export interface PreparedLibrary {
   readonly model: FhirModel;
   /** Function references bound to their overload at prepare time, and how many remember results (see overloads.ts). */
   readonly overloads: OverloadBinding;
+  /** Subtrees that run synchronously (see sync-execute.ts); undefined when prepared with `synchronous: false`. */
+  readonly synchronous: SyncCompilation | undefined;
 }
 
 /** Define name -> value for one patient, as cql-execution produced it (records, CQL datatypes, ...). */
@@ -104,13 +107,19 @@ export class LibraryRepository extends Repository {
   }
 }
 
+export interface PrepareLibraryOptions {
+  readonly repository?: LibraryRepository;
+  /** Run supported ELM subtrees synchronously (default; see sync-execute.ts); false keeps cql-execution's evaluation, for comparison. */
+  readonly synchronous?: boolean;
+}
+
 /**
  * prepareLibrary builds cql-execution's Library (and its includes) once; call it once per knowledge
  * version, never per request or patient. Fails with CQL_INCLUDE listing every include that does
  * not resolve. Function references are bound to the overload the translator chose here, once,
  * instead of cql-execution testing every overload's types on every call.
  */
-export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[], model: FhirModel, options: { readonly repository?: LibraryRepository } = {}): PreparedLibrary {
+export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[], model: FhirModel, options: PrepareLibraryOptions = {}): PreparedLibrary {
   const main = parseElm(elmMain, 'The main library');
   const includes = elmIncludes.map((elm, i) => parseElm(elm, `Included library #${i + 1}`));
   const problems = unresolvedIncludes(main, includes);
@@ -120,7 +129,9 @@ export function prepareLibrary(elmMain: unknown, elmIncludes: readonly unknown[]
   const repository = options.repository ?? new LibraryRepository(includes);
   const library = new Library(main, repository);
   const overloads = bindOverloads(library, { isImmutable: model.isRecord });
-  return Object.freeze({ name: main.library.identifier.id, version: main.library.identifier.version, library, model, overloads });
+  // After binding: bound function calls are part of the synchronous subtrees (see sync-execute.ts).
+  const synchronous = options.synchronous === false ? undefined : compileSync(library);
+  return Object.freeze({ name: main.library.identifier.id, version: main.library.identifier.version, library, model, overloads, synchronous });
 }
 
 // Every library this engine runs de-duplicates lists the fast way (same results; see distinct.ts).
@@ -281,10 +292,12 @@ export class PatientSession {
   /** execute evaluates every Patient-context define of `prepared`; errors as in {@link executeLibrary}. */
   async execute(prepared: PreparedLibrary): Promise<DefineResults> {
     const context = this.#contextFor(prepared);
+    const computed = context.context_values as Record<string, unknown>;
     const results: Record<string, unknown> = {};
     try {
       for (const [name, expression] of Object.entries(prepared.library.expressions as Record<string, ExpressionDefLike>)) {
-        if (expression.context === 'Patient') results[name] = await expression.execute(context);
+        // A define another one referenced is computed already (as in `evaluate`).
+        if (expression.context === 'Patient') results[name] = computed[name] !== undefined ? computed[name] : await expression.execute(context);
       }
     } catch (error) {
       throw this.#failed(prepared, error);

@@ -33,7 +33,7 @@ export interface OverloadBinding {
 }
 
 /** The part of cql-execution's FunctionDef the binding reads (`parameters` is the ELM `operand` list). */
-interface FunctionDefLike {
+export interface FunctionDefLike {
   readonly parameters: readonly ElmOperand[];
   readonly expression: { execute(ctx: Context): Promise<unknown> } | null | undefined;
 }
@@ -183,6 +183,33 @@ function shareable(value: unknown, isImmutable: (value: unknown) => boolean): bo
 }
 
 /**
+ * A FunctionRef bound to one overload: what its evaluation needs, shared by the asynchronous
+ * `exec` below and the synchronous twin in sync-execute.ts.
+ */
+export interface BoundCall {
+  readonly def: FunctionDefLike;
+  /** The overload list the runtime lookup must find for the binding to apply. */
+  readonly defs: readonly FunctionDefLike[];
+  readonly alias: string | undefined;
+  readonly included: Library | undefined;
+  /** Results remembered per immutable first argument (pure one-argument functions only). */
+  readonly results: WeakMap<object, unknown> | undefined;
+  /** The key to remember a result under for this first argument, if any. */
+  rememberFor(arg: unknown): object | undefined;
+  /** Stores `value` under `key` when it can be handed out again; returns what the call returns. */
+  remember(key: object | undefined, value: unknown): unknown;
+  /** A remembered value as a call returns it (Dates copied). */
+  handOut(value: unknown): unknown;
+}
+
+const boundCalls = new WeakMap<object, BoundCall>();
+
+/** boundCallOf returns the binding of a FunctionRef instance, if bindOverloads bound it. */
+export function boundCallOf(ref: object): BoundCall | undefined {
+  return boundCalls.get(ref);
+}
+
+/**
  * bind replaces one FunctionRef's `exec` with a direct call of its def, building the child context
  * exactly as FunctionRef.exec does. The runtime scope check (the same lookups the original makes)
  * falls back to the original should a name ever resolve elsewhere, e.g. a shadowing alias. With
@@ -195,20 +222,25 @@ function bind(binding: Binding, results: WeakMap<object, unknown> | undefined, i
   const original = FunctionRef.prototype.exec as Exec;
   const { name } = ref;
   const body = def.expression as NonNullable<FunctionDefLike['expression']>;
+  const call: BoundCall = {
+    def, defs, alias, included, results,
+    rememberFor: (arg) => (results !== undefined && typeof arg === 'object' && arg !== null && isImmutable(arg) ? arg : undefined),
+    remember(key, value) {
+      if (key === undefined || !(shareable(value, isImmutable) || value instanceof CqlDate || value instanceof DateTime)) return value;
+      results?.set(key, value);
+      return handOut(value);
+    },
+    handOut,
+  };
+  boundCalls.set(ref, call);
   const exec: Exec = async function (this: FunctionRef, ctx: Context): Promise<unknown> {
     if (alias === undefined ? ctx.getFunction(name) !== defs : ctx.get(alias) !== included) return original.call(this, ctx);
     const args = (await this.execArgs(ctx)) as unknown[];
-    const [arg] = args;
-    const key = results !== undefined && typeof arg === 'object' && arg !== null && isImmutable(arg) ? arg : undefined;
+    const key = call.rememberFor(args[0]);
     if (key !== undefined && results?.has(key) === true) return handOut(results.get(key));
     const child = alias === undefined ? ctx.childContext() : (ctx.getLibraryContext(alias) as Context).childContext();
     for (let i = 0; i < def.parameters.length; i++) child.set((def.parameters[i] as ElmOperand).name, args[i]);
-    const value = await body.execute(child);
-    if (key !== undefined && (shareable(value, isImmutable) || value instanceof CqlDate || value instanceof DateTime)) {
-      results?.set(key, value);
-      return handOut(value);
-    }
-    return value;
+    return call.remember(key, await body.execute(child));
   };
   Object.defineProperty(ref, 'exec', { value: exec, configurable: true, writable: true });
 }

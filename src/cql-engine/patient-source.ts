@@ -230,42 +230,65 @@ function codeKey(system: string | undefined, code: string | undefined): string {
 function buildCodeIndex(resources: readonly FhirResource[], codeProperty: string): CodeIndex {
   const byCode = new Map<string, number[]>();
   const always: number[] = [];
-  const isChoiceKey = (key: string): boolean => key.length > codeProperty.length && key.startsWith(codeProperty) && /[A-Z]/.test(key.charAt(codeProperty.length));
-  resources.forEach((resource, i) => {
-    const keys = new Set<string>();
-    let readable = true;
-    const addCoding = (coding: Record<string, unknown>): void => {
-      const { system, code } = coding;
-      if ('_system' in coding || '_code' in coding || (system !== undefined && typeof system !== 'string') || (code !== undefined && typeof code !== 'string')) readable = false;
-      else keys.add(codeKey(system, code));
-    };
-    const collect = (value: unknown): void => {
-      if (value == null) return;
-      if (Array.isArray(value)) {
-        value.forEach(collect);
-      } else if (typeof value === 'object') {
-        const element = value as Record<string, unknown>;
-        if ('coding' in element) {
-          if (Array.isArray(element.coding)) element.coding.forEach((c) => (typeof c === 'object' && c !== null && !Array.isArray(c) ? addCoding(c as Record<string, unknown>) : (readable = c == null && readable)));
-          else if (element.coding != null) readable = false;
-        }
-        if ('code' in element || 'system' in element || '_code' in element || '_system' in element) addCoding(element);
-      } else {
-        readable = false;
-      }
-    };
-    for (const [key, value] of Object.entries(resource)) {
-      if (key === codeProperty || isChoiceKey(key)) collect(value);
-      else if (key.startsWith('_') && (key.slice(1) === codeProperty || isChoiceKey(key.slice(1)))) readable = false;
+  // Module-level helpers and one accumulator: no closures made per resource in this hot loop.
+  const codings: CodingsRead = { keys: new Set(), readable: true };
+  for (let i = 0; i < resources.length; i++) {
+    codings.keys.clear();
+    codings.readable = true;
+    const resource = resources[i] as Record<string, unknown>;
+    for (const key in resource) {
+      if (key === codeProperty || isChoiceKey(key, codeProperty)) collectCodings(resource[key], codings);
+      else if (key.startsWith('_') && (key.slice(1) === codeProperty || isChoiceKey(key.slice(1), codeProperty))) codings.readable = false;
     }
-    if (!readable) always.push(i);
-    for (const k of keys) {
+    if (!codings.readable) always.push(i);
+    for (const k of codings.keys) {
       let list = byCode.get(k);
       if (list === undefined) byCode.set(k, (list = []));
       list.push(i);
     }
-  });
+  }
   return { byCode, always };
+}
+
+/** The codings read from one resource's code element, and whether all of it could be read. */
+interface CodingsRead {
+  readonly keys: Set<string>;
+  readable: boolean;
+}
+
+/** `medicationCodeableConcept` is a choice form of `medication`: the property, then a capital. */
+function isChoiceKey(key: string, codeProperty: string): boolean {
+  if (key.length <= codeProperty.length || !key.startsWith(codeProperty)) return false;
+  const next = key.charAt(codeProperty.length);
+  return next >= 'A' && next <= 'Z';
+}
+
+function addCoding(coding: Record<string, unknown>, into: CodingsRead): void {
+  const { system, code } = coding;
+  if ('_system' in coding || '_code' in coding || (system !== undefined && typeof system !== 'string') || (code !== undefined && typeof code !== 'string')) into.readable = false;
+  else into.keys.add(codeKey(system, code));
+}
+
+function collectCodings(value: unknown, into: CodingsRead): void {
+  if (value == null) return;
+  if (Array.isArray(value)) {
+    for (const item of value) collectCodings(item, into);
+  } else if (typeof value === 'object') {
+    const element = value as Record<string, unknown>;
+    if ('coding' in element) {
+      if (Array.isArray(element.coding)) {
+        for (const c of element.coding) {
+          if (typeof c === 'object' && c !== null && !Array.isArray(c)) addCoding(c as Record<string, unknown>, into);
+          else into.readable = c == null && into.readable;
+        }
+      } else if (element.coding != null) {
+        into.readable = false;
+      }
+    }
+    if ('code' in element || 'system' in element || '_code' in element || '_system' in element) addCoding(element, into);
+  } else {
+    into.readable = false;
+  }
 }
 
 /** indexPatient builds the patient object for one patient's data; throws INPUT_INVALID without a Patient. */

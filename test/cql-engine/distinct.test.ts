@@ -1,4 +1,4 @@
-import { Code, DateTime, Interval } from 'cql-execution';
+import { Code, Concept, DateTime, Interval } from 'cql-execution';
 import { FHIRWrapper } from 'cql-exec-fhir';
 import { equals as cqlEquals, equivalent as cqlEquivalent } from 'cql-execution/lib/util/comparison.js';
 import fc from 'fast-check';
@@ -17,7 +17,8 @@ type Spec =
   | { readonly kind: 'string'; readonly value: string }
   | { readonly kind: 'number'; readonly value: number }
   | { readonly kind: 'boolean'; readonly value: boolean }
-  | { readonly kind: 'code'; readonly code: string; readonly system: string }
+  | { readonly kind: 'code'; readonly code: string; readonly system: string; readonly display?: string }
+  | { readonly kind: 'concept'; readonly codes: readonly { readonly code: string; readonly system: string }[]; readonly display?: string }
   | { readonly kind: 'dateTime'; readonly value: string }
   | { readonly kind: 'interval'; readonly low: number; readonly high: number }
   | { readonly kind: 'resource'; readonly json: FhirResource }
@@ -62,7 +63,9 @@ const leaf: fc.Arbitrary<Spec> = fc.oneof(
   fc.constantFrom('a', 'b', '').map((value): Spec => ({ kind: 'string', value })),
   fc.constantFrom(0, -0, 1, 2.5).map((value): Spec => ({ kind: 'number', value })),
   fc.boolean().map((value): Spec => ({ kind: 'boolean', value })),
-  fc.record({ code: fc.constantFrom(...CODES), system: fc.constantFrom(...SYSTEMS) }).map((c): Spec => ({ kind: 'code', ...c })),
+  fc.record({ code: fc.constantFrom(...CODES), system: fc.constantFrom(...SYSTEMS), display: fc.constantFrom('d', 'e') }, { requiredKeys: ['code', 'system'] }).map((c): Spec => ({ kind: 'code', ...c })),
+  fc.record({ codes: fc.array(fc.record({ code: fc.constantFrom(...CODES), system: fc.constantFrom(...SYSTEMS) }), { maxLength: 2 }), display: fc.constantFrom('d', 'e') }, { requiredKeys: ['codes'] })
+    .map((c): Spec => ({ kind: 'concept', ...c })),
   fc.constantFrom(...DATE_TIMES).map((value): Spec => ({ kind: 'dateTime', value })),
   fc.record({ low: fc.integer({ min: 0, max: 2 }), high: fc.integer({ min: 2, max: 3 }) }).map((i): Spec => ({ kind: 'interval', ...i })),
   observation.map((json): Spec => ({ kind: 'resource', json })),
@@ -97,7 +100,9 @@ function build(item: Spec, ours: boolean, earlier: readonly unknown[]): unknown 
     case 'boolean':
       return item.value;
     case 'code':
-      return new Code(item.code, item.system);
+      return new Code(item.code, item.system, undefined, item.display);
+    case 'concept':
+      return new Concept(item.codes.map((c) => new Code(c.code, c.system)), item.display);
     case 'dateTime':
       return DateTime.parse(item.value);
     case 'interval':

@@ -1,0 +1,864 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- the twins read cql-execution's untyped JavaScript nodes and values field by field, as its own code does. */
+import { createRequire } from 'node:module';
+import type { Library } from 'cql-execution';
+import { boundCallOf, type BoundCall } from './overloads.ts';
+
+/**
+ * Synchronous evaluation of ELM subtrees, for cql-execution 3.3.2, with the same results.
+ *
+ * Why: cql-execution evaluates every node through an `async` method, so each of the thousands of
+ * nodes an evaluation runs (an order-sign call runs ~4,000) costs a promise, a suspension and a
+ * microtask even though nearly all of them only read a property or compare two values. That
+ * machinery, not the work, was most of the time left in evaluating the sample rules.
+ *
+ * How: each supported node type below has a synchronous twin that does exactly what its `exec`
+ * does (read side by side with lib/elm/*.js), calling the same cql-execution helpers. At prepare
+ * time every maximal subtree built only of supported nodes gets an `execute` that runs the twin
+ * and returns a plain value (cql-execution awaits it like any other). Whatever the twins do not
+ * take on (a define not computed yet whose body is not synchronous, a terminology or data source
+ * that answers with a promise, any error) makes the subtree give up and run the original
+ * asynchronous `execute` from the start instead: evaluation is free of side effects until a value
+ * is complete (a define's result is stored only once computed), so starting again changes nothing
+ * but time, and errors are raised by cql-execution's own code, with its own annotations.
+ *
+ * Requires lean-execute (no per-node result recording) and the overload binding; installed by
+ * prepareLibrary. test/cql-engine/sync-execute.test.ts compares both evaluations.
+ */
+
+/** A node's synchronous twin: its value in `ctx`, or a throw (anything thrown means: run the original). */
+type SyncFn = (ctx: Ctx) => unknown;
+
+/** The part of cql-execution's Context the twins use. */
+interface Ctx {
+  get(name: string): unknown;
+  set(name: string, value: unknown): void;
+  childContext(values?: unknown): Ctx;
+  rootContext(): Ctx;
+  getLibraryContext(alias: string): Ctx;
+  getFunction(name: string): unknown;
+  getValueSet(name: string, library?: string): unknown;
+  getCodeSystem(name: string, library?: string): unknown;
+  getCode(name: string): unknown;
+  getParameter(name: string): unknown;
+  getParentParameter(name: string): unknown;
+  matchesTypeSpecifier(value: unknown, spec: unknown): boolean;
+  readonly codeService: { findValueSet(id: string, version?: string): unknown } | undefined;
+  readonly parameters: Record<string, unknown>;
+  readonly context_values: Record<string, unknown>;
+  readonly evaluatedRecords: unknown[];
+  readonly patient?: { findRecords(profile: string, details: unknown): unknown };
+}
+
+/** Any built ELM node; fields are read per type below. */
+type Node = any;
+type Compile = (node: Node, child: (node: unknown) => SyncFn | undefined) => SyncFn | undefined;
+
+const require = createRequire(import.meta.url);
+require('cql-execution');
+const lib = (path: string): Record<string, any> => require(`cql-execution/lib/${path}.js`) as Record<string, any>;
+const expression = lib('elm/expression');
+const literal = lib('elm/literal');
+const reusable = lib('elm/reusable');
+const query = lib('elm/query');
+const structured = lib('elm/structured');
+const type = lib('elm/type');
+const conditional = lib('elm/conditional');
+const logical = lib('elm/logical');
+const nullological = lib('elm/nullological');
+const overloaded = lib('elm/overloaded');
+const comparisonOps = lib('elm/comparison');
+const list = lib('elm/list');
+const string = lib('elm/string');
+const clinical = lib('elm/clinical');
+const instance = lib('elm/instance');
+const parameters = lib('elm/parameters');
+const external = lib('elm/external');
+const interval = lib('elm/interval');
+const aggregate = lib('elm/aggregate');
+const comparison = lib('util/comparison');
+const datatypes = lib('datatypes/datatypes');
+const quantity = lib('datatypes/quantity');
+
+const ExpressionClass = expression.Expression as abstract new (...args: never[]) => object;
+/** The original (lean) Expression.prototype.execute, read when a subtree gives up. */
+const originalExecute = (node: Node, ctx: Ctx): unknown => (expression.Expression.prototype.execute as (this: Node, ctx: Ctx) => unknown).call(node, ctx);
+
+/** Thrown by a twin that cannot go on synchronously; never escapes a subtree. */
+class GiveUp extends Error {}
+const GIVE_UP = new GiveUp('run asynchronously');
+
+function isThenable(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** The value of `args`/`arg` as Expression.execArgs gives it. */
+function argsOf(node: Node, child: (node: unknown) => SyncFn | undefined): SyncFn | undefined {
+  if (node.args != null) {
+    const fns = (node.args as unknown[]).map(child);
+    if (fns.some((fn) => fn === undefined)) return undefined;
+    const all = fns as SyncFn[];
+    return (ctx) => all.map((fn) => fn(ctx));
+  }
+  if (node.arg != null) return child(node.arg);
+  return () => null;
+}
+
+/** Both operands as a pair (binary operators read `args`). */
+function pairOf(node: Node, child: (node: unknown) => SyncFn | undefined): [SyncFn, SyncFn] | undefined {
+  if (!Array.isArray(node.args) || node.args.length !== 2) return undefined;
+  const a = child(node.args[0]);
+  const b = child(node.args[1]);
+  return a && b ? [a, b] : undefined;
+}
+
+/** A define's value in `ctx`, as ExpressionRef.exec gets it: stored, or computed now and stored. */
+function defineValue(ctx: Ctx, name: string): unknown {
+  const value = ctx.get(name);
+  if (!(value instanceof ExpressionClass)) return value;
+  const def = value as Node;
+  const body = def.expression == null ? undefined : compiledBodies.get(def.expression as object);
+  if (def.expression != null && body === undefined) throw GIVE_UP;
+  // ExpressionDef.exec: evaluate, then store the result on the root context.
+  const result = body === undefined ? undefined : body(ctx);
+  ctx.rootContext().set(def.name as string, result);
+  return result;
+}
+
+/** The value set a ValueSetRef names, as ValueSetRef.exec and ValueSetDef.exec build it. */
+function valueSetOf(node: Node): SyncFn | undefined {
+  if (node.constructor !== clinical.ValueSetRef) return undefined;
+  return (ctx) => {
+    const valueSet = ctx.getValueSet(node.name as string, node.libraryName as string | undefined);
+    if (!(valueSet instanceof ExpressionClass)) return valueSet;
+    const def = valueSet as Node;
+    if (!(def instanceof clinical.ValueSetDef)) throw GIVE_UP;
+    const codeSystems = def.codesystems?.map((ref: Node) => codeSystemOf(ctx, ref.name, ref.libraryName));
+    return new datatypes.CQLValueSet(def.id, def.version, def.name, codeSystems);
+  };
+}
+
+/** CodeSystemRef.exec / CodeSystemDef.exec: the named code system. */
+function codeSystemOf(ctx: Ctx, name: string, library?: string): unknown {
+  const def = ctx.getCodeSystem(name, library) as Node;
+  if (!(def instanceof clinical.CodeSystemDef)) throw GIVE_UP;
+  return new datatypes.CodeSystem(def.id, def.version, def.name);
+}
+
+/** resolveValueSet (lib/util/util.js) without awaiting: the code service's expansion. */
+function expansionOf(valueSet: { id: string; version?: string }, ctx: Ctx): { hasMatch(code: unknown): boolean } {
+  const expansion = ctx.codeService?.findValueSet(valueSet.id, valueSet.version);
+  if (!expansion || isThenable(expansion)) throw GIVE_UP;
+  return expansion as { hasMatch(code: unknown): boolean };
+}
+
+/** cql-execution's asyncMergeSort, synchronously: the same stable merge, so ties keep the same order. */
+function mergeSort<T>(items: T[], compare: (a: T, b: T) => number): T[] {
+  if (items.length <= 1) return items;
+  const middle = Math.floor(items.length / 2);
+  const left = mergeSort(items.slice(0, middle), compare);
+  const right = mergeSort(items.slice(middle), compare);
+  const sorted: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < left.length && j < right.length) sorted.push(compare(left[i] as T, right[j] as T) <= 0 ? (left[i++] as T) : (right[j++] as T));
+  while (i < left.length) sorted.push(left[i++] as T);
+  while (j < right.length) sorted.push(right[j++] as T);
+  return sorted;
+}
+
+/** One sort item's order of a and b (ByDirection, ByExpression, ByColumn in lib/elm/query.js). */
+function sortItem(item: Node, child: (node: unknown) => SyncFn | undefined): ((ctx: Ctx, a: any, b: any) => number) | undefined {
+  const { low_order: low, high_order: high } = item as { low_order: number; high_order: number };
+  if (item.constructor === query.ByDirection) {
+    return (_ctx, a, b) => (a === b ? 0 : a.isQuantity && b.isQuantity ? (a.before(b) ? low : high) : a < b ? low : high);
+  }
+  if (item.constructor !== query.ByExpression && item.constructor !== query.ByColumn) return undefined;
+  const by = child(item.expression);
+  if (!by) return undefined;
+  return (ctx, a, b) => {
+    const x: any = by(ctx.childContext(a));
+    const y: any = by(ctx.childContext(b));
+    if (x === y || (x == null && y == null)) return 0;
+    if (x == null || y == null) return x == null ? low : high;
+    if (x.isQuantity && y.isQuantity) return x.before(y) ? low : high;
+    return x < y ? low : high;
+  };
+}
+
+const compileQuery: Compile = (node, child) => {
+  const sources = (node.sources as Node[]).map((s) => child(s.expression));
+  const lets = (node.letClauses as Node[]).map((l) => ({ identifier: l.identifier as string, value: child(l.expression) }));
+  const relationships = (node.relationship as Node[]).map((r) => ({ node: r, alias: r.alias as string, source: child(r.expression), suchThat: child(r.suchThat) }));
+  const where = node.where == null ? undefined : child(node.where);
+  const returns = node.returnClause == null ? undefined : child(node.returnClause.expression);
+  const aggregateClause = node.aggregateClause as Node | null;
+  const aggregateStart = aggregateClause?.starting == null ? undefined : child(aggregateClause.starting);
+  const aggregateStep = aggregateClause == null ? undefined : child(aggregateClause.expression);
+  const sortBy = node.sortClause?.by == null ? [] : (node.sortClause.by as Node[]).map((item) => sortItem(item, child));
+  if (sources.some((s) => !s) || lets.some((l) => !l.value) || relationships.some((r) => !r.source || !r.suchThat)) return undefined;
+  if (relationships.some((r) => r.node.constructor !== query.With && r.node.constructor !== query.Without)) return undefined;
+  if ((node.where != null && !where) || (node.returnClause != null && !returns) || sortBy.some((s) => !s)) return undefined;
+  if (aggregateClause != null && (!aggregateStep || (aggregateClause.starting != null && !aggregateStart))) return undefined;
+  const aliases = node.aliases as string[];
+  const distinct = node.isDistinct() as boolean;
+  const single = aliases.length === 1 && aggregateClause == null;
+  return (ctx) => {
+    const results = (sources as SyncFn[]).map((source) => source(ctx));
+    if (results.every((r) => r == null)) return null;
+    const isList = results.some((r) => Array.isArray(r));
+    const lists = results.map((r) => (r == null ? [] : Array.isArray(r) ? r : [r]));
+    let combos: unknown[][] = [[]];
+    for (const items of lists) combos = combos.flatMap((combo) => items.map((item) => [...combo, item]));
+    let returned: unknown[] = [];
+    for (const combo of combos) {
+      const rctx = ctx.childContext();
+      for (let i = 0; i < combo.length; i++) rctx.set(aliases[i] as string, combo[i]);
+      for (const clause of lets) rctx.set(clause.identifier, (clause.value as SyncFn)(rctx));
+      let related = true;
+      for (const relationship of relationships) {
+        // With.exec / Without.exec, each in a child of the row's context.
+        const relationCtx = rctx.childContext();
+        let records = (relationship.source as SyncFn)(relationCtx);
+        if (!Array.isArray(records)) records = [records];
+        const matches = (records as unknown[]).map((record) => {
+          const recordCtx = relationCtx.childContext();
+          recordCtx.set(relationship.alias, record);
+          return (relationship.suchThat as SyncFn)(recordCtx);
+        });
+        const found = matches.some((x) => x);
+        if (!(relationship.node.constructor === query.Without ? !found : found)) related = false;
+      }
+      if (!(related && (where ? where(rctx) : true))) continue;
+      if (returns) returned.push(returns(rctx));
+      else returned.push(single ? rctx.get(aliases[0] as string) : rctx.context_values);
+    }
+    if (distinct) returned = list.toDistinctList(returned) as unknown[];
+    let value: unknown = returned;
+    if (aggregateClause != null) {
+      let accumulated = aggregateStart ? aggregateStart(ctx) : null;
+      for (const row of returned) {
+        const actx = ctx.childContext(row);
+        actx.set(aggregateClause.identifier as string, accumulated);
+        accumulated = (aggregateStep as SyncFn)(actx);
+      }
+      value = accumulated;
+    }
+    if (sortBy.length > 0) {
+      value = mergeSort(value as unknown[], (a, b) => {
+        let order = 0;
+        for (const by of sortBy) {
+          order = (by as NonNullable<typeof by>)(ctx, a, b);
+          if (order !== 0) break;
+        }
+        return order;
+      });
+    }
+    return isList || aggregateClause != null ? value : (value as unknown[])[0];
+  };
+};
+
+const compileFunctionRef: Compile = (node, child) => {
+  const call: BoundCall | undefined = boundCallOf(node);
+  if (call === undefined) return undefined;
+  const args = (node.args as unknown[] | undefined ?? []).map(child);
+  const body = compiledBodies.get(call.def.expression as object) ?? compile(call.def.expression, child);
+  if (args.some((a) => !a) || !body) return undefined;
+  const argFns = args as SyncFn[];
+  const { name } = node as { name: string };
+  const names = call.def.parameters.map((p) => p.name);
+  return (ctx) => {
+    // The binding's own check (overloads.ts): the name must still resolve to the bound overloads.
+    if (call.alias === undefined ? ctx.getFunction(name) !== call.defs : ctx.get(call.alias) !== call.included) throw GIVE_UP;
+    const values = argFns.map((fn) => fn(ctx));
+    const key = call.rememberFor(values[0]);
+    if (key !== undefined && call.results?.has(key) === true) return call.handOut(call.results.get(key));
+    const childCtx = call.alias === undefined ? ctx.childContext() : ctx.getLibraryContext(call.alias).childContext();
+    for (let i = 0; i < names.length; i++) childCtx.set(names[i] as string, values[i]);
+    return call.remember(key, body(childCtx));
+  };
+};
+
+/** Twins by node class. A class missing here (or a node whose parts are not all supported) keeps its asynchronous exec. */
+const TWINS = new Map<unknown, Compile>([
+  [literal.Literal, (node) => () => node.value],
+  [literal.BooleanLiteral, (node) => () => node.value],
+  [literal.IntegerLiteral, (node) => () => node.value],
+  [literal.DecimalLiteral, (node) => () => node.value],
+  [literal.StringLiteral, (node) => {
+    const value = (node.value as string).replace(/\\'/g, "'").replace(/\\"/g, '"');
+    return () => value;
+  }],
+  [nullological.Null, () => () => null],
+  [reusable.OperandRef, (node) => (ctx) => ctx.get(node.name as string)],
+  [query.AliasRef, (node) => (ctx) => (ctx != null ? ctx.get(node.name as string) : undefined)],
+  [query.QueryLetRef, (node) => (ctx) => (ctx != null ? ctx.get(node.name as string) : undefined)],
+  [reusable.ExpressionRef, (node) => {
+    const { name, library } = node as { name: string; library?: string };
+    return (ctx) => defineValue(library ? ctx.getLibraryContext(library) : ctx, name);
+  }],
+  [reusable.FunctionRef, compileFunctionRef],
+  [reusable.IdentifierRef, (node) => {
+    const { name, library } = node as { name: string; library?: string };
+    const parts = name.split('.');
+    return (ctx) => {
+      const lib = library ? (ctx.get(library) as { get(name: string): unknown } | undefined) : undefined;
+      let value: any = lib ? lib.get(name) : ctx.get(name);
+      if (value == null) {
+        value = ctx.get(parts[0] as string);
+        if (value != null && parts.length > 1) {
+          let current = value;
+          for (const part of parts.slice(1)) {
+            const next = property(current, part);
+            current = next instanceof Function ? next.call(current) : next;
+          }
+          value = current;
+        }
+      }
+      return value instanceof Function ? value.call(ctx.context_values) : value;
+    };
+  }],
+  [parameters.ParameterRef, (node) => {
+    const { name, library } = node as { name: string; library?: string };
+    return (ctx) => {
+      const paramCtx = library ? ctx.getLibraryContext(library) : ctx;
+      const param = paramCtx.getParameter(name) as Node | null | undefined;
+      if (param == null) return undefined;
+      if (!(param instanceof parameters.ParameterDef)) throw GIVE_UP;
+      // ParameterDef.exec: the value given to this context; else a parent's, which at the top is the
+      // library's ParameterDef, whose default is evaluated; else it evaluates its own default and returns nothing.
+      const given = paramCtx.parameters[param.name as string];
+      if (given !== undefined) return given;
+      const inherited = paramCtx.getParentParameter(param.name as string) as any;
+      if (inherited !== undefined) {
+        if (inherited.default == null) return inherited;
+        const evaluateDefault = compiledBodies.get(inherited.default as object);
+        if (evaluateDefault === undefined) throw GIVE_UP;
+        return evaluateDefault(paramCtx);
+      }
+      if (param.default != null) {
+        const evaluateDefault = compiledBodies.get(param.default as object);
+        if (evaluateDefault === undefined) throw GIVE_UP;
+        evaluateDefault(paramCtx);
+      }
+      return undefined;
+    };
+  }],
+  [structured.Property, (node, child) => {
+    const { scope, path } = node as { scope?: string; path: string };
+    const source = scope != null || !(node.source instanceof ExpressionClass) ? undefined : child(node.source);
+    if (scope == null && node.source instanceof ExpressionClass && !source) return undefined;
+    const parts = path.split('.');
+    return (ctx) => {
+      const obj: any = scope != null ? ctx.get(scope) : source ? source(ctx) : node.source;
+      if (obj instanceof ExpressionClass) throw GIVE_UP;
+      let value = property(obj, path);
+      if (value == null) {
+        let current = obj;
+        for (const part of parts) {
+          const next = property(current, part);
+          current = next instanceof Function ? next.call(current) : next;
+        }
+        value = current != null ? current : null;
+      }
+      return value instanceof Function ? value.call(obj) : value;
+    };
+  }],
+  [structured.Tuple, (node, child) => {
+    const elements = (node.elements as { name: string; value: unknown }[]).map((e) => ({ name: e.name, value: e.value == null ? null : child(e.value) }));
+    if (elements.some((e) => e.value === undefined)) return undefined;
+    return (ctx) => {
+      const tuple: Record<string, unknown> = {};
+      for (const e of elements) tuple[e.name] = e.value === null ? undefined : (e.value as SyncFn)(ctx);
+      return tuple;
+    };
+  }],
+  [instance.Instance, (node, child) => {
+    const elements = (node.element as { name: string; value: unknown }[]).map((e) => ({ name: e.name, value: e.value == null ? null : child(e.value) }));
+    if (elements.some((e) => e.value === undefined)) return undefined;
+    const classType = node.classType as string;
+    return (ctx) => {
+      const obj: Record<string, any> = {};
+      for (const e of elements) obj[e.name] = e.value === null ? undefined : (e.value as SyncFn)(ctx);
+      switch (classType) {
+        case '{urn:hl7-org:elm-types:r1}Quantity':
+          return new quantity.Quantity(obj.value, obj.unit);
+        case '{urn:hl7-org:elm-types:r1}Code':
+          return new datatypes.Code(obj.code, obj.system, obj.version, obj.display);
+        case '{urn:hl7-org:elm-types:r1}Concept':
+          return new datatypes.Concept(obj.codes, obj.display);
+        default:
+          return obj;
+      }
+    };
+  }],
+  [list.List, (node, child) => {
+    const elements = (node.elements as unknown[]).map(child);
+    if (elements.some((e) => !e)) return undefined;
+    return (ctx) => (elements as SyncFn[]).map((e) => e(ctx));
+  }],
+  [type.Is, (node, child) => {
+    const arg = argsOf(node, child);
+    if (!arg) return undefined;
+    const spec = node.isTypeSpecifier;
+    return (ctx) => {
+      const value = arg(ctx) as { _is?: unknown } | null;
+      if (value === null) return false;
+      // Is.exec throws for a non-System type on a value without `_is`: left to it.
+      if (typeof value?._is !== 'function' && !isSystemType(spec)) throw GIVE_UP;
+      return ctx.matchesTypeSpecifier(value, spec);
+    };
+  }],
+  [type.As, (node, child) => {
+    const arg = argsOf(node, child);
+    if (!arg) return undefined;
+    const spec = node.asTypeSpecifier;
+    const strict = node.strict === true;
+    return (ctx) => {
+      const value = arg(ctx);
+      if (value == null) return null;
+      if (ctx.matchesTypeSpecifier(value, spec)) return value;
+      if (strict) throw GIVE_UP; // the cast error, raised by As.exec itself
+      return null;
+    };
+  }],
+  [conditional.If, (node, child) => {
+    const condition = child(node.condition);
+    const then = child(node.th);
+    const otherwise = child(node.els);
+    if (!condition || !then || !otherwise) return undefined;
+    return (ctx) => (condition(ctx) ? then(ctx) : otherwise(ctx));
+  }],
+  [conditional.Case, (node, child) => {
+    const comparand = node.comparand == null ? null : child(node.comparand);
+    const items = (node.caseItems as { when: unknown; then: unknown }[]).map((ci) => ({ when: child(ci.when), then: child(ci.then) }));
+    const otherwise = child(node.els);
+    if (comparand === undefined || !otherwise || items.some((i) => !i.when || !i.then)) return undefined;
+    return (ctx) => {
+      const selected = comparand ? comparand(ctx) : undefined;
+      for (const item of items) {
+        const when = (item.when as SyncFn)(ctx);
+        if (comparand ? comparison.equals(when, selected) : when) return (item.then as SyncFn)(ctx);
+      }
+      return otherwise(ctx);
+    };
+  }],
+  // And / Or as short-circuit.ts evaluates them: stop at the first decisive operand.
+  [logical.And, (node, child) => logicalTwin(node, child, false, (values) => datatypes.ThreeValuedLogic.and(...values))],
+  [logical.Or, (node, child) => logicalTwin(node, child, true, (values) => datatypes.ThreeValuedLogic.or(...values))],
+  [logical.Not, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => datatypes.ThreeValuedLogic.not(arg(ctx)));
+  }],
+  [logical.IsTrue, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => arg(ctx) === true);
+  }],
+  [logical.IsFalse, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => arg(ctx) === false);
+  }],
+  [nullological.IsNull, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => arg(ctx) == null);
+  }],
+  [nullological.Coalesce, (node, child) => {
+    const args = ((node.args as unknown[] | undefined) ?? []).map(child);
+    if (args.some((a) => !a)) return undefined;
+    const single = args.length === 1;
+    return (ctx) => {
+      for (const arg of args as SyncFn[]) {
+        const result = arg(ctx);
+        if (single && Array.isArray(result)) {
+          const item = result.find((x) => x != null);
+          if (item != null) return item;
+        } else if (result != null) {
+          return result;
+        }
+      }
+      return null;
+    };
+  }],
+  [overloaded.Equal, (node, child) => {
+    const pair = pairOf(node, child);
+    if (!pair) return undefined;
+    const [a, b] = pair;
+    return (ctx) => {
+      const x = a(ctx);
+      const y = b(ctx);
+      return x == null || y == null ? null : comparison.equals(x, y);
+    };
+  }],
+  [overloaded.NotEqual, (node, child) => {
+    const pair = pairOf(node, child);
+    if (!pair) return undefined;
+    const [a, b] = pair;
+    return (ctx) => {
+      const x = a(ctx);
+      const y = b(ctx);
+      return x == null || y == null ? null : datatypes.ThreeValuedLogic.not(comparison.equals(x, y));
+    };
+  }],
+  [overloaded.Equivalent, (node, child) => {
+    const pair = pairOf(node, child);
+    if (!pair) return undefined;
+    const [a, b] = pair;
+    return (ctx) => {
+      let x: any = a(ctx);
+      let y: any = b(ctx);
+      if (x == null && y == null) return true;
+      if (x == null || y == null) return false;
+      if (x.isValueSet && y.isValueSet && x.id === y.id && x.version === y.version) return true;
+      if (x.isValueSet) x = expansionOf(x, ctx);
+      if (y.isValueSet) y = expansionOf(y, ctx);
+      return comparison.equivalent(x, y);
+    };
+  }],
+  [comparisonOps.Less, (node, child) => comparisonTwin(node, child, 'lessThan')],
+  [comparisonOps.Greater, (node, child) => comparisonTwin(node, child, 'greaterThan')],
+  [comparisonOps.LessOrEqual, (node, child) => comparisonTwin(node, child, 'lessThanOrEquals')],
+  [comparisonOps.GreaterOrEqual, (node, child) => comparisonTwin(node, child, 'greaterThanOrEquals')],
+  [overloaded.In, (node, child) => membershipTwin(node, child, false)],
+  [overloaded.Contains, (node, child) => membershipTwin(node, child, true)],
+  [overloaded.Union, (node, child) => {
+    const pair = pairOf(node, child);
+    if (!pair) return undefined;
+    const [first, second] = pair;
+    return (ctx) => {
+      const a: any = first(ctx);
+      const b: any = second(ctx);
+      if (a == null && b == null) return node.listTypeArgs() ? [] : null;
+      if (a == null || b == null) {
+        const notNull = a || b;
+        return Array.isArray(notNull) ? notNull : null;
+      }
+      return (Array.isArray(a) ? list : interval).doUnion(a, b);
+    };
+  }],
+  [overloaded.Indexer, (node, child) => {
+    const pair = pairOf(node, child);
+    if (!pair) return undefined;
+    const [operandOf, indexOf] = pair;
+    return (ctx) => {
+      const operand = operandOf(ctx) as any;
+      const index = indexOf(ctx) as number | null;
+      if (operand == null || index == null) return null;
+      if (index < 0 || index >= operand.length) return null;
+      return operand[index];
+    };
+  }],
+  [list.IndexOf, (node, child) => {
+    const source = child(node.source);
+    const element = child(node.element);
+    if (!source || !element) return undefined;
+    return (ctx) => {
+      const src = source(ctx) as unknown[] | null;
+      const el = element(ctx);
+      if (src == null || el == null) return null;
+      for (let i = 0; i < src.length; i++) if (comparison.equals(src[i], el)) return i;
+      return -1;
+    };
+  }],
+  [list.Exists, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const items = arg(ctx) as unknown[] | null;
+      return items ? items.some((item) => item != null) : false;
+    });
+  }],
+  [list.Distinct, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const items = arg(ctx);
+      return items == null ? null : list.toDistinctList(items);
+    });
+  }],
+  [list.SingletonFrom, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const items = arg(ctx) as unknown[] | null;
+      if (items != null && items.length > 1) throw GIVE_UP; // SingletonFrom.exec raises the error
+      return items != null && items.length === 1 ? items[0] : null;
+    });
+  }],
+  [list.ToList, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const value = arg(ctx);
+      return value != null ? [value] : [];
+    });
+  }],
+  [list.First, (node, child) => {
+    const source = child(node.source);
+    return source && ((ctx) => {
+      const src = source(ctx) as unknown[] | null;
+      return src != null && Array.isArray(src) && src.length > 0 ? src[0] : null;
+    });
+  }],
+  [list.Last, (node, child) => {
+    const source = child(node.source);
+    return source && ((ctx) => {
+      const src = source(ctx) as unknown[] | null;
+      return src != null && Array.isArray(src) && src.length > 0 ? src[src.length - 1] : null;
+    });
+  }],
+  [aggregate.Count, (node, child) => {
+    const source = child(node.source);
+    return source && ((ctx) => {
+      const items = source(ctx);
+      return Array.isArray(items) ? items.filter((x) => x != null).length : 0;
+    });
+  }],
+  [string.Concatenate, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const args = arg(ctx) as string[];
+      return args.some((x) => x == null) ? null : args.reduce((x, y) => x + y);
+    });
+  }],
+  [string.Combine, (node, child) => {
+    const source = child(node.source);
+    const separator = node.separator == null ? null : child(node.separator);
+    if (!source || separator === undefined) return undefined;
+    return (ctx) => {
+      const items = source(ctx) as unknown[] | null;
+      const joiner = separator ? separator(ctx) : '';
+      if (items == null) return null;
+      const present = items.filter((x) => x != null);
+      return present.length === 0 ? null : present.join(joiner as string);
+    };
+  }],
+  [string.StartsWith, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const args = arg(ctx) as string[];
+      return args.some((x) => x == null) ? null : args[0]!.slice(0, args[1]!.length) === args[1];
+    });
+  }],
+  [string.EndsWith, (node, child) => {
+    const arg = argsOf(node, child);
+    return arg && ((ctx) => {
+      const args = arg(ctx) as string[];
+      return args.some((x) => x == null) ? null : args[1] === '' || args[0]!.slice(-args[1]!.length) === args[1];
+    });
+  }],
+  [clinical.ValueSetRef, (node) => valueSetOf(node)],
+  [clinical.CodeRef, (node) => {
+    const { name, library } = node as { name: string; library?: string };
+    return (ctx) => {
+      const codeCtx = library ? ctx.getLibraryContext(library) : ctx;
+      const def = codeCtx.getCode(name) as Node;
+      if (!def) return undefined;
+      // CodeDef.exec: the code, with its system's id and version.
+      if (!(def instanceof clinical.CodeDef)) throw GIVE_UP;
+      const system = codeSystemOf(codeCtx, def.systemName) as { id: string; version?: string };
+      return new datatypes.Code(def.id, system.id, system.version, def.display);
+    };
+  }],
+  [clinical.InValueSet, (node, child) => {
+    const code = child(node.code);
+    const valueSet = node.valueset instanceof clinical.ValueSetRef ? valueSetOf(node.valueset as Node) : child(node.valueset);
+    if (!code || !valueSet) return undefined;
+    return (ctx) => {
+      const value = code(ctx);
+      if (value == null) return false;
+      const vs = valueSet(ctx) as { isValueSet?: boolean; id: string; version?: string } | null;
+      if (vs == null || !vs.isValueSet) throw GIVE_UP; // InValueSet.exec raises the error
+      return expansionOf(vs, ctx).hasMatch(value);
+    };
+  }],
+  [external.Retrieve, (node, child) => {
+    const codes = node.codes == null ? null : child(node.codes);
+    const dateRange = node.dateRange == null ? null : child(node.dateRange);
+    if (codes === undefined || dateRange === undefined) return undefined;
+    const { datatype, templateId, codeProperty, dateProperty } = node as { datatype: string; templateId?: string; codeProperty?: string; dateProperty?: string };
+    return (ctx) => {
+      const details: Record<string, unknown> = { datatype, ...(codeProperty ? { codeProperty } : {}), ...(dateProperty ? { dateProperty } : {}) };
+      if (codes) {
+        const executed = codes(ctx) as any;
+        if (executed == null) return [];
+        details.codes = Array.isArray(executed) ? executed : expansionOf(executed, ctx);
+      }
+      if (dateRange) details.dateRange = dateRange(ctx);
+      if (templateId) details.templateId = templateId;
+      // Context.findRecords passes the call up to the patient context, which asks its patient.
+      const root = ctx.rootContext();
+      if (typeof root.patient?.findRecords !== 'function') throw GIVE_UP;
+      let records = root.patient.findRecords(templateId != null ? templateId : datatype, details) as any;
+      if (records == null || isThenable(records)) throw GIVE_UP;
+      if (details.codes) records = records.filter((r: unknown) => node.recordMatchesCodesOrVS(r, details.codes));
+      if (details.dateRange && dateProperty) records = records.filter((r: any) => (details.dateRange as any)?.includes(r.getDateOrInterval(dateProperty)));
+      if (Array.isArray(records)) ctx.evaluatedRecords.push(...records);
+      else ctx.evaluatedRecords.push(records);
+      return records;
+    };
+  }],
+  [interval.Interval, (node, child) => {
+    const low = child(node.low);
+    const high = child(node.high);
+    const lowClosed = node.lowClosed != null ? null : node.lowClosedExpression == null ? null : child(node.lowClosedExpression);
+    const highClosed = node.highClosed != null ? null : node.highClosedExpression == null ? null : child(node.highClosedExpression);
+    if (!low || !high || lowClosed === undefined || highClosed === undefined) return undefined;
+    return (ctx) => {
+      const lowValue = low(ctx);
+      const highValue = high(ctx);
+      const lc = node.lowClosed != null ? node.lowClosed : node.lowClosedExpression && (lowClosed as SyncFn)(ctx);
+      const hc = node.highClosed != null ? node.highClosed : node.highClosedExpression && (highClosed as SyncFn)(ctx);
+      let pointType: string | undefined;
+      if (lowValue == null && highValue == null) {
+        if (node.low.asTypeSpecifier && node.low.asTypeSpecifier.type === 'NamedTypeSpecifier') pointType = node.low.asTypeSpecifier.name;
+        else if (node.high.asTypeSpecifier && node.high.asTypeSpecifier.type === 'NamedTypeSpecifier') pointType = node.high.asTypeSpecifier.name;
+      }
+      return new datatypes.Interval(lowValue, highValue, lc, hc, pointType);
+    };
+  }],
+  [query.Query, compileQuery],
+]);
+
+function property(obj: any, path: string): any {
+  let value;
+  if (obj != null) {
+    value = obj[path];
+    if (value === undefined && typeof obj.get === 'function') value = obj.get(path);
+  }
+  return value;
+}
+
+function isSystemType(spec: any): boolean {
+  switch (spec.type) {
+    case 'NamedTypeSpecifier':
+      return (spec.name as string).startsWith('{urn:hl7-org:elm-types:r1}');
+    case 'ListTypeSpecifier':
+      return isSystemType(spec.elementType);
+    case 'TupleTypeSpecifier':
+      return (spec.element as any[]).every((e) => isSystemType(e.elementType));
+    case 'IntervalTypeSpecifier':
+      return isSystemType(spec.pointType);
+    case 'ChoiceTypeSpecifier':
+      return (spec.choice as any[]).every((c) => isSystemType(c));
+    default:
+      return false;
+  }
+}
+
+function logicalTwin(node: Node, child: (node: unknown) => SyncFn | undefined, decisive: boolean, combine: (values: unknown[]) => unknown): SyncFn | undefined {
+  if (!Array.isArray(node.args)) return undefined;
+  const operands = (node.args as unknown[]).map(child);
+  if (operands.some((o) => !o)) return undefined;
+  return (ctx) => {
+    const values: unknown[] = [];
+    for (const operand of operands as SyncFn[]) {
+      const value = operand(ctx);
+      if (value === decisive) return decisive;
+      values.push(value);
+    }
+    return combine(values);
+  };
+}
+
+function comparisonTwin(node: Node, child: (node: unknown) => SyncFn | undefined, method: string): SyncFn | undefined {
+  const pair = pairOf(node, child);
+  if (!pair) return undefined;
+  const [a, b] = pair;
+  return (ctx) => {
+    const x = datatypes.Uncertainty.from(a(ctx));
+    const y = datatypes.Uncertainty.from(b(ctx));
+    return x == null || y == null ? null : x[method](y);
+  };
+}
+
+/** In (item, container) and Contains (container, item), as overloaded.js evaluates them. */
+function membershipTwin(node: Node, child: (node: unknown) => SyncFn | undefined, containerFirst: boolean): SyncFn | undefined {
+  const pair = pairOf(node, child);
+  if (!pair) return undefined;
+  const [first, second] = pair;
+  const precision = node.precision as unknown;
+  return (ctx) => {
+    const x = first(ctx);
+    const y = second(ctx);
+    const [item, container] = containerFirst ? [y, x] : [x, y];
+    if (container == null) return false;
+    if (Array.isArray(container)) return list.doContains(container, item);
+    if (item == null) return null;
+    return interval.doContains(container, item, precision);
+  };
+}
+
+/** Compiled twins, by node; also read at run time for define and function bodies. */
+const compiledBodies = new WeakMap<object, SyncFn>();
+const unsupported = new WeakSet<object>();
+
+/** compile returns the node's twin (every part supported), or undefined. */
+function compile(node: unknown, child: (node: unknown) => SyncFn | undefined = compileChild): SyncFn | undefined {
+  if (!(node instanceof ExpressionClass)) return undefined;
+  const known = compiledBodies.get(node);
+  if (known !== undefined || unsupported.has(node)) return known;
+  // A node reached again while its own parts compile (a cycle) is not supported.
+  unsupported.add(node);
+  const twin = TWINS.get(node.constructor)?.(node as Node, child);
+  unsupported.delete(node);
+  if (twin === undefined) unsupported.add(node);
+  else compiledBodies.set(node, twin);
+  return twin;
+}
+
+function compileChild(node: unknown): SyncFn | undefined {
+  return compile(node);
+}
+
+/** What {@link compileSync} did, for tests and diagnostics. */
+export interface SyncCompilation {
+  /** Subtrees that now run synchronously (their roots). */
+  readonly subtrees: number;
+  /** Nodes left to cql-execution's asynchronous evaluation. */
+  readonly asynchronous: number;
+}
+
+/** How often a subtree gave up and ran the original evaluation since the process started, and the last one's node. */
+export const syncFallbacks: { count: number; last: string | undefined } = { count: 0, last: undefined };
+
+const compiledLibraries = new WeakSet<object>();
+
+/**
+ * compileSync gives every maximal subtree of supported nodes in `library` and its includes a
+ * synchronous `execute` (see the module comment). Call once per built library, after
+ * bindOverloads and before any evaluation; a library already compiled is skipped.
+ */
+export function compileSync(library: Library): SyncCompilation {
+  let subtrees = 0;
+  let asynchronous = 0;
+  const seen = new Set<object>();
+  const install = (node: unknown): void => {
+    if (typeof node !== 'object' || node === null || seen.has(node)) return;
+    seen.add(node);
+    if (node instanceof ExpressionClass) {
+      const twin = compile(node);
+      if (twin !== undefined) {
+        subtrees++;
+        Object.defineProperty(node, 'execute', { value: synchronousExecute(twin), configurable: true, writable: true });
+        return;
+      }
+      asynchronous++;
+    }
+    for (const value of Object.values(node)) install(value);
+  };
+  const visitLibrary = (lib: Library): void => {
+    if (compiledLibraries.has(lib)) return;
+    compiledLibraries.add(lib);
+    for (const part of [lib.parameters, lib.expressions, lib.functions]) install(part);
+    for (const included of Object.values(lib.includes as Record<string, Library | undefined>)) if (included !== undefined) visitLibrary(included);
+  };
+  visitLibrary(library);
+  return Object.freeze({ subtrees, asynchronous });
+}
+
+function synchronousExecute(twin: SyncFn): (this: Node, ctx: Ctx) => unknown {
+  return function execute(this: Node, ctx: Ctx): unknown {
+    try {
+      return twin(ctx);
+    } catch {
+      syncFallbacks.count++;
+      syncFallbacks.last = `${this.constructor.name as string} ${this.localId as string | undefined ?? ''}`;
+      return originalExecute(this, ctx);
+    }
+  };
+}

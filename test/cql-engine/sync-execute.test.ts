@@ -1,0 +1,206 @@
+import { fileURLToPath } from 'node:url';
+import { CodeService } from 'cql-execution';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { structural } from '../../bench/structural.ts';
+import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
+import { executeLibrary, LibraryRepository, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
+import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
+import { syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
+
+const CACHE_DIR = fileURLToPath(new URL('../../.cache/test-elm/', import.meta.url));
+const AS_OF = '2025-06-01T12:00:00.000+00:00';
+const LOINC = 'http://loinc.org';
+const SBP_VALUE_SET = 'http://example.org/fhir/ValueSet/sbp';
+
+const HELPERS_CQL = `library SyncHelpers version '1.0.0'
+using FHIR version '4.0.1'
+include FHIRHelpers version '4.0.1' called FHIRHelpers
+codesystem "LOINC": 'http://loinc.org'
+code "Systolic": '8480-6' from "LOINC" display 'Systolic blood pressure'
+context Patient
+define "Final Observations": [Observation] O where O.status in { 'final', 'amended' }
+define function "Value Of"(o FHIR.Observation): (o.value as FHIR.Quantity).value.value
+define function Twice(x Integer): x * 2
+`;
+
+/** One define per twin in sync-execute.ts, most of them over the patient's data. */
+const MAIN_CQL = `library SyncTwins version '1.0.0'
+using FHIR version '4.0.1'
+include FHIRHelpers version '4.0.1' called FHIRHelpers
+include SyncHelpers version '1.0.0' called H
+codesystem "LOINC": 'http://loinc.org'
+valueset "Systolic BP": '${SBP_VALUE_SET}' codesystems { "LOINC" }
+code "Systolic": '8480-6' from "LOINC" display 'Systolic blood pressure'
+parameter "Threshold" Integer default 140
+parameter "Cutoff" Integer
+context Patient
+
+define "Literals": { 'it\\'s', 'x' } union { null, 'a' }
+define "Gender": Patient.gender
+define "Is Female": Patient.gender = 'female'
+define "Not Male": Patient.gender != 'male'
+define "Same Gender": Patient.gender ~ 'FEMALE'
+define "Final": H."Final Observations"
+define "Values": H."Final Observations" O return H."Value Of"(O)
+define "All Values": [Observation] O return all H."Value Of"(O)
+define "High": [Observation] O where H."Value Of"(O) >= "Threshold" return O.id
+define "Cutoff Given": "Cutoff"
+define "Comparisons": { 1 < 2, 1 < 1, 2 > 3, 2 > 2, 2 <= 2, 3 <= 2, 3 >= 4, 4 >= 4, (null as Integer) < 1 }
+define "Logic": { true and null, false and null, true or null, false or null, not null, null is true, false is false, 5 is null }
+define "Coalesce": Coalesce(null, 'b', 'c')
+define "Coalesce List": Coalesce({ null, 'x' })
+define "Branches": [Observation] O return if O.status = 'final' then 'F' else if O.status = 'amended' then 'A' else 'other'
+define "Cases": [Observation] O return case O.status.value when 'final' then 1 when 'amended' then 2 else 0 end
+define "Standard Case": case when Patient.gender = 'female' then 'f' when Patient.gender = 'male' then 'm' else null end
+define "Let": [Observation] O let v: H."Value Of"(O), doubled: v * 2 where v is not null return Tuple { id: O.id, doubled: doubled }
+define "Pairs": from [Observation] A, [Observation] B where A.id < B.id return A.id + '-' + B.id
+define "With": [Observation] A with [Observation] B such that A.id != B.id and B.status = 'final' return A.id
+define "Without": [Observation] A without [Observation] B such that A.id != B.id and B.status = 'final' return A.id
+define "Sorted Ids": ([Observation] O return O.id) I sort desc
+define "Sorted By Value": [Observation] O return Tuple { id: O.id, v: H."Value Of"(O) } sort by v desc, id
+define "Sum": ({ 1, 2, 3 }) X aggregate R starting 0: R + X
+define "Distinct Statuses": distinct ([Observation] O return all O.status.value)
+define "Union": H."Final Observations" union [Observation: "Systolic BP"]
+define "In Value Set": [Observation] O where O.code in "Systolic BP" return O.id
+define "Code Match": [Observation] O where O.code ~ "Systolic" return O.id
+define "Retrieve By Code": [Observation: "Systolic"]
+define "Retrieve By Value Set": [Observation: "Systolic BP"]
+define "Exists": exists [Observation]
+define "Count": Count([Observation])
+define "First Last": { First([Observation] O return O.id), Last([Observation] O return O.id) }
+define "Singleton": singleton from ([Observation] O where O.id = 'o1')
+define "Indexer": ({ 'a', 'b', 'c' })[1]
+define "IndexOf": IndexOf({ 'a', 'b', 'c' }, 'c')
+define "Membership": { 2 in { 1, 2 }, { 1, 2 } contains 3, 5 in Interval[1, 10], Interval[1, 3) contains 3, (null as Integer) in Interval[1, 2] }
+define "Strings": { 'a' + 'b', Combine({ 'x', null, 'y' }, ', '), StartsWith('abc', 'ab'), EndsWith('abc', 'bc'), Combine({ 'p', 'q' }) }
+define "Instances": { Code { code: '1', system: 'http://s' } }
+define "Concept": Concept { codes: { Code { code: '1', system: 'http://s' } }, display: 'one' }
+define "Quantity": 5 'mg'
+define "Tuple": Tuple { a: 1, b: Patient.gender, c: null as String }
+define "Casts": { Patient.gender as FHIR.AdministrativeGender, (null as FHIR.Observation) is FHIR.Observation }
+define "Interval": Interval[Patient.birthDate, @2025-01-01]
+define "Functions": { H.Twice(2), H.Twice(null) }
+define "Empty Query": ({} as List<FHIR.Observation>) O return O.id
+`;
+
+/** Defines whose synchronous twin must give up and leave the answer (or the error) to cql-execution. */
+const GIVE_UP_CQL = `library SyncGiveUp version '1.0.0'
+using FHIR version '4.0.1'
+include FHIRHelpers version '4.0.1' called FHIRHelpers
+context Patient
+define "Two": singleton from ({ 1, 2 })
+`;
+
+let model: FhirModel;
+const libraries = new Map<string, { readonly sync: PreparedLibrary; readonly async: PreparedLibrary }>();
+const codeService = new CodeService({ [SBP_VALUE_SET]: { '': [{ code: '8480-6', system: LOINC }] } });
+
+beforeAll(() => {
+  model = loadFhirR4Model();
+  const compiler = createCqlCompiler({ cacheDir: CACHE_DIR });
+  const result = compiler.compile(
+    [{ file: 'test/SyncHelpers.cql', text: HELPERS_CQL }, { file: 'test/SyncTwins.cql', text: MAIN_CQL }, { file: 'test/SyncGiveUp.cql', text: GIVE_UP_CQL }],
+    [],
+  );
+  expect(result.problems).toEqual([]);
+  const elms = result.libraries.map((l) => l.elm);
+  for (const name of ['SyncTwins', 'SyncGiveUp']) {
+    const main = result.libraries.find((l) => l.name === name)?.elm;
+    const includes = elms.filter((elm) => elm !== main);
+    libraries.set(name, {
+      sync: prepareLibrary(main, includes, model, { repository: new LibraryRepository(includes) }),
+      async: prepareLibrary(main, includes, model, { repository: new LibraryRepository(includes), synchronous: false }),
+    });
+  }
+}, 120_000);
+
+function library(name: string): { readonly sync: PreparedLibrary; readonly async: PreparedLibrary } {
+  const found = libraries.get(name);
+  if (found === undefined) throw new Error(`${name} was not prepared`);
+  return found;
+}
+
+async function run(prepared: PreparedLibrary, data: readonly FhirResource[], parameters: Record<string, unknown> = {}): Promise<unknown> {
+  try {
+    const results = await executeLibrary(prepared, data, { executionDateTime: AS_OF, codeService, parameters });
+    return Object.fromEntries(Object.entries(results).map(([k, v]) => [k, structural(v)]));
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+function observation(id: string, status: string, value: number | undefined, code = '8480-6'): FhirResource {
+  return {
+    resourceType: 'Observation',
+    id,
+    status,
+    code: { coding: [{ system: LOINC, code, display: code }] },
+    ...(value === undefined ? {} : { valueQuantity: { value, unit: 'mm[Hg]', system: 'http://unitsofmeasure.org', code: 'mm[Hg]' } }),
+  };
+}
+
+const PATIENT: readonly FhirResource[] = [
+  { resourceType: 'Patient', id: 'p1', gender: 'female', birthDate: '1960-04-02' },
+  observation('o1', 'final', 150),
+  observation('o2', 'amended', 120),
+  observation('o3', 'preliminary', undefined, '8462-4'),
+  observation('o4', 'final', 150),
+  observation('o5', 'final', 140),
+];
+
+describe('synchronous subtrees (sync-execute.ts) give the results cql-execution gives', () => {
+  it('runs the twins of every supported node without giving up, with the same results', async () => {
+    const { sync, async } = library('SyncTwins');
+    expect(sync.synchronous?.subtrees).toBeGreaterThan(50);
+    expect(async.synchronous).toBeUndefined();
+    const before = syncFallbacks.count;
+    const ours = await run(sync, PATIENT, { Cutoff: 3 });
+    expect(syncFallbacks.count - before, syncFallbacks.last).toBe(0);
+    expect(ours).toEqual(await run(async, PATIENT, { Cutoff: 3 }));
+    // Values of 150 against the default threshold of 140: the parameter's default is read as cql-execution reads it.
+    const high = JSON.stringify((ours as Record<string, unknown>)['High']);
+    expect(high).toMatch(/o1.*o4.*o5/);
+    expect(high).not.toMatch(/o2|o3/);
+  });
+
+  it('gives the same results for a patient without data, and without the parameter given', async () => {
+    const { sync, async } = library('SyncTwins');
+    const bare: FhirResource[] = [{ resourceType: 'Patient', id: 'p2' }];
+    expect(await run(sync, bare)).toEqual(await run(async, bare));
+  });
+
+  it('leaves an error to cql-execution: the same error, raised by the original evaluation', async () => {
+    const { sync, async } = library('SyncGiveUp');
+    const before = syncFallbacks.count;
+    const ours = await run(sync, PATIENT);
+    expect(syncFallbacks.count - before).toBeGreaterThan(0);
+    expect(ours).toEqual(await run(async, PATIENT));
+    expect(JSON.stringify(ours)).toMatch(/SingletonFrom/);
+  });
+
+  it('property: any patient data gives the same results either way', async () => {
+    const { sync, async } = library('SyncTwins');
+    const arbitraryObservation = fc.record({
+      status: fc.constantFrom('final', 'amended', 'preliminary', 'entered-in-error'),
+      value: fc.option(fc.integer({ min: 60, max: 220 }), { nil: undefined }),
+      code: fc.constantFrom('8480-6', '8462-4'),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('female', 'male', undefined),
+        fc.array(arbitraryObservation, { maxLength: 6 }),
+        fc.option(fc.integer({ min: 0, max: 200 }), { nil: undefined }),
+        async (gender, observations, cutoff) => {
+          const data: FhirResource[] = [
+            { resourceType: 'Patient', id: 'p', ...(gender === undefined ? {} : { gender }) },
+            ...observations.map((o, i) => observation(`o${i}`, o.status, o.value, o.code)),
+          ];
+          const parameters = cutoff === undefined ? {} : { Cutoff: cutoff };
+          expect(await run(sync, data, parameters)).toEqual(await run(async, data, parameters));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
