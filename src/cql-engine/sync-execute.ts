@@ -41,6 +41,9 @@ interface Ctx {
   getCode(name: string): unknown;
   getParameter(name: string): unknown;
   getParentParameter(name: string): unknown;
+  getTimezoneOffset(): unknown;
+  getExecutionDateTime(): { readonly timezoneOffset: unknown };
+  getMessageListener(): { onMessage?: (...args: unknown[]) => void } | undefined;
   matchesTypeSpecifier(value: unknown, spec: unknown): boolean;
   readonly codeService: { findValueSet(id: string, version?: string): unknown } | undefined;
   readonly parameters: Record<string, unknown>;
@@ -75,7 +78,12 @@ const parameters = lib('elm/parameters');
 const external = lib('elm/external');
 const interval = lib('elm/interval');
 const aggregate = lib('elm/aggregate');
+const arithmetic = lib('elm/arithmetic');
+const datetimeOps = lib('elm/datetime');
+const message = lib('elm/message');
+const quantityNode = lib('elm/quantity');
 const comparison = lib('util/comparison');
+const math = lib('util/math');
 const datatypes = lib('datatypes/datatypes');
 const quantity = lib('datatypes/quantity');
 
@@ -259,7 +267,7 @@ const compileQuery: Compile = (node, child) => {
 
 const compileFunctionRef: Compile = (node, child) => {
   const call: BoundCall | undefined = boundCallOf(node);
-  if (call === undefined) return undefined;
+  if (call === undefined) return compileRuntimeResolution(node, child);
   const args = (node.args as unknown[] | undefined ?? []).map(child);
   const body = compiledBodies.get(call.def.expression as object) ?? compile(call.def.expression, child);
   if (args.some((a) => !a) || !body) return undefined;
@@ -275,6 +283,50 @@ const compileFunctionRef: Compile = (node, child) => {
     const childCtx = call.alias === undefined ? ctx.childContext() : ctx.getLibraryContext(call.alias).childContext();
     for (let i = 0; i < names.length; i++) childCtx.set(names[i] as string, values[i]);
     return call.remember(key, body(childCtx));
+  };
+};
+
+/**
+ * A FunctionRef left unbound (published ELM without signatures): FunctionRef.exec's own overload
+ * resolution — same arity, then every argument matching the parameter's type, the last one left —
+ * then that overload's body, which must itself run synchronously.
+ */
+const compileRuntimeResolution: Compile = (node, child) => {
+  if (!Array.isArray(node.args)) return undefined;
+  const args = (node.args as unknown[]).map(child);
+  if (args.some((a) => !a)) return undefined;
+  const argFns = args as SyncFn[];
+  const { name, library } = node as { name: string; library?: string };
+  return (ctx) => {
+    let defs: any[] | undefined;
+    let childCtx: Ctx | undefined;
+    if (library) {
+      const lib = ctx.get(library) as { getFunction(name: string): any[] } | null | undefined;
+      defs = lib ? lib.getFunction(name) : undefined;
+      childCtx = ctx.getLibraryContext(library)?.childContext();
+    } else {
+      defs = ctx.getFunction(name) as any[] | undefined;
+      childCtx = ctx.childContext();
+    }
+    const values = argFns.map((fn) => fn(ctx));
+    if (!Array.isArray(defs) || childCtx === undefined) throw GIVE_UP;
+    let candidates = defs.filter((def) => def.parameters.length === values.length);
+    if (candidates.length > 1) {
+      candidates = candidates.filter((def) => {
+        for (let i = 0; i < values.length; i++) {
+          if (values[i] === null) continue;
+          const parameter = def.parameters[i];
+          const spec = parameter.operandTypeSpecifier ?? (parameter.operandType != null ? { name: parameter.operandType, type: 'NamedTypeSpecifier' } : undefined);
+          if (!ctx.matchesTypeSpecifier(values[i], spec)) return false;
+        }
+        return true;
+      });
+    }
+    const def = candidates[candidates.length - 1];
+    const body = def?.expression == null ? undefined : compiledBodies.get(def.expression as object);
+    if (body === undefined) throw GIVE_UP; // no overload (an error), or one whose body runs asynchronously
+    for (let i = 0; i < def.parameters.length; i++) childCtx.set(def.parameters[i].name as string, values[i]);
+    return body(childCtx);
   };
 };
 
@@ -712,7 +764,162 @@ const TWINS = new Map<unknown, Compile>([
     };
   }],
   [query.Query, compileQuery],
+  // Operators measures use most (interval bounds, dates, ages, arithmetic, conversions).
+  [interval.Start, (node, child) => boundTwin(node, child, 'start', math.MIN_DATETIME_VALUE)],
+  [interval.End, (node, child) => boundTwin(node, child, 'end', math.MAX_DATETIME_VALUE)],
+  [interval.Overlaps, withArgs((node, [a, b]) => (a != null && b != null ? a.overlaps(b, node.precision) : null))],
+  [overloaded.Includes, withArgs((node, [container, contained]) => {
+    if (container == null || contained == null) return null;
+    return (Array.isArray(container) ? list : interval).doIncludes(container, contained, node.precision);
+  })],
+  [overloaded.IncludedIn, withArgs((node, [contained, container]) => {
+    if (container == null || contained == null) return null;
+    return (Array.isArray(container) ? list : interval).doIncludes(container, contained, node.precision);
+  })],
+  [overloaded.Before, withArgs((node, [a, b]) => (a == null || b == null ? null : (a instanceof datatypes.DateTime ? datetimeOps : interval).doBefore(a, b, node.precision)))],
+  [overloaded.After, withArgs((node, [a, b]) => (a == null || b == null ? null : (a instanceof datatypes.DateTime ? datetimeOps : interval).doAfter(a, b, node.precision)))],
+  [overloaded.SameOrBefore, withArgs((node, [a, b]) => (a != null && b != null ? a.sameOrBefore(b, node.precision != null ? node.precision.toLowerCase() : undefined) : null))],
+  [overloaded.SameOrAfter, withArgs((node, [a, b]) => (a != null && b != null ? a.sameOrAfter(b, node.precision != null ? node.precision.toLowerCase() : undefined) : null))],
+  [datetimeOps.DateFrom, withArgs((_node, date) => (date != null ? date.getDate() : null))],
+  [datetimeOps.DurationBetween, withArgs((node, args) => {
+    if (args[0] == null || args[1] == null || typeof args[0].durationBetween !== 'function' || typeof args[1].durationBetween !== 'function') return null;
+    const result = args[0].durationBetween(args[1], node.precision != null ? node.precision.toLowerCase() : undefined);
+    return result != null && result.isPoint() ? result.low : result;
+  })],
+  [clinical.CalculateAgeAt, withArgs((node, [birthDate, asOf], ctx) => {
+    // calculateAge (lib/elm/clinical.js): like types first, then the duration in the precision.
+    if (birthDate == null || asOf == null) return null;
+    let birth = birthDate;
+    if (asOf.isDate && birth.isDateTime) birth = birth.getDate();
+    else if (asOf.isDateTime && birth.isDate) birth = birth.getDateTime(ctx.getExecutionDateTime().timezoneOffset);
+    const result = birth.durationBetween(asOf, node.precision.toLowerCase());
+    return result?.isPoint() ? result.low : result;
+  })],
+  [arithmetic.Add, withArgs((_node, args) => arithmeticTwin(args, true))],
+  [arithmetic.Subtract, withArgs((_node, args) => arithmeticTwin(args, false))],
+  [arithmetic.Multiply, withArgs((_node, args) => productTwin(args, true))],
+  [arithmetic.Divide, withArgs((_node, args) => productTwin(args, false))],
+  [quantityNode.Quantity, (node) => () => new quantity.Quantity(node.value, node.unit)],
+  [type.ToQuantity, withArgs((node, arg) => node.convertValue(arg))],
+  [list.Flatten, withArgs((_node, arg) => (Array.isArray(arg) && arg.every((x) => Array.isArray(x)) ? arg.reduce((x: unknown[], y: unknown[]) => x.concat(y), []) : arg))],
+  [datetimeOps.DifferenceBetween, withArgs((node, args) => {
+    if (args[0] == null || args[1] == null || typeof args[0].differenceBetween !== 'function' || typeof args[1].differenceBetween !== 'function') return null;
+    const result = args[0].differenceBetween(args[1], node.precision != null ? node.precision.toLowerCase() : undefined);
+    return result != null && result.isPoint() ? result.low : result;
+  })],
+  [type.ToConcept, withArgs((_node, arg) => (arg != null ? new datatypes.Concept([arg], arg.display) : null))],
+  [type.ToString, withArgs((_node, arg) => (arg != null ? arg.toString() : null))],
+  [type.ToDate, withArgs((_node, arg) => (arg == null ? null : arg.isDateTime ? arg.getDate() : datatypes.Date.parse(arg.toString())))],
+  [type.ToDateTime, withArgs((_node, arg, ctx) => {
+    if (arg == null) return null;
+    return arg.isDate ? arg.getDateTime(ctx.getExecutionDateTime().timezoneOffset) : datatypes.DateTime.parse(arg.toString());
+  })],
+  [type.ToDecimal, withArgs((_node, arg) => {
+    if (arg == null) return null;
+    if (arg.isUncertainty) {
+      return new datatypes.Uncertainty(math.limitDecimalPrecision(parseFloat(arg.low.toString())), math.limitDecimalPrecision(parseFloat(arg.high.toString())));
+    }
+    const decimal = math.limitDecimalPrecision(parseFloat(arg.toString()));
+    return math.isValidDecimal(decimal) ? decimal : null;
+  })],
+  [type.ConvertQuantity, withArgs((_node, [value, unit]) => {
+    if (value == null || unit == null) return undefined;
+    try {
+      return value.convertUnit(unit);
+    } catch {
+      return null; // not convertible to that unit: null, as the spec says
+    }
+  })],
+  [string.Split, (node, child) => {
+    const text = child(node.stringToSplit);
+    const separator = child(node.separator);
+    if (!text || !separator) return undefined;
+    return (ctx) => {
+      const value = text(ctx) as string | null;
+      const by = separator(ctx) as string | null;
+      if (value && by) return value.split(by);
+      return value ? [value] : null;
+    };
+  }],
+  [message.Message, (node, child) => {
+    const parts = [node.source, node.condition, node.code, node.severity, node.message].map(child);
+    if (parts.some((part) => !part)) return undefined;
+    const [source, condition, code, severity, text] = parts as SyncFn[];
+    return (ctx) => {
+      const value = source!(ctx);
+      if (condition!(ctx)) {
+        const codeValue = code!(ctx);
+        const severityValue = severity!(ctx);
+        const messageValue = text!(ctx);
+        const listener = ctx.getMessageListener();
+        if (listener && typeof listener.onMessage === 'function') listener.onMessage(value, codeValue, severityValue, messageValue);
+      }
+      return value;
+    };
+  }],
 ]);
+
+/** Multiply / Divide (lib/elm/arithmetic.js), likewise. */
+function productTwin(args: any[] | null, multiply: boolean): unknown {
+  if (args == null || args.some((x) => x == null)) return null;
+  const result = args.reduce((x: any, y: any) => {
+    if (x.isUncertainty && !y.isUncertainty) y = new datatypes.Uncertainty(y, y);
+    else if (y.isUncertainty && !x.isUncertainty) x = new datatypes.Uncertainty(x, x);
+    if (multiply ? x.isQuantity || y.isQuantity : x.isQuantity) return multiply ? quantity.doMultiplication(x, y) : quantity.doDivision(x, y);
+    if (x.isUncertainty && y.isUncertainty) {
+      if (x.low.isQuantity) {
+        return multiply
+          ? new datatypes.Uncertainty(quantity.doMultiplication(x.low, y.low), quantity.doMultiplication(x.high, y.high))
+          : new datatypes.Uncertainty(quantity.doDivision(x.low, y.high), quantity.doDivision(x.high, y.low));
+      }
+      return multiply ? new datatypes.Uncertainty(x.low * y.low, x.high * y.high) : new datatypes.Uncertainty(x.low / y.high, x.high / y.low);
+    }
+    return multiply ? x * y : x / y;
+  });
+  return math.overflowsOrUnderflows(result) ? null : result;
+}
+
+/** A node that evaluates its operands (Expression.execArgs) and then `op` on their values, as most operators do. */
+function withArgs(op: (node: Node, args: any, ctx: Ctx) => unknown): Compile {
+  return (node, child) => {
+    const args = argsOf(node, child);
+    return args && ((ctx) => op(node, args(ctx), ctx));
+  };
+}
+
+/** Start / End of an interval; the minimum / maximum DateTime takes the context's offset, as cql-execution sets it. */
+function boundTwin(node: Node, child: (node: unknown) => SyncFn | undefined, bound: 'start' | 'end', extreme: unknown): SyncFn | undefined {
+  const arg = node.arg == null ? () => undefined : child(node.arg);
+  if (!arg) return undefined;
+  return (ctx) => {
+    const value = arg(ctx) as any;
+    if (value == null) return null;
+    const point = value[bound]();
+    if (point && point.isDateTime && point.equals(extreme)) point.timezoneOffset = ctx.getTimezoneOffset();
+    return point;
+  };
+}
+
+/** Add / Subtract (lib/elm/arithmetic.js): uncertainties, quantities and dates by cql-execution's helpers, overflow as null. */
+function arithmeticTwin(args: any[] | null, add: boolean): unknown {
+  if (args == null || args.some((x) => x == null)) return null;
+  const result = args.reduce((x: any, y: any) => {
+    if (x.isUncertainty && !y.isUncertainty) y = new datatypes.Uncertainty(y, y);
+    else if (y.isUncertainty && !x.isUncertainty) x = new datatypes.Uncertainty(x, x);
+    if (x.isQuantity || x.isDateTime || x.isDate || (add && x.isTime && x.isTime())) return add ? quantity.doAddition(x, y) : quantity.doSubtraction(x, y);
+    if (x.isUncertainty && y.isUncertainty) {
+      const low = x.low;
+      if (low.isQuantity || low.isDateTime || low.isDate || (add && low.isTime && low.isTime())) {
+        return add
+          ? new datatypes.Uncertainty(quantity.doAddition(x.low, y.low), quantity.doAddition(x.high, y.high))
+          : new datatypes.Uncertainty(quantity.doSubtraction(x.low, y.high), quantity.doSubtraction(x.high, y.low));
+      }
+      return add ? new datatypes.Uncertainty(x.low + y.low, x.high + y.high) : new datatypes.Uncertainty(x.low - y.high, x.high - y.low);
+    }
+    return add ? x + y : x - y;
+  });
+  return math.overflowsOrUnderflows(result) ? null : result;
+}
 
 function property(obj: any, path: string): any {
   let value;

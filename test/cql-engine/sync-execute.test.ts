@@ -82,6 +82,19 @@ define "Casts": { Patient.gender as FHIR.AdministrativeGender, (null as FHIR.Obs
 define "Interval": Interval[Patient.birthDate, @2025-01-01]
 define "Functions": { H.Twice(2), H.Twice(null) }
 define "Empty Query": ({} as List<FHIR.Observation>) O return O.id
+define "Period": Interval[@2024-01-01T00:00:00.000Z, @2024-12-31T23:59:59.999Z]
+define "Bounds": { start of "Period", end of "Period", start of Interval[null as DateTime, @2024-01-01T00:00:00.000Z], end of Interval[@2024-01-01T00:00:00.000Z, null as DateTime] }
+define "Interval Relations": { "Period" overlaps Interval[@2024-06-01T00:00:00.000Z, @2025-06-01T00:00:00.000Z], "Period" includes @2024-03-01T00:00:00.000Z, Interval[@2024-02-01T00:00:00.000Z, @2024-03-01T00:00:00.000Z] included in "Period", { 1, 2 } includes { 2 }, { 3 } included in { 1, 2 } }
+define "Date Relations": { @2024-01-01 before @2024-02-01, @2024-01-01T10:00:00.000Z after day of @2024-01-01T08:00:00.000Z, @2024-01-01 same or before @2024-01-01, @2024-03-01 same month or after @2024-03-31, "Period" before @2025-01-01T00:00:00.000Z }
+define "Ages": { AgeInYearsAt(@2025-04-02), AgeInYearsAt(@2025-04-01), AgeInMonthsAt(@2025-04-01), years between Patient.birthDate and @2025-06-01, date from @2024-05-06T07:08:09.000Z }
+define "Arithmetic": { 1 + 2, 5 - 7, 2.5 + 1, @2024-01-31 + 1 month, @2024-03-01T00:00:00.000Z - 2 days, 5 'mg' + 3 'mg', (null as Integer) + 1 }
+define "Conversions": { ToString(5), ToDate(@2024-01-01T10:00:00.000Z), ToDateTime(@2024-01-01), ToDecimal(5), ToDecimal('2.50'), ToConcept("Systolic"), ConvertQuantity(1 'g', 'mg'), ConvertQuantity(1 'g', 'm') }
+define "Products": { 2 * 3, 7 / 2, 2.5 * 2, 6 'mg' * 2, 10 'mg' / 4, 1 / 0, ToQuantity(5), ToQuantity('3 mg') }
+define "Flatten": flatten { { 1, 2 }, { 3 } }
+define "Difference": { difference in days between @2024-01-01 and @2024-03-01, difference in years between @2020-06-01 and @2024-05-31 }
+define "Split": { Split('a,b,,c', ','), Split('abc', ''), Split(null, ',') }
+define "Message": Message('value', true, 'CODE-1', 'Message', 'a message')
+define "Measurement Style": [Observation] O where (O.effective as FHIR.dateTime).value during "Period" and O.status = 'final' return O.id
 `;
 
 /** Defines whose synchronous twin must give up and leave the answer (or the error) to cql-execution. */
@@ -130,11 +143,12 @@ async function run(prepared: PreparedLibrary, data: readonly FhirResource[], par
   }
 }
 
-function observation(id: string, status: string, value: number | undefined, code = '8480-6'): FhirResource {
+function observation(id: string, status: string, value: number | undefined, code = '8480-6', effective = '2024-05-01T10:00:00Z'): FhirResource {
   return {
     resourceType: 'Observation',
     id,
     status,
+    effectiveDateTime: effective,
     code: { coding: [{ system: LOINC, code, display: code }] },
     ...(value === undefined ? {} : { valueQuantity: { value, unit: 'mm[Hg]', system: 'http://unitsofmeasure.org', code: 'mm[Hg]' } }),
   };
@@ -146,7 +160,7 @@ const PATIENT: readonly FhirResource[] = [
   observation('o2', 'amended', 120),
   observation('o3', 'preliminary', undefined, '8462-4'),
   observation('o4', 'final', 150),
-  observation('o5', 'final', 140),
+  observation('o5', 'final', 140, '8480-6', '2025-02-01'),
 ];
 
 describe('synchronous subtrees (sync-execute.ts) give the results cql-execution gives', () => {
@@ -185,6 +199,7 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
       status: fc.constantFrom('final', 'amended', 'preliminary', 'entered-in-error'),
       value: fc.option(fc.integer({ min: 60, max: 220 }), { nil: undefined }),
       code: fc.constantFrom('8480-6', '8462-4'),
+      effective: fc.constantFrom('2023-12-31T23:00:00Z', '2024-01-01T00:00:00Z', '2024-07-01', '2024-12-31T23:59:59.999Z', '2025-01-01T00:00:00+01:00'),
     });
     await fc.assert(
       fc.asyncProperty(
@@ -194,7 +209,7 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
         async (gender, observations, cutoff) => {
           const data: FhirResource[] = [
             { resourceType: 'Patient', id: 'p', ...(gender === undefined ? {} : { gender }) },
-            ...observations.map((o, i) => observation(`o${i}`, o.status, o.value, o.code)),
+            ...observations.map((o, i) => observation(`o${i}`, o.status, o.value, o.code, o.effective)),
           ];
           const parameters = cutoff === undefined ? {} : { Cutoff: cutoff };
           expect(await run(sync, data, parameters)).toEqual(await run(async, data, parameters));
