@@ -21,6 +21,22 @@ const SCHEMA = [
      rule_id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, until TIMESTAMPTZ NOT NULL, PRIMARY KEY (rule_id, patient_id, until))`,
 ];
 
+/** Rows per INSERT statement (each row's values are bound parameters). */
+const ROWS_PER_STATEMENT = 200;
+
+/**
+ * insertRows runs `insert` with a VALUES row per entry of `rows`, in chunks; the column at
+ * `timestampColumn` is an ISO instant cast to TIMESTAMPTZ.
+ */
+async function insertRows(c: DuckDBConnection, insert: string, rows: readonly (string | number)[][], timestampColumn: number): Promise<void> {
+  for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
+    const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
+    let parameter = 0;
+    const values = chunk.map((row) => `(${row.map((_, i) => `$${++parameter}${i === timestampColumn ? '::TIMESTAMPTZ' : ''}`).join(', ')})`);
+    await c.run(`${insert} VALUES ${values.join(', ')}`, chunk.flat());
+  }
+}
+
 /**
  * createCdsStore keeps the CDS Hooks service's durable records in the warehouse. Writes go through
  * one queue so each multi-row write is its own transaction on the shared connection.
@@ -57,19 +73,21 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
     const batch = pendingInvocations;
     pendingInvocations = [];
     if (batch.length === 0) return serial(async () => undefined);
+    // One multi-row INSERT per table and chunk: a statement per row cost the service's thread ~0.3 ms a row.
+    const invocations = batch.map((record) => [
+      record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion,
+      record.at, record.durationMs, record.status, record.cards.length, record.suppressed, record.ruleErrors,
+    ]);
+    // The first card of a uuid is kept, as a statement per card with INSERT OR IGNORE kept it.
+    const firstCards = new Map<string, IssuedCard>();
+    for (const card of batch.flatMap((record) => record.cards)) if (!firstCards.has(card.uuid)) firstCards.set(card.uuid, card);
+    const cards = [...firstCards.values()].map((card) => [
+      card.uuid, card.serviceId, card.hook, card.hookInstance, card.patientId, card.ruleId, card.ruleVersion,
+      card.knowledgeVersion, card.indicator, card.issuedAt,
+    ]);
     return transaction(async (c) => {
-      for (const record of batch) {
-        await c.run(`INSERT INTO cds_invocation VALUES ($1, $2, $3, $4, $5, $6, $7::TIMESTAMPTZ, $8, $9, $10, $11, $12)`, [
-          record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion,
-          record.at, record.durationMs, record.status, record.cards.length, record.suppressed, record.ruleErrors,
-        ]);
-        for (const card of record.cards) {
-          await c.run(`INSERT OR IGNORE INTO cds_card VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::TIMESTAMPTZ)`, [
-            card.uuid, card.serviceId, card.hook, card.hookInstance, card.patientId, card.ruleId, card.ruleVersion,
-            card.knowledgeVersion, card.indicator, card.issuedAt,
-          ]);
-        }
-      }
+      await insertRows(c, 'INSERT INTO cds_invocation', invocations, 6);
+      await insertRows(c, 'INSERT OR IGNORE INTO cds_card', cards, 9);
     });
   };
 

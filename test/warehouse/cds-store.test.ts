@@ -1,0 +1,39 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { IssuedCard } from '../../src/cds-hooks/store.ts';
+import { queryRows, withWarehouse } from '../../src/warehouse/database.ts';
+import { createCdsStore } from '../../src/warehouse/cds-store.ts';
+
+let dir: string | undefined;
+
+afterEach(async () => {
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+describe('CDS store: invocations written behind responses', () => {
+  it('writes a burst of invocations in multi-row statements: every invocation once, every card once, timestamps kept', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      const total = 450; // more than one statement's rows, and more than one automatic flush
+      for (let i = 0; i < total; i++) {
+        const at = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
+        // Every tenth call repeats the previous card (same uuid): stored once, as INSERT OR IGNORE did.
+        const uuid = `00000000-0000-4000-8000-${String(i % 10 === 9 ? i - 1 : i).padStart(12, '0')}`;
+        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: `p${i % 7}`, ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at };
+        await store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, client: 'ehr', patientId: card.patientId, knowledgeVersion: 'k', at, durationMs: i % 50, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      }
+      await store.flush();
+      const [counts] = await queryRows(warehouse.connection, `SELECT (SELECT count(*) FROM cds_invocation)::INTEGER AS invocations,
+        (SELECT count(DISTINCT hook_instance) FROM cds_invocation)::INTEGER AS instances, (SELECT count(*) FROM cds_card)::INTEGER AS cards`);
+      expect(counts).toEqual({ invocations: total, instances: total, cards: total - total / 10 });
+      const [last] = await queryRows(warehouse.connection, `SELECT strftime(invoked_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS at, duration_ms FROM cds_invocation WHERE hook_instance = 'hi-449'`);
+      expect(last).toEqual({ at: '2026-01-01T00:07:29', duration_ms: 449 % 50 });
+      const found = await store.findCards(['00000000-0000-4000-8000-000000000008']);
+      expect(found.get('00000000-0000-4000-8000-000000000008')?.hookInstance).toBe('hi-8');
+    });
+  });
+});
