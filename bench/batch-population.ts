@@ -25,7 +25,7 @@ import { withWarehouse, type Warehouse } from '../src/warehouse/database.ts';
 import { ingestPaths } from '../src/warehouse/ingest.ts';
 import { countPatients } from '../src/warehouse/read.ts';
 import { measureSummaries, ruleCounts, type RunSummary } from '../src/warehouse/results.ts';
-import { flag, isMain, loadAverage, peakRssMb, round, sharedFixture } from './support.ts';
+import { cpuSecondsSince, flag, isMain, loadAverage, numberFlag, peakRssMb, positionalNumber, printResult, round, sharedFixture } from './support.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CACHE_DIR = fileURLToPath(new URL('../.cache/bench-elm/', import.meta.url));
@@ -34,6 +34,7 @@ const EVALUATED_AT = '2026-03-01T02:00:00Z';
 const TARGET_SECONDS = 600;
 const TARGET_RSS_MB = 4096;
 const TARGET_PATIENTS = 100_000;
+const TARGET = `${TARGET_PATIENTS} patients in < ${TARGET_SECONDS} s, peak RSS < ${TARGET_RSS_MB} MB`;
 
 export interface BatchPopulationResult {
   readonly bench: 'batch-population';
@@ -131,13 +132,13 @@ async function runBatchProcess(knowledgeRoot: string, database: string, workers:
       },
     });
     const batchSeconds = (performance.now() - started) / 1000;
-    const cpu = process.cpuUsage(cpuStart);
+    const cpuSeconds = cpuSecondsSince(cpuStart);
     const peak = peakRssMb();
     for (const { measure, report } of await measureSummaries(warehouse, summary.runId)) lines.push(describe(measure, report));
     for (const row of await ruleCounts(warehouse, summary.runId)) {
       if (!row.ruleId.startsWith('measure:')) lines.push(`${row.ruleId.padEnd(60)} ${row.alerts} alerts, ${row.careGaps} care gaps, ${row.errors} errors`);
     }
-    return { batchSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMb: peak, summary, lines };
+    return { batchSeconds, cpuSeconds, peakRssMb: peak, summary, lines };
   });
 }
 
@@ -158,7 +159,7 @@ export async function runBatchPopulationBench(options: { readonly patients?: num
   if (ecqm === undefined) {
     const result: BatchPopulationResult = { bench: 'batch-population', skipped: `../shared/fixtures/${ECQM} not found: the published eCQMs are needed` };
     log(`batch-population: skipped — ${result.skipped}`);
-    log(JSON.stringify(result));
+    printResult(log, result);
     return result;
   }
   const patients = options.patients ?? TARGET_PATIENTS;
@@ -199,15 +200,14 @@ export async function runBatchPopulationBench(options: { readonly patients?: num
       careGaps: summary.careGaps,
       errors: summary.errors,
       load,
-      target: `${TARGET_PATIENTS} patients in < ${TARGET_SECONDS} s, peak RSS < ${TARGET_RSS_MB} MB`,
+      target: TARGET,
       meetsTarget: meets,
     };
     for (const line of outcome.lines) log(`  ${line}`);
     log(`  batch: ${summary.patients} patients in ${result.batchSeconds} s = ${result.patientsPerSec} patients/s; peak RSS of the batch process ${peak} MB (its worker threads and DuckDB included)`);
     log(`  CPU: ${round(outcome.cpuSeconds, 1)} s over ${workers} worker threads and the main thread = ${result.cpuMsPerPatient} ms per patient`);
     log(`  ${summary.alerts} alerts, ${summary.careGaps} care gaps, ${summary.errors} errors; load average before ${loadBefore.join(' ')}, after ${loadAverage().join(' ')}`);
-    if (meets !== null) log(`  target ${result.target}: ${meets ? 'met' : 'NOT met'}`);
-    log(JSON.stringify(result));
+    printResult(log, result, { text: TARGET, met: meets });
     return result;
   } finally {
     await rm(knowledgeRoot, { recursive: true, force: true });
@@ -233,12 +233,12 @@ if (process.argv[2] === CHILD_FLAG) {
   process.send?.(await runBatchProcess(knowledgeRoot, database, Number(workers)));
   process.disconnect?.();
 } else if (isMain(import.meta.url)) {
-  const n = process.argv.slice(2).find((arg) => /^\d+$/.test(arg));
-  const workers = flag('workers');
+  const patients = positionalNumber();
+  const workers = numberFlag('workers');
   const database = flag('db');
   await runBatchPopulationBench({
-    ...(n === undefined ? {} : { patients: Number(n) }),
-    ...(workers === undefined ? {} : { workers: Number(workers) }),
+    ...(patients === undefined ? {} : { patients }),
+    ...(workers === undefined ? {} : { workers }),
     ...(database === undefined ? {} : { database: path.resolve(database) }),
   });
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
 import { startLiveService } from '../test/cds-hooks/live.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
+import { isMain, numberFlag, printResult, round } from './support.ts';
 
 /**
  * CDS Hooks load: signed `order-sign` calls, each with a fresh JWT and a ~200-resource prefetch,
@@ -96,7 +97,6 @@ export function orderSignRequest(templates: Readonly<Record<string, string>>, as
 }
 
 const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-const round = (n: number): number => Math.round(n * 100) / 100;
 
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
 async function runServer(count: number, evaluationThreads: number): Promise<void> {
@@ -234,8 +234,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     log(`  unloaded (one at a time) ms: p50 ${final.serialMs.p50}  p99 ${final.serialMs.p99}`);
     log(`  latency ms under load (from scheduled send; sent calls only): p50 ${final.latencyMs.p50}  p95 ${final.latencyMs.p95}  p99 ${final.latencyMs.p99}  max ${final.latencyMs.max}`);
     if (final.serverMs) log(`  server handler ms (audit duration): p50 ${final.serverMs.p50}  p99 ${final.serverMs.p99}`);
-    log(`  target p99 < 25 ms at ${rate}/s with no errors: ${final.meetsTarget ? 'met' : 'NOT met'}`);
-    log(JSON.stringify(final));
+    printResult(log, final, { text: `p99 < 25 ms at ${rate}/s with no errors`, met: final.meetsTarget });
     return final;
   } finally {
     // Killed, not closed gracefully: after timeouts the service may still hold a long queue.
@@ -245,14 +244,10 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
 
 if (process.argv[2] === SERVER_FLAG) {
   await runServer(Number(process.argv[3]), Number(process.argv[4]));
-} else if (import.meta.url === `file://${process.argv[1]}`) {
+} else if (isMain(import.meta.url)) {
   // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--threads=<cores>]`.
-  const flag = (name: string): number | undefined => {
-    const value = process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split('=')[1];
-    return value === undefined ? undefined : Number(value);
-  };
-  const rate = flag('rate');
-  const seconds = flag('seconds');
-  const threads = flag('threads');
+  const rate = numberFlag('rate');
+  const seconds = numberFlag('seconds');
+  const threads = numberFlag('threads');
   await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...(seconds ? { seconds } : {}), ...(threads === undefined ? {} : { threads }) });
 }

@@ -1,7 +1,8 @@
 /**
- * What every bench shares: rounding for printed numbers, timing loops, the machine's load (numbers
- * on a shared 2-core machine mean little without it), peak RSS, where the published fixtures are,
- * and the "run me directly" check.
+ * What every bench shares: rounding for printed numbers, timing loops, CPU time, the machine's load
+ * (numbers on a shared 2-core machine mean little without it), peak RSS, where the published
+ * fixtures are, the "run me directly" check, reading arguments, and the closing lines every bench
+ * prints (its target's verdict and one JSON line).
  */
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -41,6 +42,12 @@ export function timeSync(fn: () => unknown, runs: number): number {
   return (performance.now() - start) / runs;
 }
 
+/** cpuSecondsSince is this process's CPU time (user + system, all threads) since `start` (a `process.cpuUsage()`), in seconds. */
+export function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+}
+
 /** loadAverage is the 1, 5 and 15 minute load averages, for reading timings taken on a shared machine. */
 export function loadAverage(): readonly [number, number, number] {
   const [one = 0, five = 0, fifteen = 0] = loadavg();
@@ -73,4 +80,27 @@ export function flag(name: string, argv: readonly string[] = process.argv.slice(
   if (inline !== undefined) return inline.slice(prefix.length);
   const at = argv.indexOf(`--${name}`);
   return at >= 0 ? argv[at + 1] : undefined;
+}
+
+/** numberFlag reads `--name=N` or `--name N` from argv as a number (undefined when absent, NaN when not a number). */
+export function numberFlag(name: string, argv: readonly string[] = process.argv.slice(2)): number | undefined {
+  const value = flag(name, argv);
+  return value === undefined ? undefined : Number(value);
+}
+
+/** positionalNumber reads the first bare whole number in argv (a bench's size, e.g. patients), skipping the values of `--name value` flags. */
+export function positionalNumber(argv: readonly string[] = process.argv.slice(2)): number | undefined {
+  const isFlagValue = (i: number): boolean => argv[i - 1]?.startsWith('--') === true && !argv[i - 1]!.includes('=');
+  const at = argv.findIndex((arg, i) => /^\d+$/.test(arg) && !isFlagValue(i));
+  return at < 0 ? undefined : Number(argv[at]);
+}
+
+/**
+ * printResult prints a bench's closing lines: `  target <target>: met | NOT met` when it has a
+ * target and a verdict (null: the run was too small to judge), then the result as one JSON line,
+ * always last, for scripts that collect bench numbers.
+ */
+export function printResult(log: (line: string) => void, result: unknown, target?: { readonly text: string; readonly met: boolean | null }): void {
+  if (target !== undefined && target.met !== null) log(`  target ${target.text}: ${target.met ? 'met' : 'NOT met'}`);
+  log(JSON.stringify(result));
 }

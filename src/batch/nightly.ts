@@ -10,6 +10,8 @@ export interface NightlyOptions {
   readonly evaluatedAt: string;
   readonly now: () => Date;
   readonly workers?: number;
+  /** Trust `meta.profile` in measure retrieves (runBatch's option; configuration `batch.trustMetaProfile`). */
+  readonly trustMetaProfile?: boolean;
   readonly log?: (event: string, detail: Record<string, unknown>) => void;
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -21,6 +23,7 @@ export async function runNightly(warehouse: Warehouse, prepared: PreparedKnowled
     evaluatedAt: options.evaluatedAt,
     now: options.now,
     ...(options.workers ? { workers: options.workers } : {}),
+    trustMetaProfile: options.trustMetaProfile === true,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
   return { ingests, run };

@@ -1,8 +1,8 @@
 import { deterministicUuid } from '../evaluate/ids.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
-import type { Warehouse } from '../warehouse/database.ts';
+import { capMemory, type Warehouse } from '../warehouse/database.ts';
 import { countPatients, streamPatientJson, type PatientJson } from '../warehouse/read.ts';
-import { beginRun, capBatchMemory, dataSnapshot, publishedRuns, type PatientResults, type RunSummary } from '../warehouse/results.ts';
+import { BATCH_MEMORY_LIMIT, beginRun, dataSnapshot, publishedRuns, type PatientResults, type RunSummary } from '../warehouse/results.ts';
 import { measurementPeriod } from '../measures/evaluate.ts';
 import type { IndividualReport } from '../measures/measure-report.ts';
 import { createSummarizer } from '../measures/summarize.ts';
@@ -41,7 +41,7 @@ export async function runBatch(warehouse: Warehouse, prepared: PreparedKnowledge
   const sequence = await publishedRuns(warehouse);
   const runId = `run-${options.evaluatedAt.replace(/[^0-9]/g, '').slice(0, 14)}-${deterministicUuid(knowledgeVersion, snapshot, options.evaluatedAt, startedAt, String(sequence)).slice(0, 8)}`;
   const total = await countPatients(warehouse);
-  const uncapMemory = await capBatchMemory(warehouse);
+  const uncapMemory = await capMemory(warehouse, BATCH_MEMORY_LIMIT);
   const writer = await beginRun(warehouse, runId).catch(async (error: unknown) => {
     await uncapMemory();
     throw error;

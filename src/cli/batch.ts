@@ -17,6 +17,8 @@ interface BatchFlags {
   readonly at?: string;
   readonly demo: boolean;
   readonly workers: string;
+  /** true with --trust-meta-profile, false with --no-trust-meta-profile, else undefined (the configuration decides). */
+  readonly trustMetaProfile?: boolean;
 }
 
 /** registerBatchCommand adds `cairn batch`: the nightly job, run now. */
@@ -30,8 +32,10 @@ export function registerBatchCommand(program: Command): void {
     .option('--config <file>', 'configuration file (default: ./cairn.config.json when present)')
     .option('--demo', 'first generate and ingest 1,000 synthetic patients when the database is empty', false)
     .option('--workers <n>', 'worker threads evaluating patients (0: on the main thread)', String(availableParallelism()))
+    .option('--trust-meta-profile', 'a measure retrieve of a profile only returns resources whose meta.profile lists it (QI-Core eCQMs need it; default: config batch.trustMetaProfile or CAIRN_TRUST_META_PROFILE, else off)')
+    .option('--no-trust-meta-profile', 'match measure retrieves by resource type alone, whatever the configuration says')
     .action(async (flags: BatchFlags) => {
-      const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
+      const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config, trustMetaProfile: flags.trustMetaProfile }, env: process.env, cwd: process.cwd() });
       const evaluatedAt = flags.at ?? new Date().toISOString();
       if (!Number.isInteger(Number(flags.workers)) || Number(flags.workers) < 0) throw new CairnError('INPUT_INVALID', `--workers ${flags.workers} is not a whole number`);
       if (Number.isNaN(Date.parse(evaluatedAt))) throw new CairnError('INPUT_INVALID', `--at ${evaluatedAt} is not an ISO 8601 date-time`);
@@ -47,6 +51,7 @@ export function registerBatchCommand(program: Command): void {
           evaluatedAt,
           now: () => new Date(),
           workers: Number(flags.workers),
+          trustMetaProfile: config.batch.trustMetaProfile,
           log: (event, detail) => process.stderr.write(`${JSON.stringify({ component: 'ingest', event, ...detail })}\n`),
           ...(process.stderr.isTTY ? { onProgress: (done: number, total: number) => process.stderr.write(`\revaluated ${done}/${total} patients${done === total ? '\n' : ''}`) } : {}),
         });

@@ -104,6 +104,7 @@ export function registerServeCommand(program: Command): void {
             evaluatedAt: new Date().toISOString(),
             now: () => new Date(),
             workers: availableParallelism(),
+            trustMetaProfile: config.batch.trustMetaProfile,
             log: (event, detail) => app.log.info({ ingest: event, ...detail }),
           });
           app.log.info({ run, ingests }, 'nightly batch published');

@@ -49,6 +49,16 @@ const FileSchema = z.strictObject({
     .optional(),
   /** When the nightly job runs (node-cron syntax, local time). */
   schedule: z.string().min(1).optional(),
+  /** How the nightly job (`cairn batch`, and `cairn serve` on its schedule) evaluates. */
+  batch: z
+    .strictObject({
+      /**
+       * Measure retrieves of a profile return only resources whose meta.profile lists it (as
+       * fqm-execution does); published QI-Core eCQMs such as CMS104 and CMS165 need it. Default false.
+       */
+      trustMetaProfile: z.boolean().optional(),
+    })
+    .optional(),
 });
 
 export interface Config {
@@ -75,10 +85,14 @@ export interface Config {
     readonly bulk?: { readonly url: string; readonly tokenFile?: string; readonly types?: readonly string[] };
   };
   readonly schedule: string;
+  readonly batch: {
+    /** Measure retrieves trust `meta.profile` (runBatch's `trustMetaProfile`). */
+    readonly trustMetaProfile: boolean;
+  };
 }
 
 export interface ConfigInputs {
-  readonly flags?: Partial<Record<'knowledgeDir' | 'dataDir' | 'config', string | undefined>>;
+  readonly flags?: Partial<Record<'knowledgeDir' | 'dataDir' | 'config', string | undefined>> & { readonly trustMetaProfile?: boolean | undefined };
   /** The environment; passed in so nothing below main reads process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
@@ -118,6 +132,16 @@ function envNumber(env: Readonly<Record<string, string | undefined>>, name: stri
   return n;
 }
 
+const ENV_BOOLEANS: Readonly<Record<string, boolean>> = { on: true, true: true, off: false, false: false };
+
+function envBoolean(env: Readonly<Record<string, string | undefined>>, name: string, problems: Problem[]): boolean | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  const flag = ENV_BOOLEANS[value.toLowerCase()];
+  if (flag === undefined) problems.push({ code: 'CONFIG_INVALID', path: name, message: `environment variable ${name}="${value}" must be "on" or "off" (or "true" / "false")` });
+  return flag;
+}
+
 /** loadConfig resolves every setting or throws CONFIG_INVALID listing every problem. */
 export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config {
   const problems: Problem[] = [];
@@ -137,6 +161,8 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
   const corsFromEnv = env.CAIRN_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean);
   const publicBaseUrl = env.CAIRN_PUBLIC_URL ?? file.server?.publicBaseUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (!z.url().safeParse(publicBaseUrl).success) problems.push({ code: 'CONFIG_INVALID', path: 'CAIRN_PUBLIC_URL', message: `"${publicBaseUrl}" is not a URL` });
+  const trustFromEnv = envBoolean(env, 'CAIRN_TRUST_META_PROFILE', problems);
+  const trustMetaProfile = flags.trustMetaProfile ?? trustFromEnv ?? file.batch?.trustMetaProfile ?? false;
 
   if (problems.length > 0) throw new CairnError('CONFIG_INVALID', `configuration is invalid (${problems.length} problem(s))`, { problems });
   return Object.freeze({
@@ -162,5 +188,6 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
       ...(file.ingest?.bulk ? { bulk: Object.freeze({ ...file.ingest.bulk, ...(file.ingest.bulk.tokenFile ? { tokenFile: fromFile(file.ingest.bulk.tokenFile) } : {}) }) } : {}),
     }),
     schedule: env.CAIRN_SCHEDULE ?? file.schedule ?? '0 2 * * *',
+    batch: Object.freeze({ trustMetaProfile }),
   });
 }

@@ -133,3 +133,29 @@ export async function queryRows(connection: DuckDBConnection, sql: string, value
     throw new CairnError('WAREHOUSE_FAILED', `A warehouse query failed: ${(error as Error).message}`, { context: { sql: sql.slice(0, 200) }, cause: error });
   }
 }
+
+const MEMORY_UNITS: Readonly<Record<string, number>> = { bytes: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
+
+/** memoryBytes reads a DuckDB memory setting such as `18.8 GiB` (NaN when it cannot). */
+function memoryBytes(setting: string): number {
+  const match = /^([\d.]+)\s*([A-Za-z]+)$/.exec(setting.trim());
+  return match ? Number(match[1]) * (MEMORY_UNITS[match[2]?.toLowerCase() ?? ''] ?? Number.NaN) : Number.NaN;
+}
+
+/**
+ * capMemory lowers DuckDB's memory_limit to `limit` (e.g. `1GiB`) when it is higher, so large work
+ * spills to the temp directory beside the database file instead of growing the process (DuckDB's
+ * default is 80% of RAM), and returns the undo. The undo goes back to what the warehouse was opened
+ * with, not to the limit read (DuckDB prints limits rounded). memory_limit is global: other
+ * connections of the same open database are capped meanwhile.
+ */
+export async function capMemory(warehouse: Warehouse, limit: string): Promise<() => Promise<void>> {
+  const c = warehouse.connection;
+  const current = String((await c.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRowsJS()[0]?.[0] ?? '');
+  if (!(memoryBytes(current) > memoryBytes(limit))) return async () => undefined;
+  await c.run(`SET memory_limit = '${limit.replaceAll("'", "''")}'`);
+  const restore = warehouse.memoryLimit === undefined ? 'RESET memory_limit' : `SET memory_limit = '${warehouse.memoryLimit.replaceAll("'", "''")}'`;
+  return async () => {
+    await c.run(restore).catch(() => undefined);
+  };
+}

@@ -32,7 +32,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { CairnError } from '../domain/errors.ts';
-import type { Warehouse } from './database.ts';
+import { capMemory, type Warehouse } from './database.ts';
 import { keySelect, MACROS, resourceSelect } from './extract.ts';
 import { columnNames, GENERIC_TABLE, RESOURCE_TABLES, TYPED_TABLES } from './schema.ts';
 import { BUNDLE_TYPES, listInputs, MAX_QUARANTINE_CONTENT, readInput, readLine, type InputFile, type IngestSink, type QuarantineRecord } from './sources.ts';
@@ -213,29 +213,6 @@ function phaseTimer(onPhase: IngestOptions['onPhase']): (name: IngestPhase) => v
     const now = performance.now();
     onPhase?.(name, now - last);
     last = now;
-  };
-}
-
-const MEMORY_UNITS: Readonly<Record<string, number>> = { bytes: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
-
-/** memoryBytes reads a DuckDB memory setting such as `18.8 GiB` (NaN when it cannot). */
-function memoryBytes(setting: string): number {
-  const match = /^([\d.]+)\s*([A-Za-z]+)$/.exec(setting.trim());
-  return match ? Number(match[1]) * (MEMORY_UNITS[match[2]!.toLowerCase()] ?? Number.NaN) : Number.NaN;
-}
-
-/**
- * capMemory lowers memory_limit to `limit` when it is higher and returns the undo, which
- * goes back to what the warehouse was opened with (DuckDB prints limits rounded, so not to that).
- */
-async function capMemory(warehouse: Warehouse, limit: string): Promise<() => Promise<void>> {
-  const c = warehouse.connection;
-  const current = String((await c.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRowsJS()[0]?.[0] ?? '');
-  if (!(memoryBytes(current) > memoryBytes(limit))) return async () => undefined;
-  await c.run(`SET memory_limit = '${limit.replaceAll("'", "''")}'`);
-  const restore = warehouse.memoryLimit === undefined ? 'RESET memory_limit' : `SET memory_limit = '${warehouse.memoryLimit.replaceAll("'", "''")}'`;
-  return async () => {
-    await c.run(restore).catch(() => undefined);
   };
 }
 

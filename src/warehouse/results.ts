@@ -146,33 +146,8 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
   };
 }
 
-/** DuckDB's memory while a batch run reads and writes: past it, its sorts and uncommitted rows go to disk. */
+/** DuckDB's memory while a batch run reads and writes (see capMemory in database.ts): past it, its sorts and uncommitted rows go to disk. */
 export const BATCH_MEMORY_LIMIT = '1GiB';
-
-const MEMORY_UNITS: Readonly<Record<string, number>> = { bytes: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };
-
-/** memoryBytes reads a DuckDB memory setting such as `18.8 GiB` (NaN when it cannot). */
-function memoryBytes(setting: string): number {
-  const match = /^([\d.]+)\s*([A-Za-z]+)$/.exec(setting.trim());
-  return match ? Number(match[1]) * (MEMORY_UNITS[match[2]?.toLowerCase() ?? ''] ?? Number.NaN) : Number.NaN;
-}
-
-/**
- * capBatchMemory lowers DuckDB's memory_limit to {@link BATCH_MEMORY_LIMIT} for a batch run when
- * it is higher (DuckDB's default is 80% of RAM, so a run's uncommitted rows and sorts would grow
- * the process instead of spilling), and returns the undo: back to what the warehouse was opened
- * with. Ingest caps memory the same way (warehouse/ingest.ts).
- */
-export async function capBatchMemory(warehouse: Warehouse): Promise<() => Promise<void>> {
-  const c = warehouse.connection;
-  const current = String((await c.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRowsJS()[0]?.[0] ?? '');
-  if (!(memoryBytes(current) > memoryBytes(BATCH_MEMORY_LIMIT))) return async () => undefined;
-  await c.run(`SET memory_limit = '${BATCH_MEMORY_LIMIT}'`);
-  const restore = warehouse.memoryLimit === undefined ? 'RESET memory_limit' : `SET memory_limit = '${warehouse.memoryLimit.replaceAll("'", "''")}'`;
-  return async () => {
-    await c.run(restore).catch(() => undefined);
-  };
-}
 
 /** ruleCounts returns, for one run, alerts and care gaps per rule. */
 export async function ruleCounts(warehouse: Warehouse, runId: string): Promise<{ ruleId: string; alerts: number; careGaps: number; errors: number }[]> {

@@ -2,14 +2,22 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runNightly } from '../../src/batch/nightly.ts';
+import { runBatch } from '../../src/batch/run-batch.ts';
+import type * as RunBatchModule from '../../src/batch/run-batch.ts';
 import { loadPreparedKnowledge } from '../../src/evaluate/knowledge-service.ts';
 import type { PreparedKnowledge } from '../../src/evaluate/prepare.ts';
 import { generatePopulation } from '../../src/synthetic/generate.ts';
 import { queryRows } from '../../src/warehouse/database.ts';
 import { PROJECT_ROOT, testDeps } from '../support/knowledge.ts';
 import { tempDir, tempWarehouse } from '../warehouse/helpers.ts';
+
+// The real runBatch runs; the wrapper only records the options the nightly job gives it.
+vi.mock('../../src/batch/run-batch.ts', async (importOriginal) => {
+  const actual: typeof RunBatchModule = await importOriginal();
+  return { ...actual, runBatch: vi.fn(actual.runBatch) };
+});
 
 let prepared: PreparedKnowledge;
 let server: Server | undefined;
@@ -30,6 +38,16 @@ describe('the nightly job', () => {
     const { ingests, run } = await runNightly(warehouse, prepared, { sources: { paths: [out] }, evaluatedAt: '2026-03-01T02:00:00Z', now: () => new Date('2026-03-01T02:00:00Z') });
     expect(ingests[0]?.loaded).toBeGreaterThan(30);
     expect(run.patients).toBe(30);
+  });
+
+  it('evaluates with meta.profile trusted only when told to (configuration batch.trustMetaProfile)', async () => {
+    const warehouse = await tempWarehouse();
+    const at = '2026-03-01T02:00:00Z';
+    for (const trustMetaProfile of [undefined, false, true]) {
+      vi.mocked(runBatch).mockClear();
+      await runNightly(warehouse, prepared, { sources: {}, evaluatedAt: at, now: () => new Date(at), ...(trustMetaProfile === undefined ? {} : { trustMetaProfile }) });
+      expect(vi.mocked(runBatch).mock.calls.map((call) => call[2].trustMetaProfile)).toEqual([trustMetaProfile === true]);
+    }
   });
 
   it('asks a Bulk Data server only for changes since its previous export, with the token from a file', async () => {

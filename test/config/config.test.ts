@@ -46,6 +46,39 @@ describe('loadConfig', () => {
     }
   });
 
+  it('resolves batch.trustMetaProfile: off by default, then file, then CAIRN_TRUST_META_PROFILE, then the flag', async () => {
+    const plain = await mkdtemp(path.join(os.tmpdir(), 'cairn-config-'));
+    const on = await dirWithConfig({ batch: { trustMetaProfile: true } });
+    const cases: { name: string; cwd: string; env?: Record<string, string>; flag?: boolean; want: boolean }[] = [
+      { name: 'default', cwd: plain, want: false },
+      { name: 'config file', cwd: on, want: true },
+      { name: 'environment on', cwd: plain, env: { CAIRN_TRUST_META_PROFILE: 'on' }, want: true },
+      { name: 'environment true', cwd: plain, env: { CAIRN_TRUST_META_PROFILE: 'TRUE' }, want: true },
+      { name: 'environment off over the file', cwd: on, env: { CAIRN_TRUST_META_PROFILE: 'off' }, want: false },
+      { name: 'empty environment variable: the file decides', cwd: on, env: { CAIRN_TRUST_META_PROFILE: '' }, want: true },
+      { name: 'flag over environment', cwd: plain, env: { CAIRN_TRUST_META_PROFILE: 'false' }, flag: true, want: true },
+      { name: 'negated flag over the file', cwd: on, flag: false, want: false },
+    ];
+    for (const c of cases) {
+      const config = loadConfig({ cwd: c.cwd, env: c.env ?? {}, flags: { trustMetaProfile: c.flag } });
+      expect(config.batch.trustMetaProfile, c.name).toBe(c.want);
+      expect(Object.isFrozen(config.batch), c.name).toBe(true);
+    }
+  });
+
+  it('lists a bad batch.trustMetaProfile and a bad CAIRN_TRUST_META_PROFILE, even when a flag decides', async () => {
+    const cwd = await dirWithConfig({ batch: { trustMetaProfile: 'yes', workers: 2 } });
+    try {
+      loadConfig({ cwd, env: { CAIRN_TRUST_META_PROFILE: 'maybe' }, flags: { trustMetaProfile: true } });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(CairnError);
+      const problems = (error as CairnError).problems;
+      expect(problems.map((p) => p.path)).toEqual(expect.arrayContaining(['$.batch.trustMetaProfile', '$.batch', 'CAIRN_TRUST_META_PROFILE']));
+      expect(problems.find((p) => p.path === 'CAIRN_TRUST_META_PROFILE')?.message).toContain('"maybe" must be "on" or "off"');
+    }
+  });
+
   it('reports a config file that is not JSON, and a missing explicit one', async () => {
     const cwd = await dirWithConfig('{ nope');
     expect(() => loadConfig({ cwd })).toThrow(CairnError);
