@@ -18,6 +18,9 @@ export const SYSTEMS = {
   conditionClinical: 'http://terminology.hl7.org/CodeSystem/condition-clinical',
   conditionVerification: 'http://terminology.hl7.org/CodeSystem/condition-ver-status',
   conditionCategory: 'http://terminology.hl7.org/CodeSystem/condition-category',
+  diagnosisRole: 'http://terminology.hl7.org/CodeSystem/diagnosis-role',
+  dischargeDisposition: 'http://terminology.hl7.org/CodeSystem/discharge-disposition',
+  medicationRequestCategory: 'http://terminology.hl7.org/CodeSystem/medicationrequest-category',
   raceEthnicity: 'urn:oid:2.16.840.1.113883.6.238',
   mrn: 'urn:oid:2.16.840.1.113883.19.5.99999.1',
 } as const;
@@ -61,7 +64,7 @@ export const MEDICATIONS = {
   opioid: [c('rxnorm', '1049621', 'oxycodone hydrochloride 5 MG Oral Tablet'), c('rxnorm', '856999', 'Acetaminophen 325 MG / Hydrocodone Bitartrate 5 MG Oral Tablet'), c('rxnorm', '835603', 'tramadol hydrochloride 50 MG Oral Tablet')],
   benzodiazepine: [c('rxnorm', '308047', 'alprazolam 0.25 MG Oral Tablet'), c('rxnorm', '197901', 'Lorazepam 1 MG Oral Tablet'), c('rxnorm', '197591', 'Diazepam 5 MG Oral Tablet')],
   nsaid: [c('rxnorm', '197806', 'Ibuprofen 600 MG Oral Tablet'), c('rxnorm', '198013', 'Naproxen 250 MG Oral Tablet')],
-  anticoagulant: [c('rxnorm', '855332', 'Warfarin Sodium 5 MG Oral Tablet'), c('rxnorm', '1364435', 'apixaban 5 MG Oral Tablet'), c('rxnorm', '1114198', 'rivaroxaban 10 MG Oral Tablet')],
+  anticoagulant: [c('rxnorm', '855332', 'Warfarin Sodium 5 MG Oral Tablet'), c('rxnorm', '1364435', 'apixaban 2.5 MG Oral Tablet'), c('rxnorm', '1114198', 'rivaroxaban 10 MG Oral Tablet')],
   statin: [c('rxnorm', '617312', 'atorvastatin 10 MG Oral Tablet'), c('rxnorm', '312961', 'Simvastatin 20 MG Oral Tablet'), c('rxnorm', '859747', 'rosuvastatin calcium 10 MG Oral Tablet')],
   antihypertensive: [c('rxnorm', '314076', 'lisinopril 10 MG Oral Tablet')],
   metformin: [c('rxnorm', '860975', '24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet')],
@@ -88,6 +91,40 @@ export const PROCEDURES = {
   palliative: [c('snomed', '103735009', 'Palliative care (regime/therapy)')],
 } as const;
 
+/**
+ * STROKE: CMS104 (STK-2, discharged on antithrombotic therapy), an episode measure over
+ * nonelective inpatient stays whose principal diagnosis is an ischemic stroke. Each group is named
+ * after the CMS104/TJCOverall value set it comes from, except `hemorrhagic` (in no CMS104 value
+ * set: STK-2 counts ischemic strokes only, so these stays are realistic misses) and
+ * `dischargedAlive` (HL7 discharge dispositions that keep a stay in the denominator).
+ */
+export const STROKE = {
+  /** Nonelective Inpatient Encounter. */
+  admission: [c('snomed', '183452005', 'Emergency hospital admission (procedure)'), c('snomed', '32485007', 'Hospital admission (procedure)')],
+  /** Emergency Department Visit: the stay's hospitalization starts at an ED visit ending within the hour before it. */
+  edVisit: [c('snomed', '4525004', 'Emergency department patient visit (procedure)')],
+  /** Ischemic Stroke: the principal (billing, rank 1) diagnosis that puts a stay in the initial population. */
+  ischemic: [c('icd10cm', 'I63.9', 'Cerebral infarction, unspecified'), c('icd10cm', 'I63.512', 'Cerebral infarction due to unspecified occlusion or stenosis of left middle cerebral artery'), c('icd10cm', 'I63.411', 'Cerebral infarction due to embolism of right middle cerebral artery'), c('icd10cm', 'I63.81', 'Other cerebral infarction due to occlusion or stenosis of small artery'), c('icd10cm', 'I63.50', 'Cerebral infarction due to unspecified occlusion or stenosis of unspecified cerebral artery'), c('snomed', '422504002', 'Ischemic stroke (disorder)')],
+  hemorrhagic: [c('icd10cm', 'I61.9', 'Nontraumatic intracerebral hemorrhage, unspecified'), c('icd10cm', 'I60.9', 'Nontraumatic subarachnoid hemorrhage, unspecified')],
+  /** Antithrombotic Therapy for Ischemic Stroke: the discharge prescription of the numerator. */
+  antithrombotic: [c('rxnorm', '243670', 'aspirin 81 MG Oral Tablet'), c('rxnorm', '308416', 'aspirin 81 MG Delayed Release Oral Tablet'), c('rxnorm', '309362', 'clopidogrel 75 MG Oral Tablet'), c('rxnorm', '1364445', 'apixaban 5 MG Oral Tablet'), c('rxnorm', '1232086', 'rivaroxaban 20 MG Oral Tablet'), c('rxnorm', '855332', 'warfarin sodium 5 MG Oral Tablet'), c('rxnorm', '1116635', 'ticagrelor 90 MG Oral Tablet')],
+  /** Pharmacological Contraindications For Antithrombotic Therapy: a discharge prescription that is an exception. */
+  contraindicated: [c('rxnorm', '855812', 'prasugrel 10 MG Oral Tablet')],
+  /** Medical Reason For Not Providing Treatment: reasonCode of a MedicationNotRequested (exception). */
+  medicalReason: [c('snomed', '183932001', 'Procedure contraindicated (situation)'), c('snomed', '410536001', 'Contraindicated (qualifier value)'), c('snomed', '416098002', 'Allergy to drug (finding)'), c('snomed', '62014003', 'Adverse reaction caused by drug (disorder)')],
+  /** Patient Refusal: reasonCode of a MedicationNotRequested (exception). */
+  refusal: [c('snomed', '182895007', 'Drug declined by patient (situation)'), c('snomed', '406149000', 'Medication declined (situation)')],
+  /** Comfort Measures: ordered (ServiceRequest) or performed (Procedure) during the stay, an exclusion. */
+  comfort: [c('snomed', '133918004', 'Comfort measures (regime/therapy)'), c('snomed', '182964004', 'Terminal care (regime/therapy)')],
+  /** Discharge dispositions that exclude a stay: one value set each (TJCOverall). */
+  toAcuteCare: [c('snomed', '434781000124105', 'Discharge to acute care hospital (procedure)'), c('snomed', '306701001', 'Discharge to community hospital (procedure)')],
+  leftAgainstAdvice: [c('snomed', '445060000', 'Left against medical advice (finding)')],
+  expired: [c('snomed', '371828006', 'Patient deceased during stay (discharge status = dead) (finding)')],
+  homeHospice: [c('snomed', '428361000124107', 'Discharge to home for hospice care (procedure)')],
+  facilityHospice: [c('snomed', '428371000124100', 'Discharge to healthcare facility for hospice care (procedure)')],
+  dischargedAlive: [c('dischargeDisposition', 'home', 'Home'), c('dischargeDisposition', 'snf', 'Skilled nursing facility'), c('dischargeDisposition', 'rehab', 'Rehabilitation')],
+} as const;
+
 /** RACES and ETHNICITIES are the CDC race/ethnicity codes the SDE value sets list. */
 export const RACES = [c('raceEthnicity', '2106-3', 'White'), c('raceEthnicity', '2054-5', 'Black or African American'), c('raceEthnicity', '2028-9', 'Asian'), c('raceEthnicity', '1002-5', 'American Indian or Alaska Native'), c('raceEthnicity', '2076-8', 'Native Hawaiian or Other Pacific Islander'), c('raceEthnicity', '2131-1', 'Other Race')] as const;
 export const ETHNICITIES = [c('raceEthnicity', '2135-2', 'Hispanic or Latino'), c('raceEthnicity', '2186-5', 'Not Hispanic or Latino')] as const;
@@ -102,7 +139,7 @@ export const UNITS = {
 /** allCodes lists every code above with the group it belongs to, for value-set checks. */
 export function allCodes(): { group: string; code: Code }[] {
   const out: { group: string; code: Code }[] = [];
-  const groups = { ENCOUNTERS, CONDITIONS, MEDICATIONS, LABS, PROCEDURES };
+  const groups = { ENCOUNTERS, CONDITIONS, MEDICATIONS, LABS, PROCEDURES, STROKE };
   for (const [groupName, group] of Object.entries(groups)) {
     for (const [key, value] of Object.entries(group)) {
       for (const code of Array.isArray(value) ? value : [value as Code]) out.push({ group: `${groupName}.${key}`, code });

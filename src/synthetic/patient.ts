@@ -2,7 +2,7 @@
  * One synthetic patient and their record, as FHIR R4 resources. Rates are rough US adult
  * prevalences so rules and measures find both hits and misses; every code comes from codes.ts.
  */
-import { CONDITIONS, ENCOUNTERS, ETHNICITIES, LABS, MEDICATIONS, PROCEDURES, RACES, SYSTEMS, UNITS, type Code } from './codes.ts';
+import { CONDITIONS, ENCOUNTERS, ETHNICITIES, LABS, MEDICATIONS, PROCEDURES, RACES, STROKE, SYSTEMS, UNITS, type Code } from './codes.ts';
 import { Random } from './random.ts';
 
 /** Resource is a generated FHIR resource (plain JSON). */
@@ -19,6 +19,8 @@ export interface PopulationContext {
   readonly organizationIds: readonly string[];
 }
 
+const MINUTE = 60_000;
+const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
 const QICORE = 'http://hl7.org/fhir/us/qicore/StructureDefinition/';
@@ -36,6 +38,9 @@ const PROFILES = {
   bloodPressure: ['http://hl7.org/fhir/StructureDefinition/bp'],
   procedure: [`${QICORE}qicore-procedure`],
   medicationRequest: [`${QICORE}qicore-medicationrequest`],
+  /** A MedicationRequest with doNotPerform: CMS104 tells "not ordered" from "ordered" by this profile alone. */
+  medicationNotRequested: [`${QICORE}qicore-mednotrequested`],
+  serviceRequest: [`${QICORE}qicore-servicerequest`],
   organization: [`${QICORE}qicore-organization`],
   practitioner: [`${QICORE}qicore-practitioner`],
 } as const;
@@ -56,6 +61,8 @@ function concept(code: Code): Record<string, unknown> {
 function category(system: string, code: string, display: string): Record<string, unknown>[] {
   return [{ coding: [{ system, code, display }] }];
 }
+
+const DISCHARGE_CATEGORY = [{ coding: [{ system: SYSTEMS.medicationRequestCategory, code: 'discharge', display: 'Discharge' }] }];
 
 const PAD2 = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
 
@@ -129,6 +136,42 @@ class PatientBuilder {
     return id;
   }
 
+  /**
+   * stay adds a finished Encounter from `start` to `end` and returns its id: an emergency visit, or
+   * with `inpatient` an inpatient stay carrying its principal diagnosis (billing, rank 1, as
+   * CQMCommon's principalDiagnosis() reads it) and discharge disposition.
+   */
+  stay(code: Code, start: number, end: number, inpatient?: { diagnosisId: string; disposition: Code }): string {
+    const id = this.r.uuid();
+    this.out.push({
+      resourceType: 'Encounter', id, meta: this.meta(end, PROFILES.encounter), status: 'finished',
+      class: inpatient === undefined ? { system: SYSTEMS.actCode, code: 'EMER', display: 'emergency' } : { system: SYSTEMS.actCode, code: 'IMP', display: 'inpatient encounter' },
+      type: [concept(code)], subject: this.ref,
+      participant: [{ individual: this.practitioner() }],
+      period: { start: iso(start), end: iso(end) },
+      ...(inpatient === undefined ? {} : {
+        length: { value: Math.max(0, Math.round((end - start) / DAY)), unit: 'days', system: SYSTEMS.ucum, code: 'd' },
+        diagnosis: [{ condition: { reference: `Condition/${inpatient.diagnosisId}` }, use: { coding: [{ system: SYSTEMS.diagnosisRole, code: 'billing', display: 'Billing' }] }, rank: 1 }],
+        hospitalization: { dischargeDisposition: concept(inpatient.disposition) },
+      }),
+      serviceProvider: { reference: `Organization/${this.r.pick(this.ctx.organizationIds)}` },
+    });
+    return id;
+  }
+
+  /** encounterDiagnosis adds a Condition diagnosed during an encounter and returns its id. */
+  encounterDiagnosis(code: Code, onset: number): string {
+    const id = this.r.uuid();
+    this.out.push({
+      resourceType: 'Condition', id, meta: this.meta(onset, PROFILES.condition),
+      clinicalStatus: { coding: [{ system: SYSTEMS.conditionClinical, code: 'active' }] },
+      verificationStatus: { coding: [{ system: SYSTEMS.conditionVerification, code: 'confirmed' }] },
+      category: category(SYSTEMS.conditionCategory, 'encounter-diagnosis', 'Encounter Diagnosis'),
+      code: concept(code), subject: this.ref, onsetDateTime: iso(onset), recordedDate: iso(onset),
+    });
+    return id;
+  }
+
   condition(code: Code, onset: number, options: { status?: string; abatement?: number; error?: boolean } = {}): void {
     const status = options.status ?? 'active';
     this.out.push({
@@ -176,12 +219,30 @@ class PatientBuilder {
     });
   }
 
-  medication(code: Code, authored: number, days: number, status: string): void {
+  /** medication adds a prescription; `discharge` marks it as written at a hospital discharge (category). */
+  medication(code: Code, authored: number, days: number, status: string, discharge = false): void {
     this.out.push({
       resourceType: 'MedicationRequest', id: this.r.uuid(), meta: this.meta(authored, PROFILES.medicationRequest), status, intent: 'order',
+      ...(discharge ? { category: DISCHARGE_CATEGORY } : {}),
       medicationCodeableConcept: concept(code), subject: this.ref, authoredOn: iso(authored), requester: this.practitioner(),
       dosageInstruction: [{ text: 'Take 1 tablet by mouth daily', timing: { repeat: { frequency: 1, period: 1, periodUnit: 'd' } }, doseAndRate: [{ doseQuantity: { value: 1, unit: 'tablet' } }] }],
       dispenseRequest: { validityPeriod: { start: iso(authored), end: iso(authored + days * DAY) }, numberOfRepeatsAllowed: 0, quantity: { value: days, unit: 'tablet' }, expectedSupplyDuration: { value: days, unit: 'days', system: SYSTEMS.ucum, code: 'd' } },
+    });
+  }
+
+  /** medicationNotRequested records a discharge medication deliberately not prescribed, with the reason (QI-Core MedicationNotRequested). */
+  medicationNotRequested(code: Code, authored: number, reason: Code): void {
+    this.out.push({
+      resourceType: 'MedicationRequest', id: this.r.uuid(), meta: this.meta(authored, PROFILES.medicationNotRequested), status: 'completed', intent: 'order',
+      category: DISCHARGE_CATEGORY, doNotPerform: true,
+      reasonCode: [concept(reason)], medicationCodeableConcept: concept(code), subject: this.ref, authoredOn: iso(authored), requester: this.practitioner(),
+    });
+  }
+
+  serviceRequest(code: Code, authored: number): void {
+    this.out.push({
+      resourceType: 'ServiceRequest', id: this.r.uuid(), meta: this.meta(authored, PROFILES.serviceRequest), status: 'completed', intent: 'order',
+      code: concept(code), subject: this.ref, authoredOn: iso(authored), requester: this.practitioner(),
     });
   }
 }
@@ -324,7 +385,73 @@ export function generatePatient(index: number, ctx: PopulationContext): Resource
     else b.procedure(PROCEDURES.palliative[0], at);
   }
   if (adult && r.chance(0.03)) b.encounter(ENCOUNTERS.inpatient[0], between(start, end - 4 * DAY), 'IMP');
+
+  // A stroke admission (CMS104), drawn last so every resource above is the same with or without it.
+  const fatalStroke = adult && death !== null && r.chance(0.08);
+  if (fatalStroke || r.chance(strokeChance(age))) {
+    const stay = strokeLengthOfStay(r);
+    const earliest = Math.max(start, birth + 18 * YEAR + DAY);
+    const discharge = fatalStroke ? end : between(earliest + stay, end - DAY);
+    if (discharge - stay >= earliest && discharge <= end) strokeAdmission(b, r, discharge - stay, discharge, fatalStroke, ctx.asOf);
+  }
   return b.out;
+}
+
+/**
+ * strokeChance is the chance of a stroke admission over the five years of history, by age at
+ * the end of it: about 0.3% a year at 55-64, 0.7% at 65-74, 1.3% at 75-84 and 1.8% from 85 (US
+ * incidence, first and recurrent strokes).
+ */
+function strokeChance(age: number): number {
+  return age < 18 ? 0 : age < 45 ? 0.002 : age < 55 ? 0.007 : age < 65 ? 0.015 : age < 75 ? 0.035 : age < 85 ? 0.065 : 0.09;
+}
+
+/** strokeLengthOfStay draws a length of stay: median about 4 days, a tail to 5 weeks (never the 120 days TJC caps). */
+function strokeLengthOfStay(r: Random): number {
+  const u = r.next();
+  const days = u < 0.55 ? r.int(1, 4) : u < 0.9 ? r.int(5, 9) : r.int(10, 35);
+  return days * DAY + r.int(-6, 6) * HOUR;
+}
+
+/**
+ * strokeAdmission adds one stroke stay for CMS104 (STK-2): mostly through the emergency department,
+ * the inpatient encounter with its principal diagnosis and discharge disposition, comfort measures,
+ * and what was decided about antithrombotics at discharge. Shares are rough registry figures: 13%
+ * hemorrhagic (outside STK-2); of ischemic stays about one in five excluded (hospice, transfer to
+ * acute care, left against advice, comfort measures; `fatal` ones expire in hospital), and of the
+ * others 84% discharged on an antithrombotic, 7.5% not with a documented reason or a pharmacological
+ * contraindication (exceptions) and the rest without one (the care gap the measure finds).
+ */
+function strokeAdmission(b: PatientBuilder, r: Random, admit: number, discharge: number, fatal: boolean, asOf: number): void {
+  if (r.chance(0.85)) {
+    const edEnd = admit - r.int(5, 55) * MINUTE;
+    b.stay(STROKE.edVisit[0], edEnd - r.int(90, 300) * MINUTE, edEnd);
+  }
+  const ischemic = !r.chance(0.13);
+  const diagnosisId = b.encounterDiagnosis(r.pick(ischemic ? STROKE.ischemic : STROKE.hemorrhagic), admit - r.int(1, 6) * HOUR);
+  const u = r.next();
+  const hospice = !fatal && u < 0.06;
+  const disposition = fatal ? STROKE.expired[0]
+    : u < 0.035 ? STROKE.homeHospice[0]
+    : u < 0.06 ? STROKE.facilityHospice[0]
+    : u < 0.1 ? r.pick(STROKE.toAcuteCare)
+    : u < 0.115 ? STROKE.leftAgainstAdvice[0]
+    : r.pick(STROKE.dischargedAlive);
+  b.stay(r.pick(STROKE.admission), admit, discharge, { diagnosisId, disposition });
+  const comfort = r.chance(fatal || hospice ? 0.6 : 0.03);
+  if (comfort) {
+    const at = admit + Math.floor(r.next() * (discharge - admit));
+    if (r.chance(0.5)) b.serviceRequest(r.pick(STROKE.comfort), at);
+    else b.procedure(r.pick(STROKE.comfort), at);
+  }
+  // Antithrombotics are withheld after a hemorrhage; the dead are discharged on nothing.
+  if (fatal || !ischemic) return;
+  const ordered = discharge - r.int(1, 5) * HOUR;
+  const onAntithrombotic = (comfort || u < 0.115) ? 0.5 : 0.84;
+  const v = r.next();
+  if (v < onAntithrombotic) b.medication(r.pick(STROKE.antithrombotic), ordered, 90, ordered + 90 * DAY < asOf ? 'completed' : 'active', true);
+  else if (v < onAntithrombotic + 0.06) b.medicationNotRequested(r.pick(STROKE.antithrombotic), ordered, r.chance(0.65) ? r.pick(STROKE.medicalReason) : r.pick(STROKE.refusal));
+  else if (v < onAntithrombotic + 0.075) b.medication(STROKE.contraindicated[0], ordered, 30, ordered + 30 * DAY < asOf ? 'completed' : 'active', true);
 }
 
 /** generateDirectory returns the shared Practitioner and Organization resources of a population. */
