@@ -30,7 +30,12 @@ import { cpuSecondsSince, flag, isMain, loadAverage, numberFlag, peakRssMb, posi
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CACHE_DIR = fileURLToPath(new URL('../.cache/bench-elm/', import.meta.url));
 const ECQM = 'population/ecqm-content-qicore-2024';
-const EVALUATED_AT = '2026-03-01T02:00:00Z';
+/**
+ * History up to 2027-01-01, evaluated then: every eCQM has data in its period (CMS104's
+ * effectivePeriod is 2026, the others' 2025), and no data lies after the evaluation instant.
+ */
+const HISTORY_ENDS = new Date('2027-01-01T00:00:00Z');
+const EVALUATED_AT = '2027-01-01T02:00:00Z';
 const TARGET_SECONDS = 600;
 const TARGET_RSS_MB = 4096;
 const TARGET_PATIENTS = 100_000;
@@ -84,7 +89,7 @@ async function populate(warehouse: Warehouse, patients: number, log: (line: stri
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-bench-population-'));
   try {
     let started = performance.now();
-    await generatePopulation({ patients, seed: 1, outDir: dir });
+    await generatePopulation({ patients, seed: 1, outDir: dir, asOf: HISTORY_ENDS });
     const generateSeconds = (performance.now() - started) / 1000;
     started = performance.now();
     await ingestPaths(warehouse, [dir], { now: new Date('2026-02-01T00:00:00Z'), sources: ['bench: synthetic population'] });
