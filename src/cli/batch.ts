@@ -58,8 +58,10 @@ export function registerBatchCommand(program: Command): void {
         for (const counts of ingests) console.log(`ingested: read ${counts.read}, loaded ${counts.loaded}, replaced ${counts.replaced}, deleted ${counts.deleted}, quarantined ${counts.quarantined}`);
         console.log(`run ${summary.runId} published: ${summary.patients} patients, ${summary.alerts} alerts, ${summary.careGaps} care gaps, ${summary.errors} rule errors`);
         for (const { measure, report } of await measureSummaries(warehouse, summary.runId)) console.log(`  ${describeSummary(measure, report)}`);
-        for (const row of await ruleCounts(warehouse, summary.runId)) {
-          console.log(`  ${row.ruleId.padEnd(40)} ${String(row.alerts).padStart(6)} alerts ${String(row.careGaps).padStart(6)} care gaps ${String(row.errors).padStart(4)} errors`);
+        const rows = await ruleCounts(warehouse, summary.runId);
+        const width = Math.max(40, ...rows.map((row) => row.ruleId.length));
+        for (const row of rows) {
+          console.log(`  ${row.ruleId.padEnd(width)} ${String(row.alerts).padStart(6)} alerts ${String(row.careGaps).padStart(6)} care gaps ${String(row.errors).padStart(4)} errors`);
         }
       });
     });
