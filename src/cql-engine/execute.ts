@@ -109,7 +109,11 @@ export class LibraryRepository extends Repository {
 
 export interface PrepareLibraryOptions {
   readonly repository?: LibraryRepository;
-  /** Run supported ELM subtrees synchronously (default; see sync-execute.ts); false keeps cql-execution's evaluation, for comparison. */
+  /**
+   * Run supported ELM subtrees synchronously (default; see sync-execute.ts); false keeps
+   * cql-execution's evaluation, for comparison. It applies to the libraries this call builds: an
+   * include already built through a shared `repository` stays as it was prepared first.
+   */
   readonly synchronous?: boolean;
 }
 
