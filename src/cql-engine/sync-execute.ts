@@ -215,12 +215,17 @@ const compileQuery: Compile = (node, child) => {
     if (results.every((r) => r == null)) return null;
     const isList = results.some((r) => Array.isArray(r));
     const lists = results.map((r) => (r == null ? [] : Array.isArray(r) ? r : [r]));
-    let combos: unknown[][] = [[]];
-    for (const items of lists) combos = combos.flatMap((combo) => items.map((item) => [...combo, item]));
+    // The cartesian product of the sources, in cql-execution's order; one source is its own list.
+    let combos: unknown[][] | unknown[] = lists[0] as unknown[];
+    if (lists.length > 1) {
+      combos = [[]];
+      for (const items of lists) combos = (combos as unknown[][]).flatMap((combo) => items.map((item) => [...combo, item]));
+    }
     let returned: unknown[] = [];
     for (const combo of combos) {
       const rctx = ctx.childContext();
-      for (let i = 0; i < combo.length; i++) rctx.set(aliases[i] as string, combo[i]);
+      if (lists.length === 1) rctx.set(aliases[0] as string, combo);
+      else for (let i = 0; i < (combo as unknown[]).length; i++) rctx.set(aliases[i] as string, (combo as unknown[])[i]);
       for (const clause of lets) rctx.set(clause.identifier, (clause.value as SyncFn)(rctx));
       let related = true;
       for (const relationship of relationships) {
@@ -495,8 +500,8 @@ const TWINS = new Map<unknown, Compile>([
     };
   }],
   // And / Or as short-circuit.ts evaluates them: stop at the first decisive operand.
-  [logical.And, (node, child) => logicalTwin(node, child, false, (values) => datatypes.ThreeValuedLogic.and(...values))],
-  [logical.Or, (node, child) => logicalTwin(node, child, true, (values) => datatypes.ThreeValuedLogic.or(...values))],
+  [logical.And, (node, child) => logicalTwin(node, child, false)],
+  [logical.Or, (node, child) => logicalTwin(node, child, true)],
   [logical.Not, (node, child) => {
     const arg = argsOf(node, child);
     return arg && ((ctx) => datatypes.ThreeValuedLogic.not(arg(ctx)));
@@ -947,18 +952,23 @@ function isSystemType(spec: any): boolean {
   }
 }
 
-function logicalTwin(node: Node, child: (node: unknown) => SyncFn | undefined, decisive: boolean, combine: (values: unknown[]) => unknown): SyncFn | undefined {
+/**
+ * And (decisive false) / Or (decisive true): the first decisive operand answers; otherwise
+ * ThreeValuedLogic's answer over the values, which is null if one was null, else the other truth value.
+ */
+function logicalTwin(node: Node, child: (node: unknown) => SyncFn | undefined, decisive: boolean): SyncFn | undefined {
   if (!Array.isArray(node.args)) return undefined;
   const operands = (node.args as unknown[]).map(child);
   if (operands.some((o) => !o)) return undefined;
+  const all = operands as SyncFn[];
   return (ctx) => {
-    const values: unknown[] = [];
-    for (const operand of operands as SyncFn[]) {
+    let sawNull = false;
+    for (const operand of all) {
       const value = operand(ctx);
       if (value === decisive) return decisive;
-      values.push(value);
+      if (value === null) sawNull = true;
     }
-    return combine(values);
+    return sawNull ? null : !decisive;
   };
 }
 
