@@ -420,12 +420,18 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     const extra = json[`_${property}`];
     if (value == null && extra == null) return value;
     if (!isFhirPrimitive(spec)) return value;
-    const isList = spec.isList === true;
-    const values: unknown[] = isList && Array.isArray(value) ? [...(value as unknown[])] : [value];
-    const extras: unknown[] = isList && Array.isArray(extra) ? [...(extra as unknown[])] : [extra];
+    if (spec.isList !== true) {
+      // One value: the general path below without its one-element lists (a primitive read is hot).
+      const merged: Record<string, unknown> = {};
+      if (typeof value !== 'undefined') merged.value = value;
+      if (extra != null) Object.assign(merged, extra);
+      return merged;
+    }
+    const values: unknown[] = Array.isArray(value) ? [...(value as unknown[])] : [value];
+    const extras: unknown[] = Array.isArray(extra) ? [...(extra as unknown[])] : [extra];
     while (values.length > extras.length) extras.push(undefined);
     while (extras.length > values.length) values.push(undefined);
-    const data = values.map((item, i) => {
+    return values.map((item, i) => {
       const more = extras[i];
       if (item == null && more == null) return item;
       const merged: Record<string, unknown> = {};
@@ -433,7 +439,6 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       if (more != null) Object.assign(merged, more);
       return merged;
     });
-    return isList ? data : data[0];
   }
 
   /** cql-exec-fhir's isFHIRPrimitiveOrListOfFHIRPrimitives, remembered per type specifier. */

@@ -172,6 +172,10 @@ define "Pairs": from [Observation] A, [Condition] C where C.id is not null
 define "Conditions": [Condition] union [Condition]
 define "Gender": Patient.gender
 define "Code Texts": [Observation] O return O.code.text
+define "Gender Extensions": Patient.gender.extension
+define "Birth Date": Patient.birthDate
+define "Given Names": Patient.name.given
+define "Given Name Extensions": Patient.name.given.extension
 `;
 
   let edges: PreparedLibrary;
@@ -213,6 +217,15 @@ define "Code Texts": [Observation] O return O.code.text
     { name: 'no ids, identical content', input: [patient, obs(undefined), obs(undefined), cond] },
     { name: 'same resource object listed twice', input: ((o: FhirResource) => [patient, o, o])(obs('o9')) },
     { name: 'Bundle input', input: { resourceType: 'Bundle', entry: [{ resource: patient }, { resource: obs('o1') }, {}] } },
+    {
+      name: 'primitive extensions: with a value, without one, and in a list',
+      input: [{
+        ...patient,
+        _gender: { extension: [{ url: 'http://example.org/gender-source', valueString: 'self-reported' }] },
+        _birthDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] },
+        name: [{ given: ['Ann', 'Beth'], _given: [null, { extension: [{ url: 'http://example.org/nickname', valueBoolean: true }] }] }],
+      }, obs('o1')],
+    },
   ];
 
   for (const { name, input } of cases) {
