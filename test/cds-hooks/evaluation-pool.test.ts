@@ -45,7 +45,7 @@ describe('CDS evaluation pool', () => {
     expect((await pool.evaluate(prepared, service, invalid, AT)).kind).toBe('invalid');
     const [firstKey] = Object.keys(request.prefetch);
     const missing = JSON.stringify({ ...request, prefetch: { ...request.prefetch, [firstKey as string]: undefined } });
-    for (const text of [missing, '{"hook": ', '', '{"__proto__": {"x": 1}}']) expect(await pool.evaluate(prepared, service, text, AT)).toEqual({ kind: 'fallback' });
+    for (const text of [missing, '{"hook": ', '', '{"__proto__": {"x": 1}}', '{"constructor": {"prototype": {"x": 1}}}']) expect(await pool.evaluate(prepared, service, text, AT)).toEqual({ kind: 'fallback' });
   }, 120_000);
 
   it('evaluates with the knowledge version of the call, switching when the serving set changes', async () => {
