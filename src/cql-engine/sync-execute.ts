@@ -17,9 +17,10 @@ import { boundCallOf, type BoundCall } from './overloads.ts';
  * and returns a plain value (cql-execution awaits it like any other). Whatever the twins do not
  * take on (a define not computed yet whose body is not synchronous, a terminology or data source
  * that answers with a promise, any error) makes the subtree give up and run the original
- * asynchronous `execute` from the start instead: evaluation is free of side effects until a value
- * is complete (a define's result is stored only once computed), so starting again changes nothing
- * but time, and errors are raised by cql-execution's own code, with its own annotations.
+ * asynchronous `execute` from the start instead: the twins have no side effects until a value is
+ * complete (a define's result is stored only once computed; a Message for a listener other than
+ * cql-execution's silent one is left to cql-execution), so starting again changes nothing but
+ * time, and errors are raised by cql-execution's own code, with its own annotations.
  *
  * Requires lean-execute (no per-node result recording) and the overload binding; installed by
  * prepareLibrary. test/cql-engine/sync-execute.test.ts compares both evaluations.
@@ -81,6 +82,7 @@ const aggregate = lib('elm/aggregate');
 const arithmetic = lib('elm/arithmetic');
 const datetimeOps = lib('elm/datetime');
 const message = lib('elm/message');
+const messageListeners = lib('runtime/messageListeners');
 const quantityNode = lib('elm/quantity');
 const comparison = lib('util/comparison');
 const math = lib('util/math');
@@ -853,11 +855,14 @@ const TWINS = new Map<unknown, Compile>([
     return (ctx) => {
       const value = source!(ctx);
       if (condition!(ctx)) {
-        const codeValue = code!(ctx);
-        const severityValue = severity!(ctx);
-        const messageValue = text!(ctx);
+        // Evaluated as cql-execution does, for their errors; the silent listener ignores them.
+        code!(ctx);
+        severity!(ctx);
+        text!(ctx);
         const listener = ctx.getMessageListener();
-        if (listener && typeof listener.onMessage === 'function') listener.onMessage(value, codeValue, severityValue, messageValue);
+        // A listener that hears messages is told by cql-execution itself, so it hears each once
+        // even if a later part of this subtree gives up and the subtree runs again.
+        if (listener && typeof listener.onMessage === 'function' && !(listener instanceof messageListeners.NullMessageListener)) throw GIVE_UP;
       }
       return value;
     };
