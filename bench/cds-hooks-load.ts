@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
@@ -45,6 +46,8 @@ export interface CdsHooksLoadResult {
   readonly serialMs: { readonly p50: number; readonly p99: number };
   /** Handler time from the audit trail, when the service drained (null after timeouts). */
   readonly serverMs: { readonly p50: number; readonly p99: number } | null;
+  /** The service process's CPU per call over the loaded phase, by thread (Linux /proc; null elsewhere or after timeouts). */
+  readonly serverCpuMsPerCall: { readonly main: number; readonly otherThreads: number; readonly total: number } | null;
   readonly meetsTarget: boolean;
 }
 
@@ -98,6 +101,34 @@ export function orderSignRequest(templates: Readonly<Record<string, string>>, as
 
 const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 
+/** CPU time this process's threads have used, in ms: its main thread and all the others (evaluation workers, GC, libuv pool, DuckDB). */
+interface ThreadCpu {
+  readonly main: number;
+  readonly other: number;
+}
+
+/** Clock ticks per second of /proc's times (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** threadCpuMs reads each thread's user + system time from /proc (Linux); null elsewhere. */
+function threadCpuMs(): ThreadCpu | null {
+  try {
+    let main = 0;
+    let other = 0;
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+      if (Number(tid) === process.pid) main += ms;
+      else other += ms;
+    }
+    return { main, other };
+  } catch {
+    return null;
+  }
+}
+
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
 async function runServer(count: number, evaluationThreads: number): Promise<void> {
   const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads });
@@ -105,6 +136,10 @@ async function runServer(count: number, evaluationThreads: number): Promise<void
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
   process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);
   process.on('message', (message: unknown) => {
+    if (message === 'cpu') {
+      process.send!({ cpu: threadCpuMs() });
+      return;
+    }
     if (message !== 'durations') return;
     void live.warehouse.connection
       .runAndReadAll('SELECT duration_ms FROM cds_invocation ORDER BY invoked_at')
@@ -163,6 +198,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     }
     serial.sort((a, b) => a - b);
 
+    const cpuBefore = (await ask<{ cpu: ThreadCpu | null }>('cpu')).cpu;
     const latencies: number[] = [];
     const statuses: Record<string, number> = {};
     let errors = 0;
@@ -204,6 +240,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
 
     // Audit durations are read only when the service has drained (it keeps working on timed-out calls).
     const drained = errors === 0;
+    const cpuAfter = drained ? (await ask<{ cpu: ThreadCpu | null }>('cpu')).cpu : null;
     const durations = drained ? (await ask<{ durations: number[] }>('durations')).durations : [];
     const handler = durations.slice(WARMUP + SERIAL).sort((a, b) => a - b);
     const sorted = [...latencies].sort((a, b) => a - b);
@@ -226,6 +263,11 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       },
       serialMs: { p50: round(percentile(serial, 50)), p99: round(percentile(serial, 99)) },
       serverMs: drained ? { p50: percentile(handler, 50), p99: percentile(handler, 99) } : null,
+      serverCpuMsPerCall: cpuBefore && cpuAfter ? {
+        main: round((cpuAfter.main - cpuBefore.main) / total),
+        otherThreads: round((cpuAfter.other - cpuBefore.other) / total),
+        total: round((cpuAfter.main + cpuAfter.other - cpuBefore.main - cpuBefore.other) / total),
+      } : null,
       meetsTarget: false,
     };
     const final = { ...result, meetsTarget: errors === 0 && result.latencyMs.p99 < 25 && result.achievedRate >= rate * 0.95 };
@@ -234,6 +276,10 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     log(`  unloaded (one at a time) ms: p50 ${final.serialMs.p50}  p99 ${final.serialMs.p99}`);
     log(`  latency ms under load (from scheduled send; sent calls only): p50 ${final.latencyMs.p50}  p95 ${final.latencyMs.p95}  p99 ${final.latencyMs.p99}  max ${final.latencyMs.max}`);
     if (final.serverMs) log(`  server handler ms (audit duration): p50 ${final.serverMs.p50}  p99 ${final.serverMs.p99}`);
+    if (final.serverCpuMsPerCall) {
+      const cpu = final.serverCpuMsPerCall;
+      log(`  service CPU ms per call: ${cpu.total} (HTTP thread ${cpu.main}, other threads ${cpu.otherThreads}: evaluation workers, GC, libuv pool, DuckDB)`);
+    }
     printResult(log, final, { text: `p99 < 25 ms at ${rate}/s with no errors`, met: final.meetsTarget });
     return final;
   } finally {
