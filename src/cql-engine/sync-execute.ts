@@ -113,12 +113,21 @@ function argsOf(node: Node, child: (node: unknown) => SyncFn | undefined): SyncF
   return () => null;
 }
 
-/** Both operands as a pair (binary operators read `args`). */
-function pairOf(node: Node, child: (node: unknown) => SyncFn | undefined): [SyncFn, SyncFn] | undefined {
-  if (!Array.isArray(node.args) || node.args.length !== 2) return undefined;
-  const a = child(node.args[0]);
-  const b = child(node.args[1]);
-  return a && b ? [a, b] : undefined;
+/**
+ * A binary operator (its two operands in `args`): both evaluated in order, as Expression.execArgs
+ * does, then `op` on their values.
+ */
+function binary(op: (x: any, y: any, ctx: Ctx, node: Node) => unknown): Compile {
+  return (node, child) => {
+    if (!Array.isArray(node.args) || node.args.length !== 2) return undefined;
+    const first = child(node.args[0]);
+    const second = child(node.args[1]);
+    if (!first || !second) return undefined;
+    return (ctx) => {
+      const x = first(ctx);
+      return op(x, second(ctx), ctx, node);
+    };
+  };
 }
 
 /** A define's value in `ctx`, as ExpressionRef.exec gets it: stored, or computed now and stored. */
@@ -537,74 +546,33 @@ const TWINS = new Map<unknown, Compile>([
       return null;
     };
   }],
-  [overloaded.Equal, (node, child) => {
-    const pair = pairOf(node, child);
-    if (!pair) return undefined;
-    const [a, b] = pair;
-    return (ctx) => {
-      const x = a(ctx);
-      const y = b(ctx);
-      return x == null || y == null ? null : comparison.equals(x, y);
-    };
-  }],
-  [overloaded.NotEqual, (node, child) => {
-    const pair = pairOf(node, child);
-    if (!pair) return undefined;
-    const [a, b] = pair;
-    return (ctx) => {
-      const x = a(ctx);
-      const y = b(ctx);
-      return x == null || y == null ? null : datatypes.ThreeValuedLogic.not(comparison.equals(x, y));
-    };
-  }],
-  [overloaded.Equivalent, (node, child) => {
-    const pair = pairOf(node, child);
-    if (!pair) return undefined;
-    const [a, b] = pair;
-    return (ctx) => {
-      let x: any = a(ctx);
-      let y: any = b(ctx);
-      if (x == null && y == null) return true;
-      if (x == null || y == null) return false;
-      if (x.isValueSet && y.isValueSet && x.id === y.id && x.version === y.version) return true;
-      if (x.isValueSet) x = expansionOf(x, ctx);
-      if (y.isValueSet) y = expansionOf(y, ctx);
-      return comparison.equivalent(x, y);
-    };
-  }],
-  [comparisonOps.Less, (node, child) => comparisonTwin(node, child, 'lessThan')],
-  [comparisonOps.Greater, (node, child) => comparisonTwin(node, child, 'greaterThan')],
-  [comparisonOps.LessOrEqual, (node, child) => comparisonTwin(node, child, 'lessThanOrEquals')],
-  [comparisonOps.GreaterOrEqual, (node, child) => comparisonTwin(node, child, 'greaterThanOrEquals')],
-  [overloaded.In, (node, child) => membershipTwin(node, child, false)],
-  [overloaded.Contains, (node, child) => membershipTwin(node, child, true)],
-  [overloaded.Union, (node, child) => {
-    const pair = pairOf(node, child);
-    if (!pair) return undefined;
-    const [first, second] = pair;
-    return (ctx) => {
-      const a: any = first(ctx);
-      const b: any = second(ctx);
-      if (a == null && b == null) return node.listTypeArgs() ? [] : null;
-      if (a == null || b == null) {
-        const notNull = a || b;
-        return Array.isArray(notNull) ? notNull : null;
-      }
-      return (Array.isArray(a) ? list : interval).doUnion(a, b);
-    };
-  }],
-  [overloaded.Indexer, (node, child) => {
-    const pair = pairOf(node, child);
-    if (!pair) return undefined;
-    const [operandOf, indexOf] = pair;
-    return (ctx) => {
-      const operand = operandOf(ctx) as any;
-      const index = indexOf(ctx) as number | null;
-      if (operand == null || index == null) return null;
-      if (index < 0 || index >= operand.length) return null;
-      return operand[index];
-    };
-  }],
+  [overloaded.Equal, binary((x, y) => (x == null || y == null ? null : comparison.equals(x, y)))],
+  [overloaded.NotEqual, binary((x, y) => (x == null || y == null ? null : datatypes.ThreeValuedLogic.not(comparison.equals(x, y))))],
+  [overloaded.Equivalent, binary((x, y, ctx) => {
+    if (x == null && y == null) return true;
+    if (x == null || y == null) return false;
+    if (x.isValueSet && y.isValueSet && x.id === y.id && x.version === y.version) return true;
+    return comparison.equivalent(x.isValueSet ? expansionOf(x, ctx) : x, y.isValueSet ? expansionOf(y, ctx) : y);
+  })],
+  [comparisonOps.Less, comparisonTwin('lessThan')],
+  [comparisonOps.Greater, comparisonTwin('greaterThan')],
+  [comparisonOps.LessOrEqual, comparisonTwin('lessThanOrEquals')],
+  [comparisonOps.GreaterOrEqual, comparisonTwin('greaterThanOrEquals')],
+  [overloaded.In, binary((item, container, _ctx, node) => contains(container, item, node.precision))],
+  [overloaded.Contains, binary((container, item, _ctx, node) => contains(container, item, node.precision))],
+  [overloaded.Union, binary((a, b, _ctx, node) => {
+    if (a == null && b == null) return node.listTypeArgs() ? [] : null;
+    if (a == null || b == null) {
+      const notNull = a || b;
+      return Array.isArray(notNull) ? notNull : null;
+    }
+    return (Array.isArray(a) ? list : interval).doUnion(a, b);
+  })],
+  [overloaded.Indexer, binary((operand, index) => {
+    if (operand == null || index == null) return null;
+    if (index < 0 || index >= operand.length) return null;
+    return operand[index];
+  })],
   [list.IndexOf, (node, child) => {
     const source = child(node.source);
     const element = child(node.element);
@@ -774,19 +742,13 @@ const TWINS = new Map<unknown, Compile>([
   // Operators measures use most (interval bounds, dates, ages, arithmetic, conversions).
   [interval.Start, (node, child) => boundTwin(node, child, 'start', math.MIN_DATETIME_VALUE)],
   [interval.End, (node, child) => boundTwin(node, child, 'end', math.MAX_DATETIME_VALUE)],
-  [interval.Overlaps, withArgs((node, [a, b]) => (a != null && b != null ? a.overlaps(b, node.precision) : null))],
-  [overloaded.Includes, withArgs((node, [container, contained]) => {
-    if (container == null || contained == null) return null;
-    return (Array.isArray(container) ? list : interval).doIncludes(container, contained, node.precision);
-  })],
-  [overloaded.IncludedIn, withArgs((node, [contained, container]) => {
-    if (container == null || contained == null) return null;
-    return (Array.isArray(container) ? list : interval).doIncludes(container, contained, node.precision);
-  })],
-  [overloaded.Before, withArgs((node, [a, b]) => (a == null || b == null ? null : (a instanceof datatypes.DateTime ? datetimeOps : interval).doBefore(a, b, node.precision)))],
-  [overloaded.After, withArgs((node, [a, b]) => (a == null || b == null ? null : (a instanceof datatypes.DateTime ? datetimeOps : interval).doAfter(a, b, node.precision)))],
-  [overloaded.SameOrBefore, withArgs((node, [a, b]) => (a != null && b != null ? a.sameOrBefore(b, node.precision != null ? node.precision.toLowerCase() : undefined) : null))],
-  [overloaded.SameOrAfter, withArgs((node, [a, b]) => (a != null && b != null ? a.sameOrAfter(b, node.precision != null ? node.precision.toLowerCase() : undefined) : null))],
+  [interval.Overlaps, binary((a, b, _ctx, node) => (a != null && b != null ? a.overlaps(b, node.precision) : null))],
+  [overloaded.Includes, binary((container, contained, _ctx, node) => includes(container, contained, node.precision))],
+  [overloaded.IncludedIn, binary((contained, container, _ctx, node) => includes(container, contained, node.precision))],
+  [overloaded.Before, binary((a, b, _ctx, node) => (a == null || b == null ? null : (a instanceof datatypes.DateTime ? datetimeOps : interval).doBefore(a, b, node.precision)))],
+  [overloaded.After, binary((a, b, _ctx, node) => (a == null || b == null ? null : (a instanceof datatypes.DateTime ? datetimeOps : interval).doAfter(a, b, node.precision)))],
+  [overloaded.SameOrBefore, binary((a, b, _ctx, node) => (a != null && b != null ? a.sameOrBefore(b, node.precision != null ? node.precision.toLowerCase() : undefined) : null))],
+  [overloaded.SameOrAfter, binary((a, b, _ctx, node) => (a != null && b != null ? a.sameOrAfter(b, node.precision != null ? node.precision.toLowerCase() : undefined) : null))],
   [datetimeOps.DateFrom, withArgs((_node, date) => (date != null ? date.getDate() : null))],
   [datetimeOps.DurationBetween, withArgs((node, args) => {
     if (args[0] == null || args[1] == null || typeof args[0].durationBetween !== 'function' || typeof args[1].durationBetween !== 'function') return null;
@@ -802,10 +764,10 @@ const TWINS = new Map<unknown, Compile>([
     const result = birth.durationBetween(asOf, node.precision.toLowerCase());
     return result?.isPoint() ? result.low : result;
   })],
-  [arithmetic.Add, withArgs((_node, args) => arithmeticTwin(args, true))],
-  [arithmetic.Subtract, withArgs((_node, args) => arithmeticTwin(args, false))],
-  [arithmetic.Multiply, withArgs((_node, args) => productTwin(args, true))],
-  [arithmetic.Divide, withArgs((_node, args) => productTwin(args, false))],
+  [arithmetic.Add, withArgs((_node, args) => arithmeticOf(args, add))],
+  [arithmetic.Subtract, withArgs((_node, args) => arithmeticOf(args, subtract))],
+  [arithmetic.Multiply, withArgs((_node, args) => arithmeticOf(args, multiply))],
+  [arithmetic.Divide, withArgs((_node, args) => arithmeticOf(args, divide))],
   [quantityNode.Quantity, (node) => () => new quantity.Quantity(node.value, node.unit)],
   [type.ToQuantity, withArgs((node, arg) => node.convertValue(arg))],
   [list.Flatten, withArgs((_node, arg) => (Array.isArray(arg) && arg.every((x) => Array.isArray(x)) ? arg.reduce((x: unknown[], y: unknown[]) => x.concat(y), []) : arg))],
@@ -869,26 +831,6 @@ const TWINS = new Map<unknown, Compile>([
   }],
 ]);
 
-/** Multiply / Divide (lib/elm/arithmetic.js), likewise. */
-function productTwin(args: any[] | null, multiply: boolean): unknown {
-  if (args == null || args.some((x) => x == null)) return null;
-  const result = args.reduce((x: any, y: any) => {
-    if (x.isUncertainty && !y.isUncertainty) y = new datatypes.Uncertainty(y, y);
-    else if (y.isUncertainty && !x.isUncertainty) x = new datatypes.Uncertainty(x, x);
-    if (multiply ? x.isQuantity || y.isQuantity : x.isQuantity) return multiply ? quantity.doMultiplication(x, y) : quantity.doDivision(x, y);
-    if (x.isUncertainty && y.isUncertainty) {
-      if (x.low.isQuantity) {
-        return multiply
-          ? new datatypes.Uncertainty(quantity.doMultiplication(x.low, y.low), quantity.doMultiplication(x.high, y.high))
-          : new datatypes.Uncertainty(quantity.doDivision(x.low, y.high), quantity.doDivision(x.high, y.low));
-      }
-      return multiply ? new datatypes.Uncertainty(x.low * y.low, x.high * y.high) : new datatypes.Uncertainty(x.low / y.high, x.high / y.low);
-    }
-    return multiply ? x * y : x / y;
-  });
-  return math.overflowsOrUnderflows(result) ? null : result;
-}
-
 /** A node that evaluates its operands (Expression.execArgs) and then `op` on their values, as most operators do. */
 function withArgs(op: (node: Node, args: any, ctx: Ctx) => unknown): Compile {
   return (node, child) => {
@@ -910,25 +852,61 @@ function boundTwin(node: Node, child: (node: unknown) => SyncFn | undefined, bou
   };
 }
 
-/** Add / Subtract (lib/elm/arithmetic.js): uncertainties, quantities and dates by cql-execution's helpers, overflow as null. */
-function arithmeticTwin(args: any[] | null, add: boolean): unknown {
+/**
+ * Add, Subtract, Multiply, Divide (lib/elm/arithmetic.js): null if an operand is; an uncertainty
+ * meets a plain value as a point uncertainty; each pair combined by `step`; overflow is null.
+ */
+function arithmeticOf(args: any[] | null, step: (x: any, y: any) => unknown): unknown {
   if (args == null || args.some((x) => x == null)) return null;
   const result = args.reduce((x: any, y: any) => {
     if (x.isUncertainty && !y.isUncertainty) y = new datatypes.Uncertainty(y, y);
     else if (y.isUncertainty && !x.isUncertainty) x = new datatypes.Uncertainty(x, x);
-    if (x.isQuantity || x.isDateTime || x.isDate || (add && x.isTime && x.isTime())) return add ? quantity.doAddition(x, y) : quantity.doSubtraction(x, y);
-    if (x.isUncertainty && y.isUncertainty) {
-      const low = x.low;
-      if (low.isQuantity || low.isDateTime || low.isDate || (add && low.isTime && low.isTime())) {
-        return add
-          ? new datatypes.Uncertainty(quantity.doAddition(x.low, y.low), quantity.doAddition(x.high, y.high))
-          : new datatypes.Uncertainty(quantity.doSubtraction(x.low, y.high), quantity.doSubtraction(x.high, y.low));
-      }
-      return add ? new datatypes.Uncertainty(x.low + y.low, x.high + y.high) : new datatypes.Uncertainty(x.low - y.high, x.high - y.low);
-    }
-    return add ? x + y : x - y;
+    return step(x, y);
   });
   return math.overflowsOrUnderflows(result) ? null : result;
+}
+
+/** Quantities, dates and times, or (uncertain) numbers, as each operator's exec tells them apart. */
+const isTemporal = (x: any, withTime: boolean): boolean => x.isQuantity || x.isDateTime || x.isDate || (withTime && x.isTime && x.isTime());
+
+function add(x: any, y: any): unknown {
+  if (isTemporal(x, true)) return quantity.doAddition(x, y);
+  if (x.isUncertainty && y.isUncertainty) {
+    return isTemporal(x.low, true)
+      ? new datatypes.Uncertainty(quantity.doAddition(x.low, y.low), quantity.doAddition(x.high, y.high))
+      : new datatypes.Uncertainty(x.low + y.low, x.high + y.high);
+  }
+  return x + y;
+}
+
+function subtract(x: any, y: any): unknown {
+  if (isTemporal(x, false)) return quantity.doSubtraction(x, y);
+  if (x.isUncertainty && y.isUncertainty) {
+    return isTemporal(x.low, false)
+      ? new datatypes.Uncertainty(quantity.doSubtraction(x.low, y.high), quantity.doSubtraction(x.high, y.low))
+      : new datatypes.Uncertainty(x.low - y.high, x.high - y.low);
+  }
+  return x - y;
+}
+
+function multiply(x: any, y: any): unknown {
+  if (x.isQuantity || y.isQuantity) return quantity.doMultiplication(x, y);
+  if (x.isUncertainty && y.isUncertainty) {
+    return x.low.isQuantity
+      ? new datatypes.Uncertainty(quantity.doMultiplication(x.low, y.low), quantity.doMultiplication(x.high, y.high))
+      : new datatypes.Uncertainty(x.low * y.low, x.high * y.high);
+  }
+  return x * y;
+}
+
+function divide(x: any, y: any): unknown {
+  if (x.isQuantity) return quantity.doDivision(x, y);
+  if (x.isUncertainty && y.isUncertainty) {
+    return x.low.isQuantity
+      ? new datatypes.Uncertainty(quantity.doDivision(x.low, y.high), quantity.doDivision(x.high, y.low))
+      : new datatypes.Uncertainty(x.low / y.high, x.high / y.low);
+  }
+  return x / y;
 }
 
 function property(obj: any, path: string): any {
@@ -977,32 +955,27 @@ function logicalTwin(node: Node, child: (node: unknown) => SyncFn | undefined, d
   };
 }
 
-function comparisonTwin(node: Node, child: (node: unknown) => SyncFn | undefined, method: string): SyncFn | undefined {
-  const pair = pairOf(node, child);
-  if (!pair) return undefined;
-  const [a, b] = pair;
-  return (ctx) => {
-    const x = datatypes.Uncertainty.from(a(ctx));
-    const y = datatypes.Uncertainty.from(b(ctx));
+/** Less, Greater, LessOrEqual, GreaterOrEqual (lib/elm/comparison.js): uncertainties compared by `method`. */
+function comparisonTwin(method: string): Compile {
+  return binary((a, b) => {
+    const x = datatypes.Uncertainty.from(a);
+    const y = datatypes.Uncertainty.from(b);
     return x == null || y == null ? null : x[method](y);
-  };
+  });
 }
 
-/** In (item, container) and Contains (container, item), as overloaded.js evaluates them. */
-function membershipTwin(node: Node, child: (node: unknown) => SyncFn | undefined, containerFirst: boolean): SyncFn | undefined {
-  const pair = pairOf(node, child);
-  if (!pair) return undefined;
-  const [first, second] = pair;
-  const precision = node.precision as unknown;
-  return (ctx) => {
-    const x = first(ctx);
-    const y = second(ctx);
-    const [item, container] = containerFirst ? [y, x] : [x, y];
-    if (container == null) return false;
-    if (Array.isArray(container)) return list.doContains(container, item);
-    if (item == null) return null;
-    return interval.doContains(container, item, precision);
-  };
+/** In and Contains (lib/elm/overloaded.js): membership of a list or an interval. */
+function contains(container: any, item: unknown, precision: unknown): unknown {
+  if (container == null) return false;
+  if (Array.isArray(container)) return list.doContains(container, item);
+  if (item == null) return null;
+  return interval.doContains(container, item, precision);
+}
+
+/** Includes and IncludedIn (lib/elm/overloaded.js): a sublist or subinterval. */
+function includes(container: any, contained: unknown, precision: unknown): unknown {
+  if (container == null || contained == null) return null;
+  return (Array.isArray(container) ? list : interval).doIncludes(container, contained, precision);
 }
 
 /** Compiled twins, by node; also read at run time for define and function bodies. */
