@@ -9,7 +9,7 @@ import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
 import type { ActionTemplate, CardTemplate } from '../knowledge/rule-schema.ts';
 import { deterministicUuid, stableStringify } from './ids.ts';
 import type { ConditionTrace } from '../rules-engine/conditions.ts';
-import type { PreparedKnowledge, PreparedRule } from './prepare.ts';
+import type { PreparedKnowledge } from './prepare.ts';
 import { renderJson, renderText, truncateSummary } from './render.ts';
 
 /** What to evaluate a patient for: the instant (required: evaluation never reads the clock) and, in real time, the hook. */
@@ -38,10 +38,11 @@ export interface RuleTrace {
 const Instant = z.iso.datetime({ offset: true });
 
 /**
- * evaluatePatient evaluates one patient against a prepared knowledge set: it runs each library the
- * applicable rules read once, then each rule's conditions over its facts, and returns the
- * decisions plus per-rule errors (a failing rule never hides the others). The same inputs always
- * give byte-identical output.
+ * evaluatePatient evaluates one patient against a prepared knowledge set: each applicable rule's
+ * conditions over the facts they read, then, for a rule that fires, the rest of its facts to fill
+ * its card, alert or care gap. All rules share one session, so a define (of a rule's library or
+ * one it includes) runs at most once per patient. Returns the decisions plus per-rule errors (a
+ * failing rule never hides the others). The same inputs always give byte-identical output.
  */
 export async function evaluatePatient(prepared: PreparedKnowledge, patientData: PatientData, request: EvaluationRequest): Promise<PatientEvaluation & { readonly traces?: readonly RuleTrace[] }> {
   if (!Instant.safeParse(request.evaluatedAt).success) {
@@ -52,21 +53,26 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
   const applicable = prepared.rulesFor(request.hook);
   const rules = request.ruleIds ? applicable.filter((r) => request.ruleIds?.includes(r.loaded.rule.id)) : applicable;
 
-  const results = await executeLibraries(prepared, rules, resources, request.evaluatedAt);
+  // One session: the libraries' shared includes (CairnCommon) run once for all rules.
+  const session = rules.length > 0 ? openPatientSession(prepared.model, resources, { executionDateTime: request.evaluatedAt, codeService: prepared.knowledge.valueSets }) : undefined;
   const decisions: Decision[] = [];
   const errors: RuleError[] = [];
   const traces: RuleTrace[] | undefined = request.trace ? [] : undefined;
   const contextHash = request.hook ? deterministicUuid(stableStringify(request.context ?? {})) : '';
   for (const rule of rules) {
     const { rule: spec } = rule.loaded;
-    const libraryResult = results.get(rule.libraryKey);
-    if (!libraryResult || 'error' in libraryResult) {
-      errors.push({ ruleId: spec.id, ruleVersion: spec.version, library: spec.cql.library, message: libraryResult?.error ?? 'library did not run' });
+    const library = prepared.libraries.get(rule.libraryKey);
+    if (!library || !session) {
+      errors.push({ ruleId: spec.id, ruleVersion: spec.version, library: spec.cql.library, message: `library ${rule.libraryKey} is not prepared` });
       continue;
     }
     try {
-      const facts = factsFor(rule, libraryResult.values);
-      const outcome = await rule.conditions.evaluate({ ...facts, context: request.context ?? {}, hook: request.hook ?? null });
+      // Only what the conditions read is computed to decide; the facts a card or alert shows
+      // (names, reasons, ids) only when the rule fires, or when a trace asks for every fact.
+      const deciding = jsonFacts(rule.decidingFacts, await session.evaluate(library, rule.decidingFacts));
+      const outcome = await rule.conditions.evaluate({ ...deciding, context: request.context ?? {}, hook: request.hook ?? null });
+      if (!outcome.fired && !traces) continue;
+      const facts = jsonFacts(spec.cql.facts, await session.evaluate(library, spec.cql.facts));
       traces?.push({ ruleId: spec.id, facts, conditions: outcome.trace, fired: outcome.fired });
       if (!outcome.fired) continue;
       const base = { ruleId: spec.id, ruleVersion: spec.version, knowledgeVersion };
@@ -135,31 +141,9 @@ function assemblePatient(patientData: PatientData, context: Readonly<Record<stri
   return { resources, patientId };
 }
 
-type LibraryRun = { values: DefineResults } | { error: string };
-
-async function executeLibraries(prepared: PreparedKnowledge, rules: readonly PreparedRule[], resources: readonly FhirResource[], evaluatedAt: string): Promise<Map<string, LibraryRun>> {
-  const runs = new Map<string, LibraryRun>();
-  if (rules.length === 0) return runs;
-  // One session: the libraries' shared includes (CairnCommon) run once for all of them.
-  const session = openPatientSession(prepared.model, resources, { executionDateTime: evaluatedAt, codeService: prepared.knowledge.valueSets });
-  for (const { libraryKey } of rules) {
-    if (runs.has(libraryKey)) continue;
-    const library = prepared.libraries.get(libraryKey);
-    if (!library) {
-      runs.set(libraryKey, { error: `library ${libraryKey} is not prepared` });
-      continue;
-    }
-    try {
-      runs.set(libraryKey, { values: await session.execute(library) });
-    } catch (error) {
-      runs.set(libraryKey, { error: error instanceof Error ? error.message : String(error) });
-    }
-  }
-  return runs;
-}
-
-function factsFor(rule: PreparedRule, values: DefineResults): Record<string, JsonValue> {
-  return Object.fromEntries(rule.loaded.rule.cql.facts.map((name) => [name, toJsonValue(values[name])]));
+/** The named define results as JSON facts, in the given order. */
+function jsonFacts(names: readonly string[], values: DefineResults): Record<string, JsonValue> {
+  return Object.fromEntries(names.map((name) => [name, toJsonValue(values[name])]));
 }
 
 function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], facts: Readonly<Record<string, JsonValue>>, uuid: string): Card {

@@ -11,6 +11,8 @@ export interface PreparedRule {
   readonly loaded: LoadedRule;
   readonly libraryKey: string;
   readonly conditions: PreparedConditions;
+  /** The rule's CQL facts its conditions read: all a patient's evaluation computes unless the rule fires. */
+  readonly decidingFacts: readonly string[];
 }
 
 /**
@@ -57,7 +59,9 @@ export function prepareKnowledge(knowledge: KnowledgeSet, model: FhirModel): Pre
         continue;
       }
     }
-    rules.push(Object.freeze({ loaded, libraryKey: key, conditions: prepareConditions(loaded.rule.id, loaded.rule.conditions) }));
+    const conditions = prepareConditions(loaded.rule.id, loaded.rule.conditions);
+    const decidingFacts = Object.freeze(conditions.facts.filter((name) => loaded.rule.cql.facts.includes(name)));
+    rules.push(Object.freeze({ loaded, libraryKey: key, conditions, decidingFacts }));
   }
   const measures: PreparedMeasure[] = [];
   const measureLibraries = [...knowledge.libraries.values()].map((lib) => ({ elm: lib.compiled.elm }));

@@ -19,6 +19,8 @@ export interface ConditionOutcome {
 
 /** PreparedConditions evaluates one rule's condition tree; built once per knowledge set. */
 export interface PreparedConditions {
+  /** Every fact the conditions read (leaf facts and `{ "fact": ... }` values), in tree order: what must be computed to decide. */
+  readonly facts: readonly string[];
   evaluate(facts: Readonly<Record<string, unknown>>): Promise<ConditionOutcome>;
 }
 
@@ -30,6 +32,7 @@ export function prepareConditions(ruleId: string, conditions: ConditionNode): Pr
   const engine = new Engine([], { allowUndefinedFacts: false });
   engine.addRule({ name: ruleId, conditions: conditions as TopLevelCondition, event: { type: 'fire' } });
   return {
+    facts: Object.freeze([...new Set(factsRead(conditions))]),
     async evaluate(facts) {
       const result = await engine.run({ ...facts });
       const ruleResult = result.results[0] ?? result.failureResults[0];
@@ -39,6 +42,13 @@ export function prepareConditions(ruleId: string, conditions: ConditionNode): Pr
       };
     },
   };
+}
+
+/** factsRead walks a condition tree for every `fact` name, wherever json-rules-engine would read one. */
+function factsRead(node: unknown): string[] {
+  if (Array.isArray(node)) return node.flatMap(factsRead);
+  if (!node || typeof node !== 'object') return [];
+  return Object.entries(node).flatMap(([key, value]) => (key === 'fact' && typeof value === 'string' ? [value] : factsRead(value)));
 }
 
 function collectTrace(node: unknown, at: string): ConditionTrace[] {

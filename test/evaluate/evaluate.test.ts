@@ -122,3 +122,43 @@ describe('system actions', () => {
     })]);
   });
 });
+
+describe('what a patient evaluation computes', () => {
+  it('computes only the facts the conditions read until the rule fires, then the rest (and all of them for a trace)', async () => {
+    const { copyKnowledge } = await import('../support/knowledge.ts');
+    const { writeFile } = await import('node:fs/promises');
+    const root = await copyKnowledge();
+    await writeFile(path.join(root, 'cql/LazyFacts.cql'), [
+      "library LazyFacts version '1.0.0'",
+      "using FHIR version '4.0.1'",
+      "include FHIRHelpers version '4.0.1' called FHIRHelpers",
+      'context Patient',
+      'define "Is Adult": AgeInYears() >= 18',
+      'define "Adult Age": 18',
+      // Fails for every patient: read only to fill the card.
+      "define \"Display Name\": singleton from { 'a', 'b' }",
+    ].join('\n'));
+    await writeFile(path.join(root, 'rules/lazy-facts.json'), JSON.stringify({
+      id: 'lazy-facts', version: '1.0.0', title: 'Lazy facts', description: 'Reads a failing fact only on its card.', status: 'active',
+      source: { label: 'Cairn test fixture' }, runs: { hooks: ['order-select'], batch: true },
+      cql: { library: 'LazyFacts', facts: ['Is Adult', 'Adult Age', 'Display Name'] },
+      // A fact may also be read as a condition's value: it is computed to decide too.
+      conditions: { all: [{ fact: 'Is Adult', operator: 'equal', value: true }, { fact: 'Adult Age', operator: 'equal', value: { fact: 'Adult Age' } }] },
+      outcome: { alert: { severity: 'info', message: 'Adult: {{Display Name}}' } },
+    }));
+    const lazy = await loadPreparedKnowledge(root, testDeps());
+    expect(lazy.rules.find((r) => r.loaded.rule.id === 'lazy-facts')?.decidingFacts).toEqual(['Is Adult', 'Adult Age']);
+    const child = { ...patient, entry: patient.entry.map((e) => (e.resource.resourceType === 'Patient' ? { resource: { ...e.resource, birthDate: '2020-01-01' } } : e)) };
+    const request = { evaluatedAt: AT, ruleIds: ['lazy-facts'] };
+
+    const notFired = await evaluatePatient(lazy, child, request);
+    expect(notFired).toMatchObject({ decisions: [], errors: [] });
+    // The adult's rule fires, so the card's fact is computed, and its failure is the rule's error.
+    const fired = await evaluatePatient(lazy, patient, request);
+    expect(fired.decisions).toEqual([]);
+    expect(fired.errors).toEqual([expect.objectContaining({ ruleId: 'lazy-facts', library: 'LazyFacts', message: expect.stringContaining('SingletonFrom') })]);
+    // A trace shows every fact, fired or not.
+    const traced = await evaluatePatient(lazy, child, { ...request, trace: true });
+    expect(traced.errors).toEqual([expect.objectContaining({ ruleId: 'lazy-facts' })]);
+  });
+});
