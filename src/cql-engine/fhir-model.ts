@@ -98,6 +98,9 @@ function compareElements(a: object, b: unknown, compare: (x: unknown, y: unknown
   return sawNull ? null : true;
 }
 
+/** System types cql-exec-fhir reads as the JSON value itself. */
+const PLAIN_SYSTEM_TYPES: ReadonlySet<string> = new Set(['Boolean', 'Integer', 'String', 'Decimal']);
+
 /** Abstract classes a resource-valued element can be declared as. */
 const ABSTRACT_RESOURCES: ReadonlySet<string> = new Set(['Resource', 'DomainResource']);
 
@@ -409,7 +412,13 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
         }
       }
     }
-    if (spec.namespace === 'System' || (spec.isNamed !== true && spec.isList !== true)) return adopt(baseGet.call(object, field));
+    if (spec.namespace === 'System') {
+      // cql-exec-fhir's toSystemObject hands these over as the JSON value (cql-execution 3.3.2 has
+      // no Decimal class); dates and times are parsed there (and memoised by the caller).
+      if (PLAIN_SYSTEM_TYPES.has(spec.name ?? '')) return json[property];
+      return adopt(baseGet.call(object, field));
+    }
+    if (spec.isNamed !== true && spec.isList !== true) return adopt(baseGet.call(object, field));
     const data = propertyFromJson(json, property, spec);
     return data == null ? data : toFhirObject(data, spec);
   }
@@ -465,10 +474,26 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     return answer;
   }
 
+  /** The class a named type specifier reads as, and whether it is an abstract resource class (see asOwnResourceType). */
+  const namedClasses = new WeakMap<TypeSpec, { readonly classInfo: FhirClassInfo | undefined; readonly abstract: boolean }>();
+  function namedClassOf(spec: TypeSpec): { readonly classInfo: FhirClassInfo | undefined; readonly abstract: boolean } {
+    let named = namedClasses.get(spec);
+    if (named === undefined) {
+      const classInfo = findClass(spec.fqn ?? '');
+      named = { classInfo, abstract: classInfo !== undefined && ABSTRACT_RESOURCES.has(unqualified(classInfo.name)) };
+      namedClasses.set(spec, named);
+    }
+    return named;
+  }
+
   /** cql-exec-fhir's toFHIRObject (no path suffix: dotted paths are walked by `get`). */
   function toFhirObject(data: unknown, spec: TypeSpec): unknown {
     if (data == null) return data;
-    if (spec.isNamed === true) return asOwnResourceType(build(data, findClass(spec.fqn ?? '')));
+    if (spec.isNamed === true) {
+      const { classInfo, abstract } = namedClassOf(spec);
+      const object = build(data, classInfo);
+      return abstract ? asOwnResourceType(object) : object;
+    }
     if (spec.isList === true) return (data as unknown[]).map((item) => toFhirObject(item, spec.elementType as TypeSpec));
     if (spec.isInterval === true) {
       const { low, high, lowClosed, highClosed } = data as { low: unknown; high: unknown; lowClosed?: boolean; highClosed?: boolean };

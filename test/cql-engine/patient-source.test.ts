@@ -176,6 +176,11 @@ define "Gender Extensions": Patient.gender.extension
 define "Birth Date": Patient.birthDate
 define "Given Names": Patient.name.given
 define "Given Name Extensions": Patient.name.given.extension
+define "Active": Patient.active.value
+define "Quantity Values": [Observation] O return (O.value as FHIR.Quantity).value.value
+define "Integer Values": [Observation] O return (O.value as FHIR.integer).value
+define "Text Values": [Observation] O return O.code.text.value
+define "Given Values": Patient.name.given.value
 `;
 
   let edges: PreparedLibrary;
@@ -225,6 +230,16 @@ define "Given Name Extensions": Patient.name.given.extension
         _birthDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] },
         name: [{ given: ['Ann', 'Beth'], _given: [null, { extension: [{ url: 'http://example.org/nickname', valueBoolean: true }] }] }],
       }, obs('o1')],
+    },
+    {
+      name: 'System-typed values: boolean, decimal, integer, string, explicit null, value only in an extension',
+      input: [
+        { ...patient, active: false, name: [{ given: ['Ann', null as unknown as string], _given: [null, { extension: [{ url: 'http://example.org/x', valueString: 'y' }] }] }] },
+        { ...obs('o1'), valueQuantity: { value: 5.25, unit: 'mg' } },
+        { ...obs('o2'), valueInteger: 3 },
+        { ...obs('o3'), valueQuantity: { value: null, unit: 'mg' } },
+        { ...obs('o4'), valueInteger: 0, code: { text: null, _text: { extension: [{ url: 'http://example.org/x', valueString: 'z' }] } } },
+      ],
     },
   ];
 
