@@ -1,5 +1,5 @@
 import { FHIRWrapper } from 'cql-exec-fhir';
-import { Date as CqlDate, DateTime as CqlDateTime, Interval, type RecordObject } from 'cql-execution';
+import { Code, Date as CqlDate, DateTime as CqlDateTime, Interval, type RecordObject } from 'cql-execution';
 import { equals as cqlEquals, equivalent as cqlEquivalent } from 'cql-execution/lib/util/comparison.js';
 
 /**
@@ -97,6 +97,9 @@ function compareElements(a: object, b: unknown, compare: (x: unknown, y: unknown
   }
   return sawNull ? null : true;
 }
+
+/** What {@link codesFromJson} answers when cql-exec-fhir must read the codes itself. */
+const NOT_PLAIN = Symbol('cairn.notPlain');
 
 /** System types cql-exec-fhir reads as the JSON value itself. */
 const PLAIN_SYSTEM_TYPES: ReadonlySet<string> = new Set(['Boolean', 'Integer', 'String', 'Decimal']);
@@ -266,6 +269,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   const baseHierarchy = Base.prototype._typeHierarchy as (this: FhirObject) => TypeHierarchy;
   const baseIs = Base.prototype._is as (this: FhirObject, typeSpecifier: TypeSpecifier) => boolean;
   const baseGet = Base.prototype.get as (this: FhirObject, field: string) => unknown;
+  const baseGetCode = (Base.prototype as { getCode(this: FhirObject, field: string): unknown }).getCode;
 
   class FastFhirObject extends Base {
     /** The wrapped JSON, for cql-exec-fhir's own methods; objects FHIRObject built keep it as an own property. */
@@ -295,6 +299,12 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       const head = this.get(root);
       if (head == null) return head;
       return head instanceof FastFhirObject ? head.get(field.slice(dot + 1)) : undefined;
+    }
+
+    /** cql-exec-fhir's getCode (the element as a CQL Code, or Codes), built straight from the JSON where that gives the same Codes. */
+    override getCode(field: string): unknown {
+      const codes = codesFromJson(this, field);
+      return codes === NOT_PLAIN ? baseGetCode.call(this, field) : codes;
     }
 
     override _typeHierarchy(): TypeHierarchy {
@@ -421,6 +431,93 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (spec.isNamed !== true && spec.isList !== true) return adopt(baseGet.call(object, field));
     const data = propertyFromJson(json, property, spec);
     return data == null ? data : toFhirObject(data, spec);
+  }
+
+  /**
+   * codesFromJson is cql-exec-fhir's `getCode` (its `get` then `toCode`) for a one-step path to a
+   * CodeableConcept or Coding element (or a list of them), without building the element objects
+   * it reads the codes through: a Coding becomes `new Code(code, system, version, display)` of its
+   * JSON values, a CodeableConcept its codings' Codes (one Code alone, else a list; its `coding`
+   * when that is null or absent), null and absent stay as they are. NOT_PLAIN for anything else
+   * (other types, explicit choice names, primitive extensions on a coding, shapes that are not
+   * objects and arrays where FHIR says so), which cql-exec-fhir then reads itself.
+   */
+  function codesFromJson(object: FastFhirObject, field: string): unknown {
+    const typeInfo = object.getTypeInfo();
+    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
+    if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
+    const element = elementOf(typeInfo, field);
+    if (element === undefined || field !== element.name) return NOT_PLAIN;
+    let property = element.name;
+    let spec = element.typeSpecifier;
+    if (spec.isChoice === true) {
+      // The first choice present, as `read` (and cql-exec-fhir) resolve it.
+      for (const choice of spec.choices ?? []) {
+        if (choice.isNamed !== true) continue;
+        const choiceName = choice.name === 'SimpleQuantity' ? 'Quantity' : choice.name ?? '';
+        const candidate = `${element.name}${choiceName.charAt(0).toUpperCase()}${choiceName.slice(1)}`;
+        if (json[candidate] != null || json[`_${candidate}`] != null) {
+          property = candidate;
+          spec = choice;
+          break;
+        }
+      }
+      // No choice present: cql-exec-fhir reads null or undefined as it is (anything else: its way).
+      if (spec.isChoice === true) return json[property] == null && json[`_${property}`] == null ? json[property] : NOT_PLAIN;
+    }
+    const list = spec.isList === true;
+    const kind = codeKindOf(list ? spec.elementType : spec);
+    if (kind === undefined) return NOT_PLAIN;
+    const value = json[property];
+    if (json[`_${property}`] != null) return NOT_PLAIN;
+    if (value == null) return value;
+    if (!list) return kind === 'Coding' ? codeOfCoding(value) : codesOfConcept(value);
+    if (!Array.isArray(value)) return NOT_PLAIN;
+    const codes: unknown[] = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const code = item == null ? item : kind === 'Coding' ? codeOfCoding(item) : codesOfConcept(item);
+      if (code === NOT_PLAIN) return NOT_PLAIN;
+      codes[i] = code;
+    }
+    return codes;
+  }
+
+  /** toCode of a CodeableConcept's JSON. */
+  function codesOfConcept(concept: unknown): unknown {
+    if (typeof concept !== 'object' || concept === null || Array.isArray(concept)) return NOT_PLAIN;
+    const { coding } = concept as { readonly coding?: unknown };
+    if (coding == null) return coding;
+    if (!Array.isArray(coding)) return NOT_PLAIN;
+    const codes: unknown[] = new Array<unknown>(coding.length);
+    for (let i = 0; i < coding.length; i++) {
+      const item: unknown = coding[i];
+      const code = item == null ? item : codeOfCoding(item);
+      if (code === NOT_PLAIN) return NOT_PLAIN;
+      codes[i] = code;
+    }
+    return codes.length === 1 ? codes[0] : codes;
+  }
+
+  /** toCode of a Coding's JSON: its four primitives as they are (a primitive extension: NOT_PLAIN). */
+  function codeOfCoding(coding: unknown): unknown {
+    if (typeof coding !== 'object' || coding === null || Array.isArray(coding)) return NOT_PLAIN;
+    const c = coding as Record<string, unknown>;
+    if (c._code != null || c._system != null || c._version != null || c._display != null) return NOT_PLAIN;
+    return new Code(c.code as string, c.system as string, c.version as string, c.display as string);
+  }
+
+  /** Whether a type specifier names FHIR.CodeableConcept or FHIR.Coding (remembered per specifier). */
+  const codeKinds = new WeakMap<TypeSpec, 'CodeableConcept' | 'Coding' | null>();
+  function codeKindOf(spec: TypeSpec | undefined): 'CodeableConcept' | 'Coding' | undefined {
+    if (spec === undefined) return undefined;
+    let kind = codeKinds.get(spec);
+    if (kind === undefined) {
+      const className = spec.isNamed === true ? unqualified(namedClassOf(spec).classInfo?.name ?? '') : '';
+      kind = className === 'CodeableConcept' || className === 'Coding' ? className : null;
+      codeKinds.set(spec, kind);
+    }
+    return kind ?? undefined;
   }
 
   /** cql-exec-fhir's getPropertyFromJSON: a primitive's value and its `_property` extension merged into one object. */

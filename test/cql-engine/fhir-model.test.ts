@@ -1,0 +1,84 @@
+import { FHIRWrapper } from 'cql-exec-fhir';
+import { Code } from 'cql-execution';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
+
+/**
+ * Records read codes (cql-execution's `getCode`, which every code-filtered retrieve calls) straight
+ * from the JSON; cql-exec-fhir builds element objects first. Both must give the same Codes for
+ * every shape of CodeableConcept, Coding, list and choice, well formed or not.
+ */
+
+let model: FhirModel;
+let plainFhir: FHIRWrapper;
+
+beforeAll(() => {
+  model = loadFhirR4Model();
+  plainFhir = FHIRWrapper.FHIRv401();
+});
+
+interface CodeRecord {
+  getCode(field: string): unknown;
+}
+
+/** A Code as plain data, keeping null apart from undefined. */
+function plain(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(plain);
+  if (value instanceof Code) return { Code: [value.code, value.system, value.version, value.display].map(plain) };
+  return value === undefined ? 'undefined' : value;
+}
+
+const text = fc.oneof(fc.constantFrom('a', '', 'http://loinc.org', '8480-6'), fc.constant(null), fc.constant(undefined), fc.integer({ min: 0, max: 2 }));
+/** A primitive's extension (`_code`), now and then. */
+const primitiveExtension = fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constant({ extension: [{ url: 'http://example.org/x', valueString: 'y' }] }) });
+const coding = fc.record(
+  { code: text, system: text, version: text, display: text, _code: primitiveExtension, _display: primitiveExtension, userSelected: fc.boolean() },
+  { requiredKeys: [] },
+);
+const concept = fc.oneof(
+  fc.record({ coding: fc.oneof(fc.array(fc.oneof({ weight: 5, arbitrary: coding }, { weight: 1, arbitrary: fc.constant(null) }), { maxLength: 3 }), fc.constant(null), coding), text }, { requiredKeys: [] }),
+  fc.record({ code: text, system: text }, { requiredKeys: [] }),
+  fc.constant('not an object'),
+);
+const element = fc.oneof({ weight: 4, arbitrary: concept }, { weight: 2, arbitrary: coding }, { weight: 2, arbitrary: fc.array(fc.oneof(concept, fc.constant(null)), { maxLength: 3 }) }, { weight: 1, arbitrary: fc.constantFrom(null, undefined) });
+
+/** Elements of each kind: CodeableConcept, list of CodeableConcept, Coding, choices with and without code types. */
+const FIELDS: readonly { readonly resourceType: string; readonly field: string; readonly keys: readonly string[] }[] = [
+  { resourceType: 'Observation', field: 'code', keys: ['code', '_code'] },
+  { resourceType: 'Observation', field: 'category', keys: ['category'] },
+  { resourceType: 'Observation', field: 'value', keys: ['valueCodeableConcept', 'valueQuantity', 'valueString', 'value'] },
+  { resourceType: 'MedicationRequest', field: 'medication', keys: ['medicationCodeableConcept', 'medicationReference', '_medicationCodeableConcept'] },
+  { resourceType: 'Encounter', field: 'class', keys: ['class'] },
+  { resourceType: 'Encounter', field: 'type', keys: ['type'] },
+  { resourceType: 'Condition', field: 'clinicalStatus', keys: ['clinicalStatus'] },
+  { resourceType: 'Observation', field: 'status', keys: ['status'] },
+  { resourceType: 'Observation', field: 'code.coding', keys: ['code'] },
+  { resourceType: 'Observation', field: 'valueCodeableConcept', keys: ['valueCodeableConcept'] },
+];
+
+describe('records read codes as cql-exec-fhir does', () => {
+  it('getCode gives the same Codes for every element shape (property)', () => {
+    const cases = fc.tuple(fc.constantFrom(...FIELDS), fc.array(element, { minLength: 4, maxLength: 4 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }));
+    fc.assert(
+      fc.property(cases, ([{ resourceType, field, keys }, values, present]) => {
+        const json: Record<string, unknown> = { resourceType, id: 'r1' };
+        keys.forEach((key, i) => {
+          if (present[i]) json[key] = key.startsWith('_') ? { extension: [{ url: 'http://example.org/x', valueString: 'y' }] } : values[i];
+        });
+        const ours = model.wrap(json as unknown as FhirResource, model.classFor(resourceType)!) as unknown as CodeRecord;
+        const theirs = plainFhir.wrap(json) as unknown as CodeRecord;
+        let expected: unknown;
+        let threw = false;
+        try {
+          expected = plain(theirs.getCode(field));
+        } catch {
+          threw = true;
+        }
+        if (threw) expect(() => ours.getCode(field)).toThrow();
+        else expect(plain(ours.getCode(field))).toEqual(expected);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
