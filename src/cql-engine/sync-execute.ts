@@ -33,7 +33,6 @@ type SyncFn = (ctx: Ctx) => unknown;
 interface Ctx {
   get(name: string): unknown;
   set(name: string, value: unknown): void;
-  childContext(values?: unknown): Ctx;
   rootContext(): Ctx;
   getLibraryContext(alias: string): Ctx;
   getFunction(name: string): unknown;
@@ -96,6 +95,37 @@ const originalExecute = (node: Node, ctx: Ctx): unknown => (expression.Expressio
 /** Thrown by a twin that cannot go on synchronously; never escapes a subtree. */
 class GiveUp extends Error {}
 const GIVE_UP = new GiveUp('run asynchronously');
+
+/**
+ * childOf(parent, values) is `parent.childContext(values)` (runtime/context.js) without the four
+ * objects cql-execution's Context constructor makes that a query row or function call scope never
+ * touches (`library_context`, `localId_context`, `evaluatedRecords`, `_parameters`, each an empty
+ * object or list): each is made on first use instead, so the child behaves the same for any code
+ * that reads it, cql-execution's own included. Rows and calls are the twins' commonest
+ * allocation; a child context is never read by anything after its twin returns.
+ */
+const LIGHT_CHILD: object = Object.create(
+  (require('cql-execution/lib/runtime/context.js') as { Context: { prototype: object } }).Context.prototype,
+  Object.fromEntries(
+    (['library_context', 'localId_context', 'evaluatedRecords', '_parameters'] as const).map((name) => {
+      const own = (target: object, value: unknown): unknown => {
+        Object.defineProperty(target, name, { value, writable: true, enumerable: true, configurable: true });
+        return value;
+      };
+      return [name, { get(this: object) { return own(this, name === 'evaluatedRecords' ? [] : {}); }, set(this: object, value: unknown) { own(this, value); }, configurable: true }];
+    }),
+  ),
+);
+
+export function childOf(parent: Ctx, values?: unknown): Ctx {
+  const ctx = Object.create(LIGHT_CHILD) as { parent: Ctx; _codeService: unknown; context_values: unknown; executionDateTime: unknown; messageListener: unknown };
+  ctx.parent = parent;
+  ctx._codeService = undefined;
+  ctx.context_values = values ?? {};
+  ctx.executionDateTime = undefined;
+  ctx.messageListener = undefined;
+  return ctx as unknown as Ctx;
+}
 
 function isThenable(value: unknown): boolean {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
@@ -195,8 +225,8 @@ function sortItem(item: Node, child: (node: unknown) => SyncFn | undefined): ((c
   const by = child(item.expression);
   if (!by) return undefined;
   return (ctx, a, b) => {
-    const x: any = by(ctx.childContext(a));
-    const y: any = by(ctx.childContext(b));
+    const x: any = by(childOf(ctx, a));
+    const y: any = by(childOf(ctx, b));
     if (x === y || (x == null && y == null)) return 0;
     if (x == null || y == null) return x == null ? low : high;
     if (x.isQuantity && y.isQuantity) return x.before(y) ? low : high;
@@ -234,18 +264,18 @@ const compileQuery: Compile = (node, child) => {
     }
     let returned: unknown[] = [];
     for (const combo of combos) {
-      const rctx = ctx.childContext();
+      const rctx = childOf(ctx);
       if (lists.length === 1) rctx.set(aliases[0] as string, combo);
       else for (let i = 0; i < (combo as unknown[]).length; i++) rctx.set(aliases[i] as string, (combo as unknown[])[i]);
       for (const clause of lets) rctx.set(clause.identifier, (clause.value as SyncFn)(rctx));
       let related = true;
       for (const relationship of relationships) {
         // With.exec / Without.exec, each in a child of the row's context.
-        const relationCtx = rctx.childContext();
+        const relationCtx = childOf(rctx);
         let records = (relationship.source as SyncFn)(relationCtx);
         if (!Array.isArray(records)) records = [records];
         const matches = (records as unknown[]).map((record) => {
-          const recordCtx = relationCtx.childContext();
+          const recordCtx = childOf(relationCtx);
           recordCtx.set(relationship.alias, record);
           return (relationship.suchThat as SyncFn)(recordCtx);
         });
@@ -261,7 +291,7 @@ const compileQuery: Compile = (node, child) => {
     if (aggregateClause != null) {
       let accumulated = aggregateStart ? aggregateStart(ctx) : null;
       for (const row of returned) {
-        const actx = ctx.childContext(row);
+        const actx = childOf(ctx, row);
         actx.set(aggregateClause.identifier as string, accumulated);
         accumulated = (aggregateStep as SyncFn)(actx);
       }
@@ -296,7 +326,7 @@ const compileFunctionRef: Compile = (node, child) => {
     const values = argFns.map((fn) => fn(ctx));
     const key = call.rememberFor(values[0]);
     if (key !== undefined && call.results?.has(key) === true) return call.handOut(call.results.get(key));
-    const childCtx = call.alias === undefined ? ctx.childContext() : ctx.getLibraryContext(call.alias).childContext();
+    const childCtx = childOf(call.alias === undefined ? ctx : ctx.getLibraryContext(call.alias));
     for (let i = 0; i < names.length; i++) childCtx.set(names[i] as string, values[i]);
     return call.remember(key, body(childCtx));
   };
@@ -319,10 +349,11 @@ const compileRuntimeResolution: Compile = (node, child) => {
     if (library) {
       const lib = ctx.get(library) as { getFunction(name: string): any[] } | null | undefined;
       defs = lib ? lib.getFunction(name) : undefined;
-      childCtx = ctx.getLibraryContext(library)?.childContext();
+      const libraryCtx = ctx.getLibraryContext(library) as Ctx | null | undefined;
+      childCtx = libraryCtx == null ? undefined : childOf(libraryCtx);
     } else {
       defs = ctx.getFunction(name) as any[] | undefined;
-      childCtx = ctx.childContext();
+      childCtx = childOf(ctx);
     }
     const values = argFns.map((fn) => fn(ctx));
     if (!Array.isArray(defs) || childCtx === undefined) throw GIVE_UP;

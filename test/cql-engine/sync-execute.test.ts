@@ -6,7 +6,8 @@ import { structural } from '../../bench/structural.ts';
 import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
 import { executeLibrary, LibraryRepository, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
 import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
-import { syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
+import { childOf, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
+import { Context } from 'cql-execution';
 
 const CACHE_DIR = fileURLToPath(new URL('../../.cache/test-elm/', import.meta.url));
 const AS_OF = '2025-06-01T12:00:00.000+00:00';
@@ -217,5 +218,28 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('light child contexts', () => {
+  it('read like cql-execution child contexts, with their own lazily made objects', () => {
+    const parent = new Context(null as never, new CodeService({}));
+    parent.set('outer', 1);
+    const light = childOf(parent as never, { row: 'r' }) as unknown as Context & Record<string, unknown>;
+    const real = parent.childContext({ row: 'r' }) as unknown as Context & Record<string, unknown>;
+    expect(light).toBeInstanceOf(Context);
+    for (const field of ['parent', 'context_values', 'library_context', 'localId_context', 'evaluatedRecords', '_parameters', 'parameters', 'codeService', '_codeService', 'executionDateTime', 'messageListener']) {
+      expect(light[field], field).toEqual(real[field]);
+    }
+    expect([light.get('row'), light.get('outer'), light.get('$this')]).toEqual([real.get('row'), real.get('outer'), real.get('$this')]);
+    // Each child's lazily made objects are its own, and writable.
+    const other = childOf(parent as never) as unknown as Context & { evaluatedRecords: unknown[]; library_context: object };
+    (light.evaluatedRecords as unknown[]).push('x');
+    expect(other.evaluatedRecords).toEqual([]);
+    other.library_context = { A: 1 };
+    expect(other.library_context).toEqual({ A: 1 });
+    expect(light.library_context).toEqual({});
+    light.set('row', 'changed');
+    expect(light.get('row')).toBe('changed');
   });
 });
