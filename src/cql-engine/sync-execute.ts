@@ -320,6 +320,19 @@ const compileFunctionRef: Compile = (node, child) => {
   const argFns = args as SyncFn[];
   const { name } = node as { name: string };
   const names = call.def.parameters.map((p) => p.name);
+  const path = accessorPath(call.def);
+  if (path !== undefined) {
+    // The body read straight from the argument: no call scope. An undefined argument would make
+    // the body's OperandRef look further up the scope chain, so that rare case runs as written.
+    const [argFn] = argFns as [SyncFn];
+    const parts = path.split('.');
+    return (ctx) => {
+      if (call.alias === undefined ? ctx.getFunction(name) !== call.defs : ctx.get(call.alias) !== call.included) throw GIVE_UP;
+      const value = argFn(ctx);
+      if (value === undefined) throw GIVE_UP;
+      return propertyValue(value, path, parts);
+    };
+  }
   return (ctx) => {
     // The binding's own check (overloads.ts): the name must still resolve to the bound overloads.
     if (call.alias === undefined ? ctx.getFunction(name) !== call.defs : ctx.get(call.alias) !== call.included) throw GIVE_UP;
@@ -447,20 +460,7 @@ const TWINS = new Map<unknown, Compile>([
     const source = scope != null || !(node.source instanceof ExpressionClass) ? undefined : child(node.source);
     if (scope == null && node.source instanceof ExpressionClass && !source) return undefined;
     const parts = path.split('.');
-    return (ctx) => {
-      const obj: any = scope != null ? ctx.get(scope) : source ? source(ctx) : node.source;
-      if (obj instanceof ExpressionClass) throw GIVE_UP;
-      let value = property(obj, path);
-      if (value == null) {
-        let current = obj;
-        for (const part of parts) {
-          const next = property(current, part);
-          current = next instanceof Function ? next.call(current) : next;
-        }
-        value = current != null ? current : null;
-      }
-      return value instanceof Function ? value.call(obj) : value;
-    };
+    return (ctx) => propertyValue(scope != null ? ctx.get(scope) : source ? source(ctx) : node.source, path, parts);
   }],
   [structured.Tuple, (node, child) => {
     const elements = (node.elements as { name: string; value: unknown }[]).map((e) => ({ name: e.name, value: e.value == null ? null : child(e.value) }));
@@ -938,6 +938,32 @@ function divide(x: any, y: any): unknown {
       : new datatypes.Uncertainty(x.low / y.high, x.high / y.low);
   }
   return x / y;
+}
+
+/** Property.exec for a source value: the path read whole, else step by step (`parts`), methods called. */
+function propertyValue(obj: any, path: string, parts: readonly string[]): unknown {
+  if (obj instanceof ExpressionClass) throw GIVE_UP;
+  let value = property(obj, path);
+  if (value == null) {
+    let current = obj;
+    for (const part of parts) {
+      const next = property(current, part);
+      current = next instanceof Function ? next.call(current) : next;
+    }
+    value = current != null ? current : null;
+  }
+  return value instanceof Function ? value.call(obj) : value;
+}
+
+/**
+ * The path a one-parameter function reads from its argument when its whole body is that read
+ * (`define function ToString(value FHIR.string): value.value`, as most of FHIRHelpers is).
+ */
+function accessorPath(def: { readonly expression?: Node; readonly parameters: readonly { readonly name: string }[] }): string | undefined {
+  const body = def.expression;
+  if (def.parameters.length !== 1 || body?.constructor !== structured.Property || body.scope != null) return undefined;
+  const { source } = body as { source?: Node };
+  return source?.constructor === reusable.OperandRef && source.name === def.parameters[0]?.name ? (body.path as string) : undefined;
 }
 
 function property(obj: any, path: string): any {
