@@ -408,20 +408,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
     const element = elementOf(object.getTypeInfo() as FhirClassInfo, field);
     if (json == null || element === undefined || (field !== element.name && element.typeSpecifier.isChoice === true)) return adopt(baseGet.call(object, field));
-    let property = element.name;
-    let spec = element.typeSpecifier;
-    if (spec.isChoice === true) {
-      for (const choice of spec.choices ?? []) {
-        if (choice.isNamed !== true) continue;
-        const choiceName = choice.name === 'SimpleQuantity' ? 'Quantity' : choice.name ?? '';
-        const candidate = `${element.name}${choiceName.charAt(0).toUpperCase()}${choiceName.slice(1)}`;
-        if (json[candidate] != null || json[`_${candidate}`] != null) {
-          property = candidate;
-          spec = choice;
-          break;
-        }
-      }
-    }
+    const { property, extension, spec } = presentForm(json, element);
     if (spec.namespace === 'System') {
       // cql-exec-fhir's toSystemObject hands these over as the JSON value (cql-execution 3.3.2 has
       // no Decimal class); dates and times are parsed there (and memoised by the caller).
@@ -429,8 +416,38 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       return adopt(baseGet.call(object, field));
     }
     if (spec.isNamed !== true && spec.isList !== true) return adopt(baseGet.call(object, field));
-    const data = propertyFromJson(json, property, spec);
+    const data = propertyFromJson(json, property, extension, spec);
     return data == null ? data : toFhirObject(data, spec);
+  }
+
+  /** One JSON form an element can take: its property name, that of its primitive extension, its type. */
+  interface ElementForm {
+    readonly property: string;
+    readonly extension: string;
+    readonly spec: TypeSpec;
+  }
+  const forms = new WeakMap<ElementInfo, { readonly plain: ElementForm; readonly choices: readonly ElementForm[] }>();
+
+  /**
+   * presentForm is how cql-exec-fhir finds an element in the JSON: a choice element as its first
+   * choice present (`medicationCodeableConcept`, then `medicationReference`), by value or
+   * extension; otherwise (and when no choice is present) under its own name. The names are built
+   * once per element: a key made afresh for every read costs a string-table lookup.
+   */
+  function presentForm(json: Record<string, unknown>, element: ElementInfo): ElementForm {
+    let known = forms.get(element);
+    if (known === undefined) {
+      const spec = element.typeSpecifier;
+      const choices = spec.isChoice !== true ? [] : (spec.choices ?? []).filter((choice) => choice.isNamed === true).map((choice): ElementForm => {
+        const choiceName = choice.name === 'SimpleQuantity' ? 'Quantity' : choice.name ?? '';
+        const property = `${element.name}${choiceName.charAt(0).toUpperCase()}${choiceName.slice(1)}`;
+        return { property, extension: `_${property}`, spec: choice };
+      });
+      known = { plain: { property: element.name, extension: `_${element.name}`, spec }, choices };
+      forms.set(element, known);
+    }
+    for (const choice of known.choices) if (json[choice.property] != null || json[choice.extension] != null) return choice;
+    return known.plain;
   }
 
   /**
@@ -448,28 +465,14 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
     const element = elementOf(typeInfo, field);
     if (element === undefined || field !== element.name) return NOT_PLAIN;
-    let property = element.name;
-    let spec = element.typeSpecifier;
-    if (spec.isChoice === true) {
-      // The first choice present, as `read` (and cql-exec-fhir) resolve it.
-      for (const choice of spec.choices ?? []) {
-        if (choice.isNamed !== true) continue;
-        const choiceName = choice.name === 'SimpleQuantity' ? 'Quantity' : choice.name ?? '';
-        const candidate = `${element.name}${choiceName.charAt(0).toUpperCase()}${choiceName.slice(1)}`;
-        if (json[candidate] != null || json[`_${candidate}`] != null) {
-          property = candidate;
-          spec = choice;
-          break;
-        }
-      }
-      // No choice present: cql-exec-fhir reads null or undefined as it is (anything else: its way).
-      if (spec.isChoice === true) return json[property] == null && json[`_${property}`] == null ? json[property] : NOT_PLAIN;
-    }
+    const { property, extension, spec } = presentForm(json, element);
+    // No choice present: cql-exec-fhir reads null or undefined as it is (anything else: its way).
+    if (spec.isChoice === true) return json[property] == null && json[extension] == null ? json[property] : NOT_PLAIN;
     const list = spec.isList === true;
     const kind = codeKindOf(list ? spec.elementType : spec);
     if (kind === undefined) return NOT_PLAIN;
     const value = json[property];
-    if (json[`_${property}`] != null) return NOT_PLAIN;
+    if (json[extension] != null) return NOT_PLAIN;
     if (value == null) return value;
     if (!list) return kind === 'Coding' ? codeOfCoding(value) : codesOfConcept(value);
     if (!Array.isArray(value)) return NOT_PLAIN;
@@ -521,9 +524,9 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   }
 
   /** cql-exec-fhir's getPropertyFromJSON: a primitive's value and its `_property` extension merged into one object. */
-  function propertyFromJson(json: Record<string, unknown>, property: string, spec: TypeSpec): unknown {
+  function propertyFromJson(json: Record<string, unknown>, property: string, extension: string, spec: TypeSpec): unknown {
     const value = json[property];
-    const extra = json[`_${property}`];
+    const extra = json[extension];
     if (value == null && extra == null) return value;
     if (!isFhirPrimitive(spec)) return value;
     if (spec.isList !== true) {

@@ -237,8 +237,8 @@ function buildCodeIndex(resources: readonly FhirResource[], codeProperty: string
     codings.readable = true;
     const resource = resources[i] as Record<string, unknown>;
     for (const key in resource) {
-      if (key === codeProperty || isChoiceKey(key, codeProperty)) collectCodings(resource[key], codings);
-      else if (key.startsWith('_') && (key.slice(1) === codeProperty || isChoiceKey(key.slice(1), codeProperty))) codings.readable = false;
+      if (namesElement(key, 0, codeProperty)) collectCodings(resource[key], codings);
+      else if (key.charCodeAt(0) === UNDERSCORE && namesElement(key, 1, codeProperty)) codings.readable = false;
     }
     if (!codings.readable) always.push(i);
     for (const k of codings.keys) {
@@ -256,11 +256,18 @@ interface CodingsRead {
   readable: boolean;
 }
 
-/** `medicationCodeableConcept` is a choice form of `medication`: the property, then a capital. */
-function isChoiceKey(key: string, codeProperty: string): boolean {
-  if (key.length <= codeProperty.length || !key.startsWith(codeProperty)) return false;
-  const next = key.charAt(codeProperty.length);
-  return next >= 'A' && next <= 'Z';
+const UNDERSCORE = 0x5f;
+
+/**
+ * namesElement: `key` from `offset` on is `codeProperty` or one of its choice forms
+ * (`medication`, `medicationCodeableConcept`: the property, then a capital); no substring made.
+ */
+function namesElement(key: string, offset: number, codeProperty: string): boolean {
+  if (!key.startsWith(codeProperty, offset)) return false;
+  const end = offset + codeProperty.length;
+  if (key.length === end) return true;
+  const next = key.charCodeAt(end);
+  return next >= 0x41 && next <= 0x5a;
 }
 
 function addCoding(coding: Record<string, unknown>, into: CodingsRead): void {
