@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
-import { readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
@@ -134,7 +134,8 @@ function threadCpuMs(): ThreadCpu | null {
 
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
 async function runServer(count: number, evaluationThreads: number): Promise<void> {
-  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads });
+  // Logging as `cairn serve` does (info: a line per request and per response), written nowhere.
+  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads, logger: { level: 'info', stream: createWriteStream('/dev/null') } });
   const tokens: string[] = [];
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
   process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);

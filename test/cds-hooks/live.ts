@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { z } from 'zod';
 import { createClientAuthenticator, parseAuthConfig } from '../../src/cds-hooks/auth/index.ts';
 import { createEvaluationPool } from '../../src/cds-hooks/evaluation-pool.ts';
@@ -129,7 +129,8 @@ export interface LiveOptions {
   /** The clock requests are authenticated and evaluated at (default: a fixed 2026-03-01T12:00:00Z, settable). */
   readonly now?: 'fixed' | 'wall';
   readonly fhirBudgetMs?: number;
-  readonly logger?: boolean;
+  /** Fastify's logger option (default off); the load bench logs as `cairn serve` does, to /dev/null. */
+  readonly logger?: FastifyServerOptions['logger'];
   /** Worker threads evaluating calls (server.evaluationThreads); default 0: on the HTTP thread. */
   readonly evaluationThreads?: number;
 }
