@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
 import { startLiveService } from '../test/cds-hooks/live.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
-import { isMain, numberFlag, printResult, round } from './support.ts';
+import { flag, isMain, numberFlag, printResult, round } from './support.ts';
 
 /**
  * CDS Hooks load: signed `order-sign` calls, each with a fresh JWT and a ~200-resource prefetch,
@@ -314,12 +314,35 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
   }
 }
 
+/**
+ * runCdsHooksLoadSweep runs the bench once per rate (a fresh service each time) and prints a row per
+ * rate and the highest rate that met p99 < 25 ms with no errors: the service's capacity on this
+ * machine, where a single run only says yes or no.
+ */
+export async function runCdsHooksLoadSweep(rates: readonly number[], options: { readonly seconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<{ readonly bench: 'cds-hooks-load-sweep'; readonly runs: readonly CdsHooksLoadResult[]; readonly highestRateMeetingP99: number | null }> {
+  const log = options.log ?? console.log;
+  const runs: CdsHooksLoadResult[] = [];
+  for (const rate of rates) runs.push(await runCdsHooksLoadBench({ ...options, rate, log: () => undefined }));
+  log('cds-hooks-load sweep: rate/s -> achieved, errors, p50/p95/p99 ms, service CPU ms per call');
+  for (const run of runs) {
+    log(`  ${String(run.targetRate).padStart(4)} -> ${run.achievedRate}/s, errors ${run.errors}, ${run.latencyMs.p50}/${run.latencyMs.p95}/${run.latencyMs.p99} ms, CPU ${run.serverCpuMsPerCall?.total ?? '?'} ms${run.meetsTarget ? '  (p99 < 25 ms)' : ''}`);
+  }
+  const met = runs.filter((run) => run.meetsTarget).map((run) => run.targetRate);
+  const result = { bench: 'cds-hooks-load-sweep' as const, runs, highestRateMeetingP99: met.length > 0 ? Math.max(...met) : null };
+  printResult(log, { bench: result.bench, highestRateMeetingP99: result.highestRateMeetingP99, rates: runs.map((r) => ({ rate: r.targetRate, achieved: r.achievedRate, errors: r.errors, ...r.latencyMs, cpuMs: r.serverCpuMsPerCall?.total ?? null })) }, { text: `p99 < 25 ms at ${RATE}/s`, met: result.highestRateMeetingP99 !== null && result.highestRateMeetingP99 >= RATE });
+  return result;
+}
+
 if (process.argv[2] === SERVER_FLAG) {
   await runServer(Number(process.argv[3]), Number(process.argv[4]));
 } else if (isMain(import.meta.url)) {
-  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--threads=<cores>]`.
+  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--threads=<cores>]`,
+  // or `--sweep=60,80,100,120` for the highest rate that meets the latency target.
   const rate = numberFlag('rate');
   const seconds = numberFlag('seconds');
   const threads = numberFlag('threads');
-  await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...(seconds ? { seconds } : {}), ...(threads === undefined ? {} : { threads }) });
+  const sweep = flag('sweep');
+  const common = { ...(seconds ? { seconds } : {}), ...(threads === undefined ? {} : { threads }) };
+  if (sweep !== undefined) await runCdsHooksLoadSweep(sweep.split(',').map(Number).filter((r) => r > 0), common);
+  else await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...common });
 }
