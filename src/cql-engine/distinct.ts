@@ -50,6 +50,24 @@ function isTuple(value: object): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
+/** A tuple's element names sorted, with their key labels (`"name":`). */
+interface TupleShape {
+  readonly sorted: readonly string[];
+  readonly labels: readonly string[];
+}
+let lastNames: readonly string[] = [];
+let lastShape: TupleShape = { sorted: [], labels: [] };
+
+/** tupleShape: the last shape seen again (the tuples of one list share theirs) costs no sort. */
+function tupleShape(value: object): TupleShape {
+  const names = Object.keys(value);
+  if (names.length === lastNames.length && names.every((name, i) => name === lastNames[i])) return lastShape;
+  const sorted = [...names].sort();
+  lastNames = names;
+  lastShape = { sorted, labels: sorted.map((name) => `${JSON.stringify(name)}:`) };
+  return lastShape;
+}
+
 /** keyOf: a string every item equal to `value` (by cql-execution's normalized key) also gets. */
 function keyOf(value: unknown): string {
   if (value === null || value === undefined) return 'null';
@@ -76,10 +94,10 @@ function keyOf(value: unknown): string {
     return `r${type}{${recordElementNames(value).map((name) => keyOf(elements[name])).join(',')}}`;
   }
   if (isTuple(value)) {
-    return `{${Object.keys(value)
-      .sort()
-      .map((name) => `${JSON.stringify(name)}:${keyOf(value[name])}`)
-      .join(',')}}`;
+    const names = tupleShape(value);
+    let key = '{';
+    for (let i = 0; i < names.sorted.length; i++) key += `${i === 0 ? '' : ','}${names.labels[i] as string}${keyOf(value[names.sorted[i] as string])}`;
+    return `${key}}`;
   }
   // Codes and Concepts, often returned by queries: what their normalized keys are built from
   // (a Code's code and system; a Concept's own fields, its codes among them), without building them.
