@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { CairnError } from '../domain/errors.ts';
 import { PROVENANCE_EXTENSION, SELECTIONS_EXTENSION, type Action, type AlertDecision, type Card, type CardDecision, type CareGapDecision, type Decision, type PatientEvaluation, type RuleError, type Suggestion, type SystemActionDecision } from '../domain/decisions.ts';
 import type { HookId } from '../domain/hooks.ts';
-import { executeLibrary, openPatientSession, type DefineResults } from '../cql-engine/execute.ts';
+import { executeLibrary, openPatientSession, type DefineResults, type PatientSession } from '../cql-engine/execute.ts';
 import type { FhirResource } from '../cql-engine/fhir-model.ts';
 import { indexPatient, type PatientData } from '../cql-engine/patient-source.ts';
 import { toJsonValue, type JsonValue } from '../cql-engine/values.ts';
@@ -53,8 +53,9 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
   const applicable = prepared.rulesFor(request.hook);
   const rules = request.ruleIds ? applicable.filter((r) => request.ruleIds?.includes(r.loaded.rule.id)) : applicable;
 
-  // One session: the libraries' shared includes (CairnCommon) run once for all rules.
-  const session = rules.length > 0 ? openPatientSession(prepared.model, resources, { executionDateTime: request.evaluatedAt, codeService: prepared.knowledge.valueSets }) : undefined;
+  // One session, opened for the first rule: the libraries' shared includes (CairnCommon) run once for all rules.
+  let session: PatientSession | undefined;
+  const sessionOf = (): PatientSession => (session ??= openPatientSession(prepared.model, resources, { executionDateTime: request.evaluatedAt, codeService: prepared.knowledge.valueSets }));
   const decisions: Decision[] = [];
   const errors: RuleError[] = [];
   const traces: RuleTrace[] | undefined = request.trace ? [] : undefined;
@@ -62,17 +63,17 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
   for (const rule of rules) {
     const { rule: spec } = rule.loaded;
     const library = prepared.libraries.get(rule.libraryKey);
-    if (!library || !session) {
+    if (!library) {
       errors.push({ ruleId: spec.id, ruleVersion: spec.version, library: spec.cql.library, message: `library ${rule.libraryKey} is not prepared` });
       continue;
     }
     try {
       // Only what the conditions read is computed to decide; the facts a card or alert shows
       // (names, reasons, ids) only when the rule fires, or when a trace asks for every fact.
-      const deciding = jsonFacts(rule.decidingFacts, await session.evaluate(library, rule.decidingFacts));
+      const deciding = jsonFacts(rule.decidingFacts, await sessionOf().evaluate(library, rule.decidingFacts));
       const outcome = await rule.conditions.evaluate({ ...deciding, context: request.context ?? {}, hook: request.hook ?? null });
       if (!outcome.fired && !traces) continue;
-      const facts = jsonFacts(spec.cql.facts, await session.evaluate(library, spec.cql.facts));
+      const facts = jsonFacts(spec.cql.facts, await sessionOf().evaluate(library, spec.cql.facts));
       traces?.push({ ruleId: spec.id, facts, conditions: outcome.trace, fired: outcome.fired });
       if (!outcome.fired) continue;
       const base = { ruleId: spec.id, ruleVersion: spec.version, knowledgeVersion };
