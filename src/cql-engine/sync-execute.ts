@@ -339,7 +339,9 @@ const compileFunctionRef: Compile = (node, child) => {
     const values = argFns.map((fn) => fn(ctx));
     const key = call.rememberFor(values[0]);
     if (key !== undefined && call.results?.has(key) === true) return call.handOut(call.results.get(key));
-    const childCtx = childOf(call.alias === undefined ? ctx : ctx.getLibraryContext(call.alias));
+    const scope = call.alias === undefined ? ctx : (ctx.getLibraryContext(call.alias) as Ctx | null | undefined);
+    if (scope == null) throw GIVE_UP;
+    const childCtx = childOf(scope);
     for (let i = 0; i < names.length; i++) childCtx.set(names[i] as string, values[i]);
     return call.remember(key, body(childCtx));
   };
