@@ -234,8 +234,11 @@ interface FastFhirObjectKit {
  *   {@link RECORD_ELEMENTS}.
  * - `get` reads FHIR-typed elements itself (same steps as cql-exec-fhir 2.2.0's `FHIRObject.get`,
  *   `getPropertyFromJSON` and `toFHIRObject`) so the elements it returns are built the same cheap
- *   way; System-typed values and explicit choice names still go through cql-exec-fhir's `get`.
- *   Element lookups by name are memoised per class.
+ *   way, and Boolean, Integer, String and Decimal values as the JSON value (as cql-exec-fhir's
+ *   `toSystemObject` does); dates and times and explicit choice names still go through
+ *   cql-exec-fhir's `get`. Element lookups by name are memoised per class.
+ * - `getCode` (a code-filtered retrieve calls it per candidate) reads CodeableConcept and Coding
+ *   JSON straight into CQL Codes, as cql-exec-fhir's `toCode` would make them from the elements.
  * - `_typeHierarchy()` is computed once per class info and shared (frozen), and `_is` looks the
  *   name up in a set built from it. cql-exec-fhir rebuilds
  *   it (walking parent classes by name) on every call, and cql-execution calls it for every
