@@ -55,6 +55,9 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     return services;
   };
 
+  // Declared, so every request object has the field from the start (one shape, as Fastify advises).
+  app.decorateRequest('cdsClient', undefined);
+
   // onRequest, before the body is read: an untrusted caller gets 401 whatever it sends (never a parse
   // error about its body, never a large body parsed on its behalf).
   app.addHook('onRequest', async (request: FastifyRequest<{ Params: Partial<ServiceParams> }>, reply: FastifyReply) => {
