@@ -73,7 +73,7 @@ const comparisonOps = lib('elm/comparison');
 const list = lib('elm/list');
 const string = lib('elm/string');
 const clinical = lib('elm/clinical');
-const instance = lib('elm/instance');
+const instanceNodes = lib('elm/instance');
 const parameters = lib('elm/parameters');
 const external = lib('elm/external');
 const interval = lib('elm/interval');
@@ -333,10 +333,18 @@ const compileFunctionRef: Compile = (node, child) => {
       return propertyValue(value, path, parts);
     };
   }
+  const native = conversionOf(call.def);
   return (ctx) => {
     // The binding's own check (overloads.ts): the name must still resolve to the bound overloads.
     if (call.alias === undefined ? ctx.getFunction(name) !== call.defs : ctx.get(call.alias) !== call.included) throw GIVE_UP;
     const values = argFns.map((fn) => fn(ctx));
+    if (native !== undefined && values[0] !== undefined) {
+      const converted = native(values[0]);
+      if (converted !== NOT_PLAIN_JSON) {
+        nativeConversions.count++;
+        return converted;
+      }
+    }
     const key = call.rememberFor(values[0]);
     if (key !== undefined && call.results?.has(key) === true) return call.handOut(call.results.get(key));
     const scope = call.alias === undefined ? ctx : (ctx.getLibraryContext(call.alias) as Ctx | null | undefined);
@@ -473,7 +481,7 @@ const TWINS = new Map<unknown, Compile>([
       return tuple;
     };
   }],
-  [instance.Instance, (node, child) => {
+  [instanceNodes.Instance, (node, child) => {
     const elements = (node.element as { name: string; value: unknown }[]).map((e) => ({ name: e.name, value: e.value == null ? null : child(e.value) }));
     if (elements.some((e) => e.value === undefined)) return undefined;
     const classType = node.classType as string;
@@ -966,6 +974,140 @@ function accessorPath(def: { readonly expression?: Node; readonly parameters: re
   if (def.parameters.length !== 1 || body?.constructor !== structured.Property || body.scope != null) return undefined;
   const { source } = body as { source?: Node };
   return source?.constructor === reusable.OperandRef && source.name === def.parameters[0]?.name ? (body.path as string) : undefined;
+}
+
+/** Calls answered by a native conversion (for tests: proof the path is taken). */
+export const nativeConversions = { count: 0 };
+
+/** What a native conversion answers when its argument is not plain JSON: run the function's CQL. */
+const NOT_PLAIN_JSON = Symbol('cairn.notPlainJson');
+
+type FunctionDefNode = { readonly expression?: Node; readonly parameters: readonly { readonly name: string }[] };
+const conversions = new WeakMap<object, ((value: unknown) => unknown) | null>();
+
+/**
+ * conversionOf recognises FHIRHelpers' `ToCode(coding FHIR.Coding)` and
+ * `ToConcept(concept FHIR.CodeableConcept)` by their bodies (every FHIRHelpers from 4.0.1 to 4.4.000
+ * writes them alike) and returns their value computed from the argument record's JSON: the same
+ * Code or Concept the CQL builds through element objects, for a fraction of the allocation.
+ * Anything but a record of that type with plain JSON runs the CQL as written.
+ */
+function conversionOf(def: FunctionDefNode): ((value: unknown) => unknown) | undefined {
+  let known = conversions.get(def);
+  if (known === undefined) {
+    known = isToCode(def) ? codeFromCodingRecord : isToConcept(def) ? conceptFromRecord(def) : null;
+    conversions.set(def, known);
+  }
+  return known ?? undefined;
+}
+
+/** `if <param> is null then null else <rest>`: the body's rest, else undefined. */
+function unlessNull(def: FunctionDefNode): { readonly param: string; readonly rest: Node } | undefined {
+  const body = def.expression;
+  const param = def.parameters.length === 1 ? def.parameters[0]?.name : undefined;
+  if (param === undefined || body?.constructor !== conditional.If) return undefined;
+  const test = body.condition;
+  if (test?.constructor !== nullological.IsNull || !isOperand(test.arg, param)) return undefined;
+  const then = body.th;
+  const isNullValue = then?.constructor === nullological.Null || (then?.constructor === type.As && then.arg?.constructor === nullological.Null);
+  return isNullValue ? { param, rest: body.els } : undefined;
+}
+
+function isOperand(node: Node, param: string): boolean {
+  return node?.constructor === reusable.OperandRef && node.name === param;
+}
+
+/** `<param>.<field>.value`, as one Property or two. */
+function readsValueOf(node: Node, param: string, field: string): boolean {
+  if (node?.constructor !== structured.Property || node.scope != null) return false;
+  if (node.path === `${field}.value`) return isOperand(node.source, param);
+  const inner = node.source;
+  return node.path === 'value' && inner?.constructor === structured.Property && inner.scope == null && inner.path === field && isOperand(inner.source, param);
+}
+
+const CODE_FIELDS = ['code', 'system', 'version', 'display'] as const;
+
+function isToCode(def: FunctionDefNode): boolean {
+  const parts = unlessNull(def);
+  const instance = parts?.rest;
+  if (parts === undefined || instance?.constructor !== instanceNodes.Instance || instance.classType !== '{urn:hl7-org:elm-types:r1}Code') return false;
+  const elements = instance.element as { name: string; value: Node }[];
+  return elements.length === CODE_FIELDS.length && CODE_FIELDS.every((field) => elements.some((e) => e.name === field && readsValueOf(e.value, parts.param, field)));
+}
+
+function isToConcept(def: FunctionDefNode): boolean {
+  const parts = unlessNull(def);
+  const instance = parts?.rest;
+  if (parts === undefined || instance?.constructor !== instanceNodes.Instance || instance.classType !== '{urn:hl7-org:elm-types:r1}Concept') return false;
+  const elements = instance.element as { name: string; value: Node }[];
+  const codes = elements.find((e) => e.name === 'codes')?.value;
+  const display = elements.find((e) => e.name === 'display')?.value;
+  if (elements.length !== 2 || codes?.constructor !== query.Query || !readsValueOf(display, parts.param, 'text')) return false;
+  // `concept.coding C return ToCode(C)`, nothing else.
+  const [source] = codes.sources as Node[];
+  const source0 = source?.expression;
+  if ((codes.sources as Node[]).length !== 1 || codes.letClauses.length > 0 || codes.relationship.length > 0 || codes.where != null || codes.aggregateClause != null || codes.sortClause != null) return false;
+  if (source0?.constructor !== structured.Property || source0.scope != null || source0.path !== 'coding' || !isOperand(source0.source, parts.param)) return false;
+  const returned = codes.returnClause?.expression;
+  if (returned?.constructor !== reusable.FunctionRef || (returned.args as Node[] | undefined)?.length !== 1) return false;
+  const alias = (returned.args as Node[])[0];
+  if (alias?.constructor !== query.AliasRef || alias.name !== source.alias) return false;
+  const toCode = boundCallOf(returned)?.def;
+  return toCode !== undefined && isToCode(toCode as unknown as FunctionDefNode);
+}
+
+/** The record's JSON when it is a record of the FHIR class `className` (cql-exec-fhir's or ours). */
+function jsonOfRecord(value: unknown, className: string): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null || typeof (value as { _typeHierarchy?: unknown })._typeHierarchy !== 'function') return undefined;
+  const record = value as { readonly _typeInfo?: { readonly name?: unknown }; readonly _json?: unknown };
+  const name = record._typeInfo?.name;
+  if (name !== className && name !== `FHIR.${className}`) return undefined;
+  const json = record._json;
+  return typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined;
+}
+
+/**
+ * The Code ToCode builds from a Coding's JSON: each of `code.value`, `system.value`... is the JSON
+ * value, or null when absent (a Property of nothing). A primitive extension (`_code`...) could
+ * carry its own `value`, so a coding with one runs the CQL.
+ */
+function codeOfCodingJson(json: unknown): unknown {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return NOT_PLAIN_JSON;
+  const coding = json as Record<string, unknown>;
+  if (coding._code != null || coding._system != null || coding._version != null || coding._display != null) return NOT_PLAIN_JSON;
+  return new datatypes.Code(coding.code ?? null, coding.system ?? null, coding.version ?? null, coding.display ?? null);
+}
+
+function codeFromCodingRecord(value: unknown): unknown {
+  if (value === null) return null;
+  const json = jsonOfRecord(value, 'Coding');
+  return json === undefined ? NOT_PLAIN_JSON : codeOfCodingJson(json);
+}
+
+/** ToConcept from a CodeableConcept's JSON: its codings' Codes (distinct unless the query says `all`), its text. */
+function conceptFromRecord(def: FunctionDefNode): (value: unknown) => unknown {
+  const codesQuery = ((def.expression as Node).els.element as { name: string; value: Node }[]).find((e) => e.name === 'codes')?.value;
+  const distinct = codesQuery.isDistinct() as boolean;
+  return (value) => {
+    if (value === null) return null;
+    const json = jsonOfRecord(value, 'CodeableConcept');
+    if (json === undefined || json._text != null) return NOT_PLAIN_JSON;
+    const { coding, text } = json;
+    let codes: unknown[] | null = null;
+    if (Array.isArray(coding)) {
+      codes = new Array<unknown>(coding.length);
+      for (let i = 0; i < coding.length; i++) {
+        const item: unknown = coding[i];
+        const code = item == null ? null : codeOfCodingJson(item);
+        if (code === NOT_PLAIN_JSON) return NOT_PLAIN_JSON;
+        codes[i] = code;
+      }
+      if (distinct) codes = list.toDistinctList(codes) as unknown[];
+    } else if (coding != null) {
+      return NOT_PLAIN_JSON;
+    }
+    return new datatypes.Concept(codes, text ?? null);
+  };
 }
 
 function property(obj: any, path: string): any {

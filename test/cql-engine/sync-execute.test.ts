@@ -6,7 +6,7 @@ import { structural } from '../../bench/structural.ts';
 import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
 import { executeLibrary, LibraryRepository, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
 import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
-import { childOf, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
+import { childOf, nativeConversions, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
 import { Context } from 'cql-execution';
 
 const CACHE_DIR = fileURLToPath(new URL('../../.cache/test-elm/', import.meta.url));
@@ -95,6 +95,9 @@ define "Flatten": flatten { { 1, 2 }, { 3 } }
 define "Difference": { difference in days between @2024-01-01 and @2024-03-01, difference in years between @2020-06-01 and @2024-05-31 }
 define "Split": { Split('a,b,,c', ','), Split('abc', ''), Split(null, ',') }
 define "Message": Message('value', true, 'CODE-1', 'Message', 'a message')
+define "Concepts": [Observation] O return all FHIRHelpers.ToConcept(O.code)
+define "Codings": [Observation] O return all (O.code.coding C return FHIRHelpers.ToCode(C))
+define "Category Concepts": [Observation] O return all (O.category C return all FHIRHelpers.ToConcept(C))
 define "Measurement Style": [Observation] O where (O.effective as FHIR.dateTime).value during "Period" and O.status = 'final' return O.id
 `;
 
@@ -218,6 +221,34 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('FHIRHelpers ToCode and ToConcept computed from the JSON', () => {
+  const text = fc.oneof(fc.constantFrom('a', '', LOINC, '8480-6'), fc.constant(null), fc.constant(undefined), fc.integer({ min: 0, max: 2 }));
+  const extension = fc.oneof({ weight: 5, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constant({ extension: [{ url: 'http://example.org/x', valueString: 'y' }] }) });
+  const coding = fc.oneof(
+    { weight: 8, arbitrary: fc.record({ system: text, code: text, version: text, display: text, _code: extension, _display: extension }, { requiredKeys: [] }) },
+    { weight: 1, arbitrary: fc.constantFrom(null, 'not a coding') },
+  );
+  // Duplicates on purpose: ToConcept's codes query is distinct.
+  const codings = fc.array(coding, { maxLength: 4 }).chain((list) => fc.constantFrom(list, [...list, ...list.slice(0, 1)]));
+  const concept = fc.record({ coding: fc.oneof({ weight: 6, arbitrary: codings }, { weight: 1, arbitrary: fc.constant(null) }), text, _text: extension }, { requiredKeys: [] });
+
+  it('property: any CodeableConcept or Coding gives the Codes and Concepts the CQL gives', async () => {
+    const { sync, async } = library('SyncTwins');
+    const before = nativeConversions.count;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(concept, fc.array(concept, { maxLength: 2 })), { minLength: 1, maxLength: 4 }), async (observations) => {
+        const data: FhirResource[] = [
+          { resourceType: 'Patient', id: 'p' },
+          ...observations.map(([code, category], i): FhirResource => ({ resourceType: 'Observation', id: `o${i}`, status: 'final', code, category })),
+        ];
+        expect(await run(sync, data)).toEqual(await run(async, data));
+      }),
+      { numRuns: 150 },
+    );
+    expect(nativeConversions.count - before).toBeGreaterThan(100);
   });
 });
 
