@@ -98,8 +98,19 @@ function compareElements(a: object, b: unknown, compare: (x: unknown, y: unknown
   return sawNull ? null : true;
 }
 
-/** What {@link codesFromJson} answers when cql-exec-fhir must read the codes itself. */
-const NOT_PLAIN = Symbol('cairn.notPlain');
+/** What a reading straight from JSON answers when the JSON is not plain enough: read it the general way. */
+export const NOT_PLAIN = Symbol('cairn.notPlain');
+
+/**
+ * plainCoding is a Coding's JSON when its four primitives (code, system, version, display) can be
+ * read as the JSON values: an object without their primitive extensions (`_code`...), which could
+ * carry a `value` of their own. Undefined otherwise.
+ */
+export function plainCoding(json: unknown): Readonly<Record<string, unknown>> | undefined {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
+  const c = json as Record<string, unknown>;
+  return c._code != null || c._system != null || c._version != null || c._display != null ? undefined : c;
+}
 
 /** System types cql-exec-fhir reads as the JSON value itself. */
 const PLAIN_SYSTEM_TYPES: ReadonlySet<string> = new Set(['Boolean', 'Integer', 'String', 'Decimal']);
@@ -507,10 +518,8 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
 
   /** toCode of a Coding's JSON: its four primitives as they are (a primitive extension: NOT_PLAIN). */
   function codeOfCoding(coding: unknown): unknown {
-    if (typeof coding !== 'object' || coding === null || Array.isArray(coding)) return NOT_PLAIN;
-    const c = coding as Record<string, unknown>;
-    if (c._code != null || c._system != null || c._version != null || c._display != null) return NOT_PLAIN;
-    return new Code(c.code as string, c.system as string, c.version as string, c.display as string);
+    const c = plainCoding(coding);
+    return c === undefined ? NOT_PLAIN : new Code(c.code as string, c.system as string, c.version as string, c.display as string);
   }
 
   /** Whether a type specifier names FHIR.CodeableConcept or FHIR.Coding (remembered per specifier). */

@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- the twins read cql-execution's untyped JavaScript nodes and values field by field, as its own code does. */
 import { createRequire } from 'node:module';
 import type { Library } from 'cql-execution';
+import { NOT_PLAIN, plainCoding } from './fhir-model.ts';
 import { boundCallOf, type BoundCall } from './overloads.ts';
 
 /**
@@ -320,31 +321,12 @@ const compileFunctionRef: Compile = (node, child) => {
   const argFns = args as SyncFn[];
   const { name } = node as { name: string };
   const names = call.def.parameters.map((p) => p.name);
-  const path = accessorPath(call.def);
-  if (path !== undefined) {
-    // The body read straight from the argument: no call scope. An undefined argument would make
-    // the body's OperandRef look further up the scope chain, so that rare case runs as written.
-    const [argFn] = argFns as [SyncFn];
-    const parts = path.split('.');
-    return (ctx) => {
-      if (call.alias === undefined ? ctx.getFunction(name) !== call.defs : ctx.get(call.alias) !== call.included) throw GIVE_UP;
-      const value = argFn(ctx);
-      if (value === undefined) throw GIVE_UP;
-      return propertyValue(value, path, parts);
-    };
-  }
-  const native = conversionOf(call.def);
-  return (ctx) => {
-    // The binding's own check (overloads.ts): the name must still resolve to the bound overloads.
+  /** The binding's own check (overloads.ts): the name must still resolve to the bound overloads. */
+  const checkBound = (ctx: Ctx): void => {
     if (call.alias === undefined ? ctx.getFunction(name) !== call.defs : ctx.get(call.alias) !== call.included) throw GIVE_UP;
-    const values = argFns.map((fn) => fn(ctx));
-    if (native !== undefined && values[0] !== undefined) {
-      const converted = native(values[0]);
-      if (converted !== NOT_PLAIN_JSON) {
-        nativeConversions.count++;
-        return converted;
-      }
-    }
+  };
+  /** FunctionRef.exec with the bound def: a remembered result, else the body in a child of the def's library scope. */
+  const invoke = (ctx: Ctx, values: readonly unknown[]): unknown => {
     const key = call.rememberFor(values[0]);
     if (key !== undefined && call.results?.has(key) === true) return call.handOut(call.results.get(key));
     const scope = call.alias === undefined ? ctx : (ctx.getLibraryContext(call.alias) as Ctx | null | undefined);
@@ -352,6 +334,25 @@ const compileFunctionRef: Compile = (node, child) => {
     const childCtx = childOf(scope);
     for (let i = 0; i < names.length; i++) childCtx.set(names[i] as string, values[i]);
     return call.remember(key, body(childCtx));
+  };
+  const native = nativeOf(call.def);
+  if (native !== undefined) {
+    // One argument, its value computed without a call scope. An undefined argument would make the
+    // body's OperandRef look further up the scope chain, so that case runs the body as written.
+    const [argFn] = argFns as [SyncFn];
+    return (ctx) => {
+      checkBound(ctx);
+      const value = argFn(ctx);
+      if (value !== undefined) {
+        const result = native(value);
+        if (result !== NOT_PLAIN) return result;
+      }
+      return invoke(ctx, [value]);
+    };
+  }
+  return (ctx) => {
+    checkBound(ctx);
+    return invoke(ctx, argFns.map((fn) => fn(ctx)));
   };
 };
 
@@ -969,34 +970,34 @@ function propertyValue(obj: any, path: string, parts: readonly string[]): unknow
  * The path a one-parameter function reads from its argument when its whole body is that read
  * (`define function ToString(value FHIR.string): value.value`, as most of FHIRHelpers is).
  */
-function accessorPath(def: { readonly expression?: Node; readonly parameters: readonly { readonly name: string }[] }): string | undefined {
+function accessorPath(def: FunctionDefNode): string | undefined {
   const body = def.expression;
   if (def.parameters.length !== 1 || body?.constructor !== structured.Property || body.scope != null) return undefined;
   const { source } = body as { source?: Node };
   return source?.constructor === reusable.OperandRef && source.name === def.parameters[0]?.name ? (body.path as string) : undefined;
 }
 
-/** Calls answered by a native conversion (for tests: proof the path is taken). */
+/** FHIRHelpers ToCode/ToConcept calls answered from JSON (for tests: proof the path is taken). */
 export const nativeConversions = { count: 0 };
 
-/** What a native conversion answers when its argument is not plain JSON: run the function's CQL. */
-const NOT_PLAIN_JSON = Symbol('cairn.notPlainJson');
-
 type FunctionDefNode = { readonly expression?: Node; readonly parameters: readonly { readonly name: string }[] };
-const conversions = new WeakMap<object, ((value: unknown) => unknown) | null>();
+const natives = new WeakMap<object, ((value: unknown) => unknown) | null>();
 
 /**
- * conversionOf recognises FHIRHelpers' `ToCode(coding FHIR.Coding)` and
- * `ToConcept(concept FHIR.CodeableConcept)` by their bodies (every FHIRHelpers from 4.0.1 to 4.4.000
- * writes them alike) and returns their value computed from the argument record's JSON: the same
- * Code or Concept the CQL builds through element objects, for a fraction of the allocation.
- * Anything but a record of that type with plain JSON runs the CQL as written.
+ * nativeOf gives a one-parameter function's value for a (defined) argument without running its
+ * body, where the body is recognised: a read of a path of the argument (FHIRHelpers' ToString and
+ * kin), or FHIRHelpers' `ToCode(coding FHIR.Coding)` and `ToConcept(concept FHIR.CodeableConcept)`
+ * (every FHIRHelpers from 4.0.1 to 4.4.000 writes them alike), computed from the argument record's
+ * JSON: the same Code or Concept the CQL builds through element objects, for a fraction of the
+ * allocation. NOT_PLAIN (anything but a record of that type with plain JSON) runs the body.
  */
-function conversionOf(def: FunctionDefNode): ((value: unknown) => unknown) | undefined {
-  let known = conversions.get(def);
+function nativeOf(def: FunctionDefNode): ((value: unknown) => unknown) | undefined {
+  let known = natives.get(def);
   if (known === undefined) {
-    known = isToCode(def) ? codeFromCodingRecord : isToConcept(def) ? conceptFromRecord(def) : null;
-    conversions.set(def, known);
+    const path = accessorPath(def);
+    const parts = path?.split('.');
+    known = path !== undefined ? (value) => propertyValue(value, path, parts as string[]) : isToCode(def) ? codeFromCodingRecord : isToConcept(def) ? conceptFromRecord(def) : null;
+    natives.set(def, known);
   }
   return known ?? undefined;
 }
@@ -1068,20 +1069,19 @@ function jsonOfRecord(value: unknown, className: string): Record<string, unknown
 
 /**
  * The Code ToCode builds from a Coding's JSON: each of `code.value`, `system.value`... is the JSON
- * value, or null when absent (a Property of nothing). A primitive extension (`_code`...) could
- * carry its own `value`, so a coding with one runs the CQL.
+ * value, or null when absent (a Property of nothing).
  */
 function codeOfCodingJson(json: unknown): unknown {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return NOT_PLAIN_JSON;
-  const coding = json as Record<string, unknown>;
-  if (coding._code != null || coding._system != null || coding._version != null || coding._display != null) return NOT_PLAIN_JSON;
-  return new datatypes.Code(coding.code ?? null, coding.system ?? null, coding.version ?? null, coding.display ?? null);
+  const coding = plainCoding(json);
+  return coding === undefined ? NOT_PLAIN : new datatypes.Code(coding.code ?? null, coding.system ?? null, coding.version ?? null, coding.display ?? null);
 }
 
 function codeFromCodingRecord(value: unknown): unknown {
   if (value === null) return null;
   const json = jsonOfRecord(value, 'Coding');
-  return json === undefined ? NOT_PLAIN_JSON : codeOfCodingJson(json);
+  const code = json === undefined ? NOT_PLAIN : codeOfCodingJson(json);
+  if (code !== NOT_PLAIN) nativeConversions.count++;
+  return code;
 }
 
 /** ToConcept from a CodeableConcept's JSON: its codings' Codes (distinct unless the query says `all`), its text. */
@@ -1091,7 +1091,7 @@ function conceptFromRecord(def: FunctionDefNode): (value: unknown) => unknown {
   return (value) => {
     if (value === null) return null;
     const json = jsonOfRecord(value, 'CodeableConcept');
-    if (json === undefined || json._text != null) return NOT_PLAIN_JSON;
+    if (json === undefined || json._text != null) return NOT_PLAIN;
     const { coding, text } = json;
     let codes: unknown[] | null = null;
     if (Array.isArray(coding)) {
@@ -1099,13 +1099,14 @@ function conceptFromRecord(def: FunctionDefNode): (value: unknown) => unknown {
       for (let i = 0; i < coding.length; i++) {
         const item: unknown = coding[i];
         const code = item == null ? null : codeOfCodingJson(item);
-        if (code === NOT_PLAIN_JSON) return NOT_PLAIN_JSON;
+        if (code === NOT_PLAIN) return NOT_PLAIN;
         codes[i] = code;
       }
       if (distinct) codes = list.toDistinctList(codes) as unknown[];
     } else if (coding != null) {
-      return NOT_PLAIN_JSON;
+      return NOT_PLAIN;
     }
+    nativeConversions.count++;
     return new datatypes.Concept(codes, text ?? null);
   };
 }
