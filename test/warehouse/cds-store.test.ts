@@ -36,4 +36,26 @@ describe('CDS store: invocations written behind responses', () => {
       expect(found.get('00000000-0000-4000-8000-000000000008')?.hookInstance).toBe('hi-8');
     });
   });
+
+  it('keeps a card first written in an earlier flush when a later call repeats its uuid, and loses none of that flush', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      const call = (hookInstance: string, uuid: string, at: string) => {
+        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at };
+        return store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance, client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at, durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      };
+      const repeated = '00000000-0000-4000-8000-00000000000a';
+      await call('first', repeated, '2026-01-01T00:00:00Z');
+      await store.flush();
+      // The retried call (same card uuid) and a new one, in one later flush.
+      await call('retry', repeated, '2026-01-01T00:01:00Z');
+      await call('other', '00000000-0000-4000-8000-00000000000b', '2026-01-01T00:02:00Z');
+      await store.flush();
+      const rows = await queryRows(warehouse.connection, 'SELECT uuid, hook_instance FROM cds_card ORDER BY uuid');
+      expect(rows).toEqual([{ uuid: repeated, hook_instance: 'first' }, { uuid: '00000000-0000-4000-8000-00000000000b', hook_instance: 'other' }]);
+      const [invocations] = await queryRows(warehouse.connection, 'SELECT count(*)::INTEGER AS n FROM cds_invocation');
+      expect(invocations).toEqual({ n: 3 });
+    });
+  });
 });
