@@ -1,5 +1,5 @@
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { cdsHooksRoutes, type CdsHooksDeps } from '../cds-hooks/routes.ts';
 import { dashboardRoutes, type DashboardDeps } from '../dashboards/routes.ts';
 import { adminRoutes, type AdminDeps } from './admin-routes.ts';
@@ -19,6 +19,22 @@ export interface AppOptions {
 }
 
 /**
+ * One access line per request, when it completes (method, path, status, time; never a body).
+ * Fastify's default writes two, on arrival (with the caller's address and port) and on completion;
+ * the arrival line says nothing the completion line does not, and costs a serialisation per call.
+ */
+class AccessLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.isLogDisabled(request)) return;
+    const line = { method: request.method, url: request.url, statusCode: reply.statusCode, responseTime: reply.elapsedTime };
+    if (error) reply.log.error({ ...line, err: error }, 'request errored');
+    else reply.log.info(line, 'request completed');
+  }
+}
+
+/**
  * buildApp assembles the HTTP service (it never listens: main does, tests use `app.inject`).
  * Every error leaves as `application/problem+json`; request bodies are never logged.
  */
@@ -26,6 +42,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit,
+    logController: new AccessLog(),
   });
 
   await app.register(cors, {

@@ -38,6 +38,8 @@ const history: Resource[] = Array.from({ length: 110 }, (_, i) => ({
 
 let live: LiveService;
 let ehr: EhrServer;
+/** What the service logs, at info as `cairn serve` does. */
+const logLines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   ehr = await startEhrServer({
@@ -45,7 +47,7 @@ beforeAll(async () => {
     pageSize: 50,
     slow: { patientIds: ['slow1'], types: ['Observation'], ms: 3000 },
   });
-  live = await startLiveService({ fhirBudgetMs: BUDGET_MS });
+  live = await startLiveService({ fhirBudgetMs: BUDGET_MS, logger: { level: 'info', stream: { write: (line: string) => logLines.push(JSON.parse(line) as Record<string, unknown>) } } });
 });
 
 afterAll(async () => {
@@ -150,5 +152,17 @@ describe('CDS Hooks over a real socket with a real FHIR server', () => {
       ...(await queryRows(live.warehouse.connection, 'SELECT * EXCLUDE (issued_at) FROM cds_card')),
     ], (_key, value: unknown) => (typeof value === 'bigint' ? Number(value) : value));
     for (const leak of [PATIENT_NAME, 'Ada', String((patient as Resource).birthDate), 'resourceType', 'alprazolam', 'oxycodone', EHR_TOKEN]) expect(everything).not.toContain(leak);
+  });
+
+  it('logs one access line per request (method, path, status, time) and no patient data, bodies or tokens', () => {
+    const completed = logLines.filter((line) => line.msg === 'request completed');
+    expect(completed.length).toBeGreaterThan(3);
+    for (const line of completed) {
+      expect(line).toMatchObject({ level: 30, method: 'POST', url: expect.stringMatching(/^\/cds-services\//), statusCode: expect.any(Number), responseTime: expect.any(Number) });
+    }
+    expect(completed.map((line) => line.statusCode)).toEqual(expect.arrayContaining([200, 401, 412]));
+    expect(logLines.filter((line) => line.msg === 'incoming request')).toEqual([]);
+    const everything = JSON.stringify(logLines);
+    for (const leak of [PATIENT_NAME, 'Ada', String((patient as Resource).birthDate), 'resourceType', 'alprazolam', 'oxycodone', EHR_TOKEN, 'Bearer']) expect(everything).not.toContain(leak);
   });
 });
