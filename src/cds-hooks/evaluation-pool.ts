@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { toTransferable, type TransferableKnowledge } from '../batch/transfer.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
-import { evaluateFromPrefetch, type PrefetchOutcome } from './prefetch-evaluation.ts';
+import { evaluateFromPrefetch, type CallBody, type PrefetchOutcome } from './prefetch-evaluation.ts';
 import type { CdsService } from './services.ts';
 
 const WORKER_ENTRY = new URL('../worker-entry.js', import.meta.url);
@@ -10,7 +10,7 @@ const WORKER_MODULE = new URL('./evaluation-worker.ts', import.meta.url).href;
 /** Messages to an evaluation worker: a knowledge version to prepare, or a call to answer with it. */
 export type EvaluationWorkerRequest =
   | { readonly type: 'knowledge'; readonly version: string; readonly knowledge: TransferableKnowledge }
-  | { readonly type: 'call'; readonly id: number; readonly version: string; readonly serviceId: string; readonly body: string; readonly evaluatedAt: string };
+  | { readonly type: 'call'; readonly id: number; readonly version: string; readonly serviceId: string; readonly body: CallBody; readonly evaluatedAt: string };
 
 export interface EvaluationWorkerResponse {
   readonly id: number;
@@ -19,7 +19,7 @@ export interface EvaluationWorkerResponse {
 
 /** Evaluates service calls from their body (see prefetch-evaluation.ts), on worker threads or in this one. */
 export interface CallEvaluator {
-  evaluate(prepared: PreparedKnowledge, service: CdsService, body: string, evaluatedAt: string): Promise<PrefetchOutcome>;
+  evaluate(prepared: PreparedKnowledge, service: CdsService, body: CallBody, evaluatedAt: string): Promise<PrefetchOutcome>;
   close(): Promise<void>;
 }
 
@@ -41,7 +41,7 @@ interface Job {
   readonly id: number;
   readonly prepared: PreparedKnowledge;
   readonly service: CdsService;
-  readonly body: string;
+  readonly body: CallBody;
   readonly evaluatedAt: string;
   readonly resolve: (outcome: PrefetchOutcome) => void;
 }

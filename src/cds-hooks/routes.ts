@@ -76,17 +76,17 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   // Invocations are written behind responses: write what is pending before the service stops.
   app.addHook('onClose', async () => deps.store.flush());
 
-  // Bodies arrive as text: a call whose data is all in its body is parsed and evaluated where the
-  // evaluator runs (a worker thread), not here. Everything else is parsed by Fastify's own JSON
-  // parser (prototype-poisoning checks, its error answers), as before.
+  // Bodies arrive as bytes: a call whose data is all in its body is decoded, parsed and evaluated
+  // where the evaluator runs (a worker thread), not here. Everything else is parsed by Fastify's own
+  // JSON parser (prototype-poisoning checks, its error answers), as before.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   const jsonOf = (request: FastifyRequest): Promise<unknown> =>
-    typeof request.body !== 'string'
+    !Buffer.isBuffer(request.body)
       ? Promise.resolve(request.body)
       : new Promise((resolve, reject) => {
-          parseJson(request, request.body as string, (error: Error | null, value?: unknown) => (error ? reject(error) : resolve(value)));
+          parseJson(request, (request.body as Buffer).toString('utf8'), (error: Error | null, value?: unknown) => (error ? reject(error) : resolve(value)));
         });
   const evaluator = deps.evaluator ?? inThreadEvaluator;
 
@@ -115,7 +115,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const prepared = deps.knowledge();
     const service = servicesOf(prepared).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
-    const quick = typeof request.body === 'string' ? await evaluator.evaluate(prepared, service, request.body, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
+    const quick = Buffer.isBuffer(request.body) ? await evaluator.evaluate(prepared, service, request.body, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
     if (quick.kind === 'invalid') return invalidRequest(reply, quick.issues);
     if (quick.kind === 'evaluated') {
       const { evaluation } = quick;

@@ -38,6 +38,22 @@ describe('CDS evaluation pool', () => {
     for (const answer of answers) expect(answer).toEqual(here);
   }, 120_000);
 
+  it('answers a body given as its UTF-8 bytes (as the HTTP thread sends it) as it answers the text', async () => {
+    // A non-ASCII display (multi-byte UTF-8) must reach the card's text decoded, as Fastify's parser decodes it.
+    const accented = body.replace('oxycodone hydrochloride 5 MG Oral Tablet', 'oxycodone hydrochloride 5 MG Oral Tablet — Préparation');
+    expect(accented).not.toBe(body);
+    const bytes = new TextEncoder().encode(accented);
+    const fromText = await evaluateFromPrefetch(prepared, service, accented, AT);
+    expect(fromText.kind).toBe('evaluated');
+    expect(JSON.stringify(fromText)).toContain('Préparation');
+    expect(await evaluateFromPrefetch(prepared, service, bytes, AT)).toEqual(fromText);
+    expect(await pool.evaluate(prepared, service, bytes, AT)).toEqual(fromText);
+    // A view into a larger buffer reads only its own bytes.
+    const framed = new Uint8Array(bytes.length + 8);
+    framed.set(bytes, 4);
+    expect(await pool.evaluate(prepared, service, framed.subarray(4, 4 + bytes.length), AT)).toEqual(fromText);
+  }, 120_000);
+
   it('sends invalid requests back with their issues, and anything needing more to the full path', async () => {
     const request = JSON.parse(body) as { context: Record<string, unknown>; prefetch: Record<string, unknown> };
     const invalid = JSON.stringify({ ...request, context: { ...request.context, draftOrders: 'none' } });
