@@ -4,6 +4,7 @@ import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
+import { tuneHeapForServing } from '../src/http/heap.ts';
 import { startLiveService } from '../test/cds-hooks/live.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
 import { cpuSecondsSince, flag, isMain, numberFlag, printResult, round } from './support.ts';
@@ -134,7 +135,8 @@ function threadCpuMs(): ThreadCpu | null {
 
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
 async function runServer(count: number, evaluationThreads: number): Promise<void> {
-  // Logging as `cairn serve` does (info: a line per request and per response), written nowhere.
+  // Tuned and logging as `cairn serve` is (info: an access line per request), written nowhere.
+  tuneHeapForServing();
   const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads, logger: { level: 'info', stream: createWriteStream('/dev/null') } });
   const tokens: string[] = [];
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));

@@ -13,6 +13,7 @@ import { KnowledgeActivation } from '../authoring/activation.ts';
 import { ActivationHistory, ACTIVATION_LOG } from '../authoring/history.ts';
 import { watchFile, watchKnowledge, type Watching } from '../authoring/watch.ts';
 import { buildApp } from '../http/app.ts';
+import { tuneHeapForServing } from '../http/heap.ts';
 import { createEvaluationPool } from '../cds-hooks/evaluation-pool.ts';
 import { createCdsStore } from '../warehouse/cds-store.ts';
 import { openWarehouse } from '../warehouse/database.ts';
@@ -65,6 +66,7 @@ export function registerServeCommand(program: Command): void {
 
       // Until config.ts carries a `dashboards` section: config/dashboards.json (users, OIDC issuer).
       const access = await readDashboardAccess(path.resolve('config/dashboards.json'), { off: config.auth.off });
+      tuneHeapForServing();
       const evaluator = config.server.evaluationThreads > 0 ? createEvaluationPool(config.server.evaluationThreads) : undefined;
       const app = await buildApp({
         logger: { level: 'info' },
