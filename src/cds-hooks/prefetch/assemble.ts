@@ -104,9 +104,10 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
   const base = input.fhirServer === undefined ? undefined : parseFhirBase(input.fhirServer);
   if (input.fhirServer !== undefined && !base) warnings.push(`fhirServer "${String(input.fhirServer)}" is not an absolute http(s) URL; not used`);
   const deadline = budgetMs * (input.localSource ? FHIR_SHARE_WITH_LOCAL : 1);
-  const fhirPhase = phaseSignal(input.signal, Math.max(0, deadline - (now() - started)));
+  // The FHIR phase's timer and signal exist only when there is a server to ask (most calls have all they need).
+  const fhirPhase = base ? phaseSignal(input.signal, Math.max(0, deadline - (now() - started))) : undefined;
   try {
-    if (base) {
+    if (base && fhirPhase) {
       const connection: FhirConnection = {
         base,
         accessToken: typeof input.fhirAuthorization?.access_token === 'string' ? input.fhirAuthorization.access_token : undefined,
@@ -123,7 +124,7 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
       for (const key of state.missingKeys()) if (queries[key] !== undefined) state.note(key, 'no-fhir-server');
     }
   } finally {
-    fhirPhase.dispose();
+    fhirPhase?.dispose();
   }
 
   let localMs: number | undefined;
