@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ReplayCache, type ReplayClaim } from '../../../src/cds-hooks/auth/replay.ts';
 
@@ -12,5 +13,27 @@ describe('ReplayCache', () => {
     const cache = new ReplayCache(max);
     for (const [key, expiresAt, now, want] of steps) expect(cache.claim(key, expiresAt, now), `${key} at ${now}`).toBe(want);
     expect(cache.size).toBe(size);
+  });
+
+  it('answers every claim as a plain map of live entries would, and holds nothing expired for longer than a second', () => {
+    const step = fc.record({ key: fc.constantFrom('a', 'b', 'c', 'd', 'e'), lifetime: fc.double({ min: 0.1, max: 8, noNaN: true }), advance: fc.double({ min: 0, max: 3, noNaN: true }) });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
+        const cache = new ReplayCache(1000);
+        const model = new Map<string, number>();
+        let now = 1000;
+        for (const { key, lifetime, advance } of steps) {
+          now += advance;
+          const live = (model.get(key) ?? Number.NEGATIVE_INFINITY) > now;
+          expect(cache.claim(key, now + lifetime, now)).toBe(live ? 'replayed' : 'ok');
+          if (!live) model.set(key, now + lifetime);
+          const liveCount = [...model.values()].filter((expiresAt) => expiresAt > now).length;
+          const recent = [...model.values()].filter((expiresAt) => expiresAt <= now && expiresAt > Math.floor(now) - 1).length;
+          expect(cache.size).toBeGreaterThanOrEqual(liveCount);
+          expect(cache.size).toBeLessThanOrEqual(liveCount + recent);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
