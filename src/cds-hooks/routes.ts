@@ -82,12 +82,15 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  const jsonOf = (request: FastifyRequest): Promise<unknown> =>
-    !Buffer.isBuffer(request.body)
-      ? Promise.resolve(request.body)
-      : new Promise((resolve, reject) => {
-          parseJson(request, (request.body as Buffer).toString('utf8'), (error: Error | null, value?: unknown) => (error ? reject(error) : resolve(value)));
-        });
+  // A body kept as received: JSON bytes, or text (a text/plain body, read as JSON as it always was).
+  const rawBody = (request: FastifyRequest): Buffer | string | undefined => (Buffer.isBuffer(request.body) || typeof request.body === 'string' ? request.body : undefined);
+  const jsonOf = (request: FastifyRequest): Promise<unknown> => {
+    const raw = rawBody(request);
+    if (raw === undefined) return Promise.resolve(request.body);
+    return new Promise((resolve, reject) => {
+      parseJson(request, typeof raw === 'string' ? raw : raw.toString('utf8'), (error: Error | null, value?: unknown) => (error ? reject(error) : resolve(value)));
+    });
+  };
   const evaluator = deps.evaluator ?? inThreadEvaluator;
 
   app.get('/cds-services', async () => ({ services: [...servicesOf(deps.knowledge()).values()].map(discoveryEntry) }));
@@ -115,7 +118,8 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const prepared = deps.knowledge();
     const service = servicesOf(prepared).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
-    const quick = Buffer.isBuffer(request.body) ? await evaluator.evaluate(prepared, service, request.body, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
+    const raw = rawBody(request);
+    const quick = raw !== undefined ? await evaluator.evaluate(prepared, service, raw, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
     if (quick.kind === 'invalid') return invalidRequest(reply, quick.issues);
     if (quick.kind === 'evaluated') {
       const { evaluation } = quick;

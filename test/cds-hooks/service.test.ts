@@ -89,6 +89,21 @@ describe('service calls', () => {
     expect(cards[0]!.suggestions?.[0]?.actions?.[0]).toMatchObject({ type: 'delete' });
   });
 
+  it('reads the body the same whatever its JSON text holds: UTF-8 beyond ASCII, and a text/plain content type', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const request = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const json = await call(ORDER_SELECT, request);
+    expect(json.statusCode).toBe(200);
+    const text = await call(ORDER_SELECT, request, { headers: { 'content-type': 'text/plain' } });
+    expect(text.statusCode).toBe(200);
+    expect(text.json()).toEqual(json.json());
+    // A display with multi-byte characters reaches the card as sent.
+    const accented = JSON.parse(JSON.stringify(request).replaceAll('"text":"', '"text":"Pr\u00e9paration \u2014 ')) as typeof request;
+    const decoded = await call(ORDER_SELECT, accented);
+    expect(decoded.statusCode).toBe(200);
+    expect(decoded.body).toContain('Pr\u00e9paration \u2014');
+  });
+
   it('answers with no cards when nothing fires', async () => {
     const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-without-benzodiazepine');
     const response = await call(ORDER_SELECT, hookRequestFromCase(testCase, templates['medication-safety-order-select']!));
