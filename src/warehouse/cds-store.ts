@@ -50,18 +50,18 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
     queue = next.catch(() => undefined);
     return next;
   };
-  const transaction = <T>(work: (c: DuckDBConnection) => Promise<T>): Promise<T> =>
-    serial(async (c) => {
-      await c.run('BEGIN TRANSACTION');
-      try {
-        const result = await work(c);
-        await c.run('COMMIT');
-        return result;
-      } catch (error) {
-        await c.run('ROLLBACK');
-        throw error;
-      }
-    });
+  const inTransaction = async <T>(c: DuckDBConnection, work: (c: DuckDBConnection) => Promise<T>): Promise<T> => {
+    await c.run('BEGIN TRANSACTION');
+    try {
+      const result = await work(c);
+      await c.run('COMMIT');
+      return result;
+    } catch (error) {
+      await c.run('ROLLBACK');
+      throw error;
+    }
+  };
+  const transaction = <T>(work: (c: DuckDBConnection) => Promise<T>): Promise<T> => serial((c) => inTransaction(c, work));
 
   // Invocations are written behind the response, in batches: one transaction per flush instead of
   // one per request keeps DuckDB off the real-time path. Anything that reads cards flushes first.
@@ -87,31 +87,34 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
     }
     appender.closeSync();
   };
-  const flush = async (): Promise<void> => {
+  const flush = (): Promise<void> => {
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = undefined;
     const batch = pendingInvocations;
     pendingInvocations = [];
     if (batch.length === 0) return serial(async () => undefined);
     const cards = batch.flatMap((record) => record.cards);
-    try {
-      // Usually every card is new: appended straight into cds_card (its key rejects the batch otherwise).
-      await transaction(async (c) => {
-        await appendInvocations(c, batch);
-        await appendCards(c, 'cds_card', cards);
-      });
-    } catch {
-      // A card uuid repeated (a retried hookInstance): through a staging table, so the uuid keeps
-      // what was first written (~2.5x the CPU: a planned INSERT OR IGNORE with a window).
-      await transaction(async (c) => {
-        await appendInvocations(c, batch);
-        await c.run('CREATE OR REPLACE TEMP TABLE cds_card_pending AS SELECT * FROM cds_card LIMIT 0');
-        await appendCards(c, 'cds_card_pending', cards);
-        await c.run(`INSERT OR IGNORE INTO cds_card SELECT * EXCLUDE (n) FROM (
-          SELECT *, row_number() OVER (PARTITION BY uuid ORDER BY rowid) AS n FROM cds_card_pending) WHERE n = 1`);
-        await c.run('DROP TABLE cds_card_pending');
-      });
-    }
+    // Both attempts in one turn of the queue, so no other write lands between them.
+    return serial(async (c) => {
+      try {
+        // Usually every card is new: appended straight into cds_card (its key rejects the batch otherwise).
+        await inTransaction(c, async () => {
+          await appendInvocations(c, batch);
+          await appendCards(c, 'cds_card', cards);
+        });
+      } catch {
+        // A card uuid repeated (a retried hookInstance): through a staging table, so the uuid keeps
+        // what was first written (~2.5x the CPU: a planned INSERT OR IGNORE with a window).
+        await inTransaction(c, async () => {
+          await appendInvocations(c, batch);
+          await c.run('CREATE OR REPLACE TEMP TABLE cds_card_pending AS SELECT * FROM cds_card LIMIT 0');
+          await appendCards(c, 'cds_card_pending', cards);
+          await c.run(`INSERT OR IGNORE INTO cds_card SELECT * EXCLUDE (n) FROM (
+            SELECT *, row_number() OVER (PARTITION BY uuid ORDER BY rowid) AS n FROM cds_card_pending) WHERE n = 1`);
+          await c.run('DROP TABLE cds_card_pending');
+        });
+      }
+    });
   };
 
   // Snoozes are few and read on every request: kept in memory, written through to DuckDB.
