@@ -40,9 +40,9 @@ function loadBenchValueSets(): CodeService {
   return new CodeService(valueSets as ConstructorParameters<typeof CodeService>[0]);
 }
 
-function compileBenchLibrary(): { main: unknown; includes: unknown[] } {
+async function compileBenchLibrary(): Promise<{ main: unknown; includes: unknown[] }> {
   const file = 'test/fixtures/bench/OpioidBenzoBench.cql';
-  const result = createCqlCompiler({ cacheDir: CACHE_DIR }).compile([{ file, text: readFileSync(`${FIXTURES}OpioidBenzoBench.cql`, 'utf8') }], []);
+  const result = await createCqlCompiler({ cacheDir: CACHE_DIR }).compile([{ file, text: readFileSync(`${FIXTURES}OpioidBenzoBench.cql`, 'utf8') }], []);
   if (result.problems.length > 0) throw new Error(`OpioidBenzoBench.cql did not compile: ${result.problems.map((p) => p.message).join('; ')}`);
   const main = result.libraries.find((l) => l.name === 'OpioidBenzoBench');
   if (main === undefined) throw new Error('OpioidBenzoBench missing from compile result');
@@ -51,7 +51,7 @@ function compileBenchLibrary(): { main: unknown; includes: unknown[] } {
 
 /** runOpioidEvalBench runs the bench and returns its numbers; it throws if results differ. */
 export async function runOpioidEvalBench(log: (line: string) => void = console.log): Promise<OpioidEvalResult> {
-  const { main, includes } = compileBenchLibrary();
+  const { main, includes } = await compileBenchLibrary();
   const codeService = loadBenchValueSets();
   const resources = generateOpioidPatient({ resources: RESOURCES, seed: 42, asOf: AS_OF });
   const bundle = { resourceType: 'Bundle', type: 'collection', entry: resources.map((resource) => ({ resource })) };

@@ -143,7 +143,7 @@ async function runSuites(options: Options): Promise<Run> {
   for (const suite of suites) {
     const tests = suite.groups.flatMap((g) => g.tests).filter((t) => matches(t, options.filter));
     const compiled: CompiledTest[] = [];
-    for (let i = 0; i < tests.length; i += BATCH_SIZE) compiled.push(...compileBatch(tests.slice(i, i + BATCH_SIZE)));
+    for (let i = 0; i < tests.length; i += BATCH_SIZE) compiled.push(...(await compileBatch(tests.slice(i, i + BATCH_SIZE))));
     const results = await judgeTests(compiled, at, prepare);
     outcomes.push(...results.map((result) => ({ result, skipReason: skipList.reasons.get(result.test.id) ?? null })));
   }

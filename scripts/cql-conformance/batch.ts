@@ -62,14 +62,14 @@ function spanOf(spans: readonly DefineSpan[], problem: CompileProblem): DefineSp
  * for a library without errors, so a failing batch is split: tests a problem points at are
  * compiled alone, the rest together again; problems pointing nowhere make the batch bisect.
  */
-export function createBatchCompiler(compile: CompileLibrary): (tests: readonly ConformanceTest[]) => CompiledTest[] {
+export function createBatchCompiler(compile: CompileLibrary): (tests: readonly ConformanceTest[]) => Promise<CompiledTest[]> {
   let batches = 0;
 
-  const compileBatch = (tests: readonly ConformanceTest[]): CompiledTest[] => {
+  const compileBatch = async (tests: readonly ConformanceTest[]): Promise<CompiledTest[]> => {
     if (tests.length === 0) return [];
     const batchId = ++batches;
     const library = buildLibraryText(`ConformanceBatch${batchId}`, tests);
-    const outcome = compile(library.text);
+    const outcome = await compile(library.text);
     if (outcome.elm !== null || tests.length === 1) {
       const byDefine = new Map<string, CompileProblem[]>();
       const unpinned: CompileProblem[] = [];
@@ -103,7 +103,9 @@ export function createBatchCompiler(compile: CompileLibrary): (tests: readonly C
     } else {
       parts = [tests.filter((t) => !suspects.has(t)), ...[...suspects].map((t) => [t])];
     }
-    const compiled = new Map(parts.flatMap((part) => compileBatch(part)).map((c) => [c.test, c]));
+    const compiledParts: CompiledTest[] = [];
+    for (const part of parts) compiledParts.push(...(await compileBatch(part)));
+    const compiled = new Map(compiledParts.map((c) => [c.test, c]));
     return tests.map((t) => compiled.get(t)).filter((c): c is CompiledTest => c !== undefined);
   };
 

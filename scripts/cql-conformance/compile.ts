@@ -17,13 +17,13 @@ export type CompileOutcome =
   | { readonly elm: null; readonly problems: readonly CompileProblem[] };
 
 /** CompileLibrary compiles the text of one library that includes no other library. */
-export type CompileLibrary = (text: string) => CompileOutcome;
+export type CompileLibrary = (text: string) => Promise<CompileOutcome>;
 
 /** createLibraryCompiler wraps one shared-compiler instance (model info is parsed once). */
 export function createLibraryCompiler(): CompileLibrary {
   const compiler = createCqlCompiler();
-  return (text) => {
-    const result = compiler.compile([{ file: 'conformance.cql', text }], []);
+  return async (text) => {
+    const result = await compiler.compile([{ file: 'conformance.cql', text }], []);
     const library = result.libraries[0];
     if (result.problems.length === 0 && library) return { elm: library.elm, problems: [] };
     const problems = result.problems.map((p) => ({ message: p.message, line: p.line ?? null }));

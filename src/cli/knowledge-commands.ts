@@ -68,7 +68,7 @@ export function registerKnowledgeCommands(program: Command): void {
     .action(async (flags: KnowledgeFlags & { out?: string }) => {
       const config = configFrom(flags);
       const inputs = await readCqlFolder(config.knowledgeDir);
-      const compiled = createCqlCompiler({ cacheDir: config.elmCacheDir }).compile(inputs.sources, inputs.prebuilt);
+      const compiled = await createCqlCompiler({ cacheDir: config.elmCacheDir }).compile(inputs.sources, inputs.prebuilt);
       const result = { libraries: compiled.libraries, problems: [...inputs.problems, ...compiled.problems] };
       const out = path.resolve(flags.out ?? path.join(config.dataDir, 'elm'));
       await mkdir(out, { recursive: true });

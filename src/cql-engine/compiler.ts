@@ -12,17 +12,10 @@ import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from '
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import {
-  CqlCompilerOptions,
-  CqlTranslator,
-  LibraryManager,
-  createLibrarySourceProvider,
-  stringAsSource,
-  type CqlCompilerException,
-  type ModelManager,
-} from '@cqframework/cql/cql-to-elm';
+import type { CqlCompilerException, CqlCompilerOptions, LibraryManager, ModelManager } from '@cqframework/cql/cql-to-elm';
 import type { Problem } from '../domain/errors.ts';
 import { FHIR_VERSION, createModelManager, loadModelInfoSet } from './model-info.ts';
+import { loadTranslator, type Translator } from './translator.ts';
 import { createLazyUcumService } from './ucum.ts';
 
 /** CqlSource is one CQL file; `file` is the path as shown to authors, e.g. 'cql/OpioidSafety.cql'. */
@@ -86,7 +79,8 @@ export interface CompileResult {
 }
 
 export interface CqlCompiler {
-  compile(sources: readonly CqlSource[], prebuilt: readonly ElmSource[]): CompileResult;
+  /** The translator is loaded (once per process) only when a CQL library misses the cache. */
+  compile(sources: readonly CqlSource[], prebuilt: readonly ElmSource[]): Promise<CompileResult>;
 }
 
 export interface CqlCompilerSettings {
@@ -97,7 +91,7 @@ export interface CqlCompilerSettings {
 /** FHIR_HELPERS_FILE is how the bundled FHIRHelpers is named in problems and results. */
 export const FHIR_HELPERS_FILE = 'cql/FHIRHelpers.cql';
 const FHIR_HELPERS_PATH = fileURLToPath(new URL('../../cql/FHIRHelpers.cql', import.meta.url));
-const CACHE_FORMAT = 'cairn-elm-cache/1';
+const CACHE_FORMAT = 'cairn-elm-cache/2';
 
 // ---------------------------------------------------------------------------------------------
 // Header scanning: `library` and `include` declarations, read without compiling (cql.g4
@@ -455,7 +449,8 @@ interface Session {
 }
 
 /** createSession makes a LibraryManager that serves this call's CQL and ELM by name and version. */
-function createSession(models: ModelManager, ucum: unknown, options: CqlCompilerOptions, units: readonly Unit[]): Session {
+function createSession({ cqlToElm }: Translator, models: ModelManager, ucum: unknown, options: CqlCompilerOptions, units: readonly Unit[]): Session {
+  const { LibraryManager, createLibrarySourceProvider, stringAsSource } = cqlToElm;
   const manager = new LibraryManager(models, options, undefined, ucum);
   const elmText = new Map<string, string>();
   const find = (name: string, version: string | null | undefined): Unit | undefined => resolveInclude(units, { name, version: version ?? undefined }).found;
@@ -486,8 +481,8 @@ interface Translation {
   readonly warnings: readonly CompileWarning[];
 }
 
-function translate(session: Session, unit: Unit, fileOf: (name: string | undefined) => string | undefined): Translation {
-  const translator = CqlTranslator.fromText(unit.cql ?? '', session.manager);
+function translate({ cqlToElm }: Translator, session: Session, unit: Unit, fileOf: (name: string | undefined) => string | undefined): Translation {
+  const translator = cqlToElm.CqlTranslator.fromText(unit.cql ?? '', session.manager);
   const messages = translator.exceptions.asJsReadonlyArrayView();
   const problems = messages.filter((m) => m.severity.name === 'Error').map((m) => problemFor(m, unit, fileOf));
   const warnings = messages.filter((m) => m.severity.name === 'Warning').map((m) => {
@@ -519,21 +514,29 @@ interface CompileState {
 
 /**
  * createCqlCompiler returns a compiler that parses model info once and reuses it for every
- * compile() call; with `cacheDir`, translated ELM is cached there by content hash.
+ * compile() call; with `cacheDir`, translated ELM is cached there by content hash. The translator
+ * is loaded on the first cache miss (see translator.ts).
  */
 export function createCqlCompiler(settings: CqlCompilerSettings = {}): CqlCompiler {
-  return withoutKotlinBanner(() => buildCompiler(settings));
-}
-
-function buildCompiler(settings: CqlCompilerSettings): CqlCompiler {
-  const options = CqlCompilerOptions.defaultOptions();
   const modelInfo = loadModelInfoSet();
-  const identity = sha256(CACHE_FORMAT, translatorVersion(), options.toString(), modelInfo.digest);
-  let models: ModelManager | undefined;
-  let ucum: unknown;
+  // The translator's default options are fixed by its version, so the version stands for them.
+  const identity = sha256(CACHE_FORMAT, translatorVersion(), modelInfo.digest);
+  let translating: { readonly translator: Translator; readonly models: ModelManager; readonly ucum: unknown; readonly options: CqlCompilerOptions } | undefined;
+  const translation = async (): Promise<NonNullable<typeof translating>> => {
+    if (translating === undefined) {
+      const translator = await loadTranslator();
+      translating ??= withoutKotlinBanner(() => ({
+        translator,
+        models: createModelManager(translator.cqlToElm, modelInfo),
+        ucum: createLazyUcumService(translator),
+        options: translator.cqlToElm.CqlCompilerOptions.defaultOptions(),
+      }));
+    }
+    return translating;
+  };
   const cacheDir = settings.cacheDir;
 
-  const compile = (sources: readonly CqlSource[], prebuilt: readonly ElmSource[]): CompileResult => {
+  const compile = async (sources: readonly CqlSource[], prebuilt: readonly ElmSource[]): Promise<CompileResult> => {
     const state: CompileState = { libraries: [], problems: [], warnings: [], translated: [], cacheHits: [] };
     const units = collectUnits(sources, prebuilt, state.problems);
     addBundledFhirHelpers(units);
@@ -565,10 +568,9 @@ function buildCompiler(settings: CqlCompilerSettings): CqlCompiler {
         state.cacheHits.push(unit.name);
         state.warnings.push(...entry.warnings);
       } else {
-        models ??= createModelManager(modelInfo);
-        ucum ??= createLazyUcumService();
-        session ??= createSessionWithKnown(models, ucum, options, units, state.libraries);
-        const result = translate(session, unit, fileOf);
+        const { translator, models, ucum, options } = await translation();
+        const current = (session ??= withoutKotlinBanner(() => createSessionWithKnown(translator, models, ucum, options, units, state.libraries)));
+        const result = withoutKotlinBanner(() => translate(translator, current, unit, fileOf));
         state.translated.push(unit.name);
         state.warnings.push(...result.warnings);
         if (!result.elm) {
@@ -589,7 +591,7 @@ function buildCompiler(settings: CqlCompilerSettings): CqlCompiler {
       stats: { translated: state.translated, cacheHits: state.cacheHits },
     };
   };
-  return { compile: (sources, prebuilt) => withoutKotlinBanner(() => compile(sources, prebuilt)) };
+  return { compile };
 }
 
 /**
@@ -624,8 +626,8 @@ function withoutKotlinBanner<T>(fn: () => T): T {
 }
 
 /** createSessionWithKnown opens a session that already serves the libraries compiled so far. */
-function createSessionWithKnown(models: ModelManager, ucum: unknown, options: CqlCompilerOptions, units: readonly Unit[], known: readonly CompiledLibrary[]): Session {
-  const session = createSession(models, ucum, options, units);
+function createSessionWithKnown(translator: Translator, models: ModelManager, ucum: unknown, options: CqlCompilerOptions, units: readonly Unit[], known: readonly CompiledLibrary[]): Session {
+  const session = createSession(translator, models, ucum, options, units);
   for (const library of known) session.elmText.set(unitId(library.name, library.version), JSON.stringify(library.elm));
   return session;
 }

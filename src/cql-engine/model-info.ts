@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { ModelManager, createModelInfoProvider, stringAsSource } from '@cqframework/cql/cql-to-elm';
+import type { ModelManager } from '@cqframework/cql/cql-to-elm';
+import type { CqlToElm } from './translator.ts';
 import { SYSTEM_MODEL_INFO_XML } from './system-model-info.ts';
 
 /** FHIR_VERSION is the one FHIR version the compiler has model info for. */
@@ -34,7 +35,7 @@ export function loadModelInfoSet(): ModelInfoSet {
  * createModelManager returns a ModelManager serving System and FHIR 4.0.1. The manager parses a
  * model the first time a library uses it and keeps it, so share one manager across compilations.
  */
-export function createModelManager(models: ModelInfoSet): ModelManager {
+export function createModelManager({ ModelManager, createModelInfoProvider, stringAsSource }: CqlToElm, models: ModelInfoSet): ModelManager {
   // Default model-info loading would look for bundled resources the JS build does not have.
   const manager = new ModelManager(undefined, false);
   const provider = createModelInfoProvider((id, _system, version) => {

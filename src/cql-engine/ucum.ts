@@ -5,9 +5,7 @@
  * service is what the Kotlin engine would use.
  */
 import { createRequire } from 'node:module';
-import { createUcumService } from '@cqframework/cql/cql-to-elm';
-import { BigDecimal } from '@cqframework/cql/shared';
-import { Pair } from '@cqframework/cql/kotlin-kotlin-stdlib';
+import type { Translator } from './translator.ts';
 
 interface UcumValidation {
   readonly status: 'valid' | 'invalid' | 'error';
@@ -71,10 +69,10 @@ export function combineUnits(left: string, right: string, operator: '.' | '/'): 
 }
 
 /** createLazyUcumService is the `Lazy<UcumService>` LibraryManager takes; ucum-lhc loads on first use. */
-export function createLazyUcumService(): unknown {
+export function createLazyUcumService({ cqlToElm, BigDecimal, Pair }: Translator): unknown {
   let utils: UcumUtils | undefined;
   const get = (): UcumUtils => (utils ??= loadUcumUtils());
-  return createUcumService(
+  return cqlToElm.createUcumService(
     (value, fromUnit, toUnit) => convertUcumValue(get(), value, fromUnit, toUnit),
     (unit) => validateUcumUnit(get(), unit),
     (left, right) => new Pair(left.first.multiply(right.first), combineUnits(left.second, right.second, '.')),

@@ -75,7 +75,7 @@ export async function loadKnowledge(root: string, options: LoadKnowledgeOptions)
   ]);
   const problems: Problem[] = [];
 
-  const libraries = compileLibraries(cqlFiles, options.compiler, problems);
+  const libraries = await compileLibraries(cqlFiles, options.compiler, problems);
   const { index: valueSets, expansions } = loadValueSets(valueSetFiles, problems);
   checkValueSetReferences(libraries, valueSets, problems);
   const rules = loadRules(ruleFiles, libraries, problems);
@@ -113,10 +113,10 @@ export async function readCqlFolder(root: string): Promise<ReturnType<typeof spl
   return splitCqlInputs(await listFiles(path.resolve(root), KNOWLEDGE_FOLDERS.cql, isCqlInput));
 }
 
-function compileLibraries(files: readonly InputFile[], compiler: CqlCompiler, problems: Problem[]): Map<string, LoadedLibrary> {
+async function compileLibraries(files: readonly InputFile[], compiler: CqlCompiler, problems: Problem[]): Promise<Map<string, LoadedLibrary>> {
   const { sources, prebuilt, problems: inputProblems } = splitCqlInputs(files);
   problems.push(...inputProblems);
-  const result = compiler.compile(sources, prebuilt);
+  const result = await compiler.compile(sources, prebuilt);
   problems.push(...result.problems);
   const libraries = new Map<string, LoadedLibrary>();
   for (const compiled of result.libraries) {

@@ -18,8 +18,8 @@ const test = (name: string, expression: string, outputs: string[] = ['1']): Conf
  * A stand-in compiler: every line containing BAD is an error on that line, NOWHERE is an error
  * pinned on no line; otherwise the "ELM" is the list of define names, so tests can see batches.
  */
-function fakeCompiler(log: string[][]): (text: string) => CompileOutcome {
-  return (text) => {
+function fakeCompiler(log: string[][]): (text: string) => Promise<CompileOutcome> {
+  return async (text) => {
     const lines = text.split('\n');
     log.push(lines.filter((l) => l.startsWith('define')).map((l) => l.slice(8, -2)));
     const problems = lines.flatMap((l, i) => (l.includes('BAD') ? [{ message: 'bad', line: i + 1 }] : []));
@@ -42,18 +42,18 @@ describe('buildLibraryText', () => {
 });
 
 describe('createBatchCompiler', () => {
-  it('compiles a clean batch once, all tests sharing its ELM', () => {
+  it('compiles a clean batch once, all tests sharing its ELM', async () => {
     const log: string[][] = [];
-    const compiled = createBatchCompiler(fakeCompiler(log))([test('a', '1'), test('b', '2')]);
+    const compiled = await createBatchCompiler(fakeCompiler(log))([test('a', '1'), test('b', '2')]);
     expect(log).toHaveLength(1);
     expect(compiled.every((c) => c.elm !== null && c.expressionErrors.length === 0)).toBe(true);
     expect(new Set(compiled.map((c) => c.batchId)).size).toBe(1);
   });
 
-  it('compiles a failing test alone and the rest together again, keeping input order', () => {
+  it('compiles a failing test alone and the rest together again, keeping input order', async () => {
     const log: string[][] = [];
     const tests = [test('a', '1'), test('b', 'BAD'), test('c', '3'), test('d', '4', ['BAD'])];
-    const compiled = createBatchCompiler(fakeCompiler(log))(tests);
+    const compiled = await createBatchCompiler(fakeCompiler(log))(tests);
     expect(compiled.map((c) => c.test.name)).toEqual(['a', 'b', 'c', 'd']);
     expect(compiled.map((c) => c.elm !== null)).toEqual([true, false, true, false]);
     expect(compiled[1]?.expressionErrors.map((p) => p.message)).toEqual(['bad']);
@@ -62,10 +62,10 @@ describe('createBatchCompiler', () => {
     expect(log).toHaveLength(4); // the batch, the two clean tests, each failing test alone
   });
 
-  it('bisects when a problem points at no define, down to the test that owns it', () => {
+  it('bisects when a problem points at no define, down to the test that owns it', async () => {
     const log: string[][] = [];
     const tests = [test('a', '1'), test('b', '2'), test('c', 'NOWHERE'), test('d', '4')];
-    const compiled = createBatchCompiler(fakeCompiler(log))(tests);
+    const compiled = await createBatchCompiler(fakeCompiler(log))(tests);
     expect(compiled.map((c) => c.expressionErrors.length)).toEqual([0, 0, 1, 0]);
     expect(compiled.filter((c) => c.elm === null).map((c) => c.test.name)).toEqual(['c']);
   });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,8 +103,8 @@ describe('compile: problems', () => {
       want: [`${FIXTURES}/errors/NoFhirHelpers.cql:7:39 [CQL_COMPILE] Could not resolve library name FHIRHelpers. (hint: libraries using FHIR must include FHIRHelpers: add \`include FHIRHelpers version '4.0.1'\`)`],
     },
   ];
-  it.each(cases)('$name', ({ sources, want }) => {
-    const result = compiler.compile(sources, []);
+  it.each(cases)('$name', async ({ sources, want }) => {
+    const result = await compiler.compile(sources, []);
     expect(rendered(result)).toEqual(want);
     const failing = new Set(result.problems.map((p) => p.file));
     expect(result.libraries.filter((l) => failing.has(l.file))).toEqual([]);
@@ -111,14 +112,14 @@ describe('compile: problems', () => {
 });
 
 describe('compile: FHIR libraries', () => {
-  it('compiles FHIRHelpers itself with zero errors and warnings', () => {
-    const result = compiler.compile([text('cql/FHIRHelpers.cql', readFileSync(join(ROOT, 'cql/FHIRHelpers.cql'), 'utf8'))], []);
+  it('compiles FHIRHelpers itself with zero errors and warnings', async () => {
+    const result = await compiler.compile([text('cql/FHIRHelpers.cql', readFileSync(join(ROOT, 'cql/FHIRHelpers.cql'), 'utf8'))], []);
     expect(rendered(result)).toEqual([]);
     expect(result.warnings).toEqual([]);
   });
 
-  it('FHIRHelpers defines every conversion the FHIR 4.0.1 model info names', () => {
-    const result = compiler.compile(cql('basic/ObservationRules.cql'), []);
+  it('FHIRHelpers defines every conversion the FHIR 4.0.1 model info names', async () => {
+    const result = await compiler.compile(cql('basic/ObservationRules.cql'), []);
     const helpers = result.libraries.find((l) => l.name === 'FHIRHelpers');
     expect(helpers?.file).toBe('cql/FHIRHelpers.cql');
     const statements = (helpers?.elm.library as { statements?: { def?: { name: string; type?: string; operand?: { operandTypeSpecifier?: { name?: string } }[] }[] } }).statements?.def ?? [];
@@ -130,8 +131,8 @@ describe('compile: FHIR libraries', () => {
     expect(wanted.filter((w) => !defined.has(w))).toEqual([]);
   });
 
-  it('compiles a FHIR library using FHIRHelpers implicitly; retrieves carry prefetch metadata', () => {
-    const result = compiler.compile(cql('basic/ObservationRules.cql'), []);
+  it('compiles a FHIR library using FHIRHelpers implicitly; retrieves carry prefetch metadata', async () => {
+    const result = await compiler.compile(cql('basic/ObservationRules.cql'), []);
     expect(rendered(result)).toEqual([]);
     expect(result.libraries.map((l) => `${l.name}@${l.version} ${l.source}`)).toEqual(['FHIRHelpers@4.0.1 cql', 'ObservationRules@1.0.0 cql']);
     const elmText = JSON.stringify(result.libraries[1]?.elm);
@@ -145,17 +146,17 @@ describe('compile: FHIR libraries', () => {
 describe.skipIf(!existsSync(ECQM_ELM))('compile: prebuilt eCQM ELM', () => {
   if (!existsSync(ECQM_ELM)) console.warn(`skipped: ${ECQM_ELM} is absent (the shared fixtures are not checked out next to this repo)`);
 
-  it('loads every ELM file with zero problems', () => {
+  it('loads every ELM file with zero problems', async () => {
     const prebuilt = elmFolder(ECQM_ELM);
-    const result = compiler.compile([], prebuilt);
+    const result = await compiler.compile([], prebuilt);
     expect(rendered(result)).toEqual([]);
     expect(result.libraries).toHaveLength(prebuilt.length);
     expect(result.libraries.every((l) => l.source === 'elm')).toBe(true);
   });
 
-  it('a prebuilt include that is not loaded is CQL_INCLUDE with its JSON path', () => {
+  it('a prebuilt include that is not loaded is CQL_INCLUDE with its JSON path', async () => {
     const prebuilt = elmFolder(ECQM_ELM).filter((s) => !s.file.includes('QICoreCommon'));
-    const problem = compiler.compile([], prebuilt).problems.find((p) => p.file?.endsWith('Hospice-6.12.000.json'));
+    const problem = (await compiler.compile([], prebuilt)).problems.find((p) => p.file?.endsWith('Hospice-6.12.000.json'));
     expect(problem && formatProblem({ ...problem, file: 'Hospice-6.12.000.json' })).toBe(
       "Hospice-6.12.000.json $.library.includes.def[1] [CQL_INCLUDE] Library Hospice version '6.12.000' includes QICoreCommon version '2.1.000', which is not loaded.",
     );
@@ -167,8 +168,8 @@ describe('compile: prebuilt ELM shape', () => {
     { name: 'not an object', elm: 'nope' as unknown, want: 'elm/bad.json $ [CQL_COMPILE] Not an ELM library document' },
     { name: 'no identifier id', elm: { library: { identifier: {} } } as unknown, want: 'elm/bad.json $.library.identifier.id [CQL_COMPILE] Not an ELM library document' },
   ];
-  it.each(cases)('$name', ({ elm, want }) => {
-    const result = compiler.compile([], [{ file: 'elm/bad.json', elm }]);
+  it.each(cases)('$name', async ({ elm, want }) => {
+    const result = await compiler.compile([], [{ file: 'elm/bad.json', elm }]);
     expect(rendered(result)).toHaveLength(1);
     expect(rendered(result)[0]).toContain(want);
   });
@@ -178,34 +179,48 @@ describe('compile: ELM cache', () => {
   const shared = (answer: number): CqlSource => text('cql/Shared.cql', `library Shared version '1.0.0'\ndefine "Answer": ${answer}`);
   const user = cql('shared/UsesShared.cql')[0] as CqlSource;
 
-  it('a warm start does not recompile; an edited include recompiles its dependents', () => {
+  it('a warm start does not recompile; an edited include recompiles its dependents', async () => {
     const cacheDir = join(scratch, 'cache-warm');
-    const cold = createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
+    const cold = await createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
     expect(rendered(cold)).toEqual([]);
     expect(cold.stats).toEqual({ translated: ['Shared', 'UsesShared'], cacheHits: [] });
 
-    const warm = createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
+    const warm = await createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
     expect(warm.stats).toEqual({ translated: [], cacheHits: ['Shared', 'UsesShared'] });
     expect(warm.libraries).toEqual(cold.libraries);
 
-    const edited = createCqlCompiler({ cacheDir }).compile([shared(43), user], []);
+    const edited = await createCqlCompiler({ cacheDir }).compile([shared(43), user], []);
     expect(edited.stats).toEqual({ translated: ['Shared', 'UsesShared'], cacheHits: [] });
   });
 
-  it('a corrupt cache entry is ignored and recompiled', () => {
+  it('a warm start never loads the translator (a process whose ELM is cached pays neither its ~0.7 s nor its ~22 MB)', async () => {
+    const cacheDir = join(scratch, 'cache-lazy');
+    await createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
+    // A fresh process: this one has loaded the translator for other tests.
+    const script = `
+      import { createCqlCompiler } from ${JSON.stringify(join(ROOT, 'src/cql-engine/compiler.ts'))};
+      import { translatorRequested } from ${JSON.stringify(join(ROOT, 'src/cql-engine/translator.ts'))};
+      const sources = JSON.parse(process.argv[1]);
+      const warm = await createCqlCompiler({ cacheDir: ${JSON.stringify(cacheDir)} }).compile(sources, []);
+      process.stdout.write(JSON.stringify({ stats: warm.stats, problems: warm.problems.length, requested: translatorRequested() }));`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, JSON.stringify([shared(42), user])], { cwd: ROOT, encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ stats: { translated: [], cacheHits: ['Shared', 'UsesShared'] }, problems: 0, requested: false });
+  });
+
+  it('a corrupt cache entry is ignored and recompiled', async () => {
     const cacheDir = join(scratch, 'cache-corrupt');
-    createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
+    await createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
     const entries = readdirSync(cacheDir);
     expect(entries).toHaveLength(2);
     const [first, second] = entries as [string, string];
     writeFileSync(join(cacheDir, first), '{"format":"cairn-elm-cache/1", truncated');
     writeFileSync(join(cacheDir, second), JSON.stringify({ format: 'cairn-elm-cache/1', key: 'other', elm: {}, warnings: [] }));
 
-    const result = createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
+    const result = await createCqlCompiler({ cacheDir }).compile([shared(42), user], []);
     expect(rendered(result)).toEqual([]);
     expect(result.stats.translated).toEqual(['Shared', 'UsesShared']);
     expect(readdirSync(cacheDir).sort()).toEqual([...entries].sort()); // rewritten in place, no temp files left
-    expect(createCqlCompiler({ cacheDir }).compile([shared(42), user], []).stats.cacheHits).toEqual(['Shared', 'UsesShared']);
+    expect((await createCqlCompiler({ cacheDir }).compile([shared(42), user], [])).stats.cacheHits).toEqual(['Shared', 'UsesShared']);
   });
 });
 
@@ -230,7 +245,7 @@ describe('compiled ELM runs in cql-execution with cql-exec-fhir (R4)', () => {
   };
 
   it('evaluates FHIRHelpers conversions', async () => {
-    const result = compiler.compile(cql('exec/Conversions.cql'), []);
+    const result = await compiler.compile(cql('exec/Conversions.cql'), []);
     expect(rendered(result)).toEqual([]);
     const main = result.libraries.find((l) => l.name === 'Conversions');
     const repository = new Repository(Object.fromEntries(result.libraries.map((l) => [l.name, l.elm])));

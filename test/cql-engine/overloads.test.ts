@@ -68,9 +68,9 @@ let model: FhirModel;
 let prepared: PreparedLibrary;
 let unbound: Library;
 
-beforeAll(() => {
+beforeAll(async () => {
   model = loadFhirR4Model();
-  const result = createCqlCompiler({ cacheDir: CACHE_DIR }).compile(
+  const result = await createCqlCompiler({ cacheDir: CACHE_DIR }).compile(
     [{ file: 'test/OverloadHelpers.cql', text: HELPERS_CQL }, { file: 'test/Overloads.cql', text: MAIN_CQL }],
     [],
   );

@@ -188,10 +188,10 @@ define "Given Values": Patient.name.given.value
   let opioidCodes: CodeService;
   const plainOf = new Map<PreparedLibrary, Library>();
 
-  beforeAll(() => {
+  beforeAll(async () => {
     const compiler = createCqlCompiler({ cacheDir: CACHE_DIR });
-    const compile = (file: string, text: string): PreparedLibrary => {
-      const result = compiler.compile([{ file, text }], []);
+    const compile = async (file: string, text: string): Promise<PreparedLibrary> => {
+      const result = await compiler.compile([{ file, text }], []);
       expect(result.problems).toEqual([]);
       const main = result.libraries[result.libraries.length - 1];
       if (main === undefined) throw new Error(`${file} produced no library`);
@@ -200,8 +200,8 @@ define "Given Values": Patient.name.given.value
       plainOf.set(prepared, plainLibrary(main.elm, includes));
       return prepared;
     };
-    edges = compile('test/DataLayerEdges.cql', EDGE_CQL);
-    opioid = compile('test/fixtures/bench/OpioidBenzoBench.cql', readFileSync(`${BENCH_FIXTURES}OpioidBenzoBench.cql`, 'utf8'));
+    edges = await compile('test/DataLayerEdges.cql', EDGE_CQL);
+    opioid = await compile('test/fixtures/bench/OpioidBenzoBench.cql', readFileSync(`${BENCH_FIXTURES}OpioidBenzoBench.cql`, 'utf8'));
     const valueSets = readJson(`${BENCH_FIXTURES}valuesets.json`) as Record<string, unknown>;
     opioidCodes = new CodeService(Object.fromEntries(Object.entries(valueSets).filter(([k]) => !k.startsWith('$'))) as ConstructorParameters<typeof CodeService>[0]);
   }, 120_000);
@@ -333,8 +333,8 @@ define "Contained Types": "Order".contained C return all (if C is FHIR.Medicatio
   let prepared: PreparedLibrary;
   let plain: Library;
 
-  beforeAll(() => {
-    const result = createCqlCompiler({ cacheDir: CACHE_DIR }).compile([{ file: 'test/ContainedResources.cql', text: CONTAINED_CQL }], []);
+  beforeAll(async () => {
+    const result = await createCqlCompiler({ cacheDir: CACHE_DIR }).compile([{ file: 'test/ContainedResources.cql', text: CONTAINED_CQL }], []);
     expect(result.problems).toEqual([]);
     const main = result.libraries.find((l) => l.name === 'ContainedResources');
     if (main === undefined) throw new Error('ContainedResources did not compile');

@@ -113,10 +113,10 @@ let model: FhirModel;
 const libraries = new Map<string, { readonly sync: PreparedLibrary; readonly async: PreparedLibrary }>();
 const codeService = new CodeService({ [SBP_VALUE_SET]: { '': [{ code: '8480-6', system: LOINC }] } });
 
-beforeAll(() => {
+beforeAll(async () => {
   model = loadFhirR4Model();
   const compiler = createCqlCompiler({ cacheDir: CACHE_DIR });
-  const result = compiler.compile(
+  const result = await compiler.compile(
     [{ file: 'test/SyncHelpers.cql', text: HELPERS_CQL }, { file: 'test/SyncTwins.cql', text: MAIN_CQL }, { file: 'test/SyncGiveUp.cql', text: GIVE_UP_CQL }],
     [],
   );

@@ -23,7 +23,7 @@ beforeAll(async () => {
   allElm = [...knowledge.libraries.values()].map((lib) => lib.compiled.elm);
   const dir = path.join(FIXTURES, 'cds-hooks-prefetch');
   const sources = await Promise.all(['PrefetchShapes.cql', 'PrefetchShared.cql'].map(async (file) => ({ file, text: await readFile(path.join(dir, file), 'utf8') })));
-  const compiled = testDeps().compiler.compile(sources, []);
+  const compiled = await testDeps().compiler.compile(sources, []);
   expect(compiled.problems).toEqual([]);
   shapes = compiled.libraries.map((lib) => lib.elm);
 });
