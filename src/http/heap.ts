@@ -10,7 +10,7 @@ export const SERVING_HEAP_GROWING_FACTOR = 2;
  * tuneHeapForServing sets the heap growing factor for a long-running service, before its worker
  * threads start (each isolate reads it at every full collection).
  *
- * Why: the service's heaps hold the knowledge (the HTTP thread's ~65 MB) and see a steady trickle
+ * Why: the service's heaps hold the knowledge (the HTTP thread's 40-65 MB) and see a steady trickle
  * of per-request garbage, so V8 picks a low factor (~1.35) that leaves less slack than the young
  * generation's capacity; it then marks without pause (measured at 150 calls/s: a mark-compact of the
  * HTTP thread every ~0.4 s, 35-60 ms of marking and 8-25 ms pauses each). With the factor at 2 a
