@@ -27,7 +27,8 @@ const SERIAL = 50;
 const REQUEST_TIMEOUT_MS = 5000;
 /** More calls in flight than this and a scheduled call is not sent but counted as an error (`overload`), so an overloaded service cannot also swamp the load generator. */
 const MAX_IN_FLIGHT = 256;
-const SERVER_FLAG = '--cairn-load-server';
+/** Runs this file as the service process (`<file> --cairn-load-server <tokens> <threads>`): the A/B bench starts another checkout's service the same way. */
+export const SERVER_FLAG = '--cairn-load-server';
 /** Resources generated for the patient; those a template asks for (about 200) go into the prefetch. */
 const GENERATED = 300;
 
@@ -55,7 +56,7 @@ export interface CdsHooksLoadResult {
   readonly meetsTarget: boolean;
 }
 
-interface ServerReady {
+export interface ServerReady {
   readonly baseUrl: string;
   readonly discoveryToken: string;
   readonly tokens: readonly string[];
@@ -106,7 +107,7 @@ export function orderSignRequest(templates: Readonly<Record<string, string>>, as
 const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 
 /** CPU time this process's threads have used, in ms: its main thread and all the others (evaluation workers, GC, libuv pool, DuckDB). */
-interface ThreadCpu {
+export interface ThreadCpu {
   readonly main: number;
   readonly other: number;
 }
