@@ -1,10 +1,10 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, symlinkSync } from 'node:fs';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { orderSignRequest, SERVER_FLAG, type ServerReady, type ThreadCpu } from './cds-hooks-load.ts';
+import { orderSignRequest, postCall, SERVER_FLAG, type ServerReady, type ThreadCpu } from './cds-hooks-load.ts';
 import { flag, isMain, numberFlag, printResult, round } from './support.ts';
 
 /**
@@ -77,17 +77,10 @@ export async function runCdsHooksAbBench(options: { readonly base: string; reado
     const discovery = await fetch(`${b.ready.baseUrl}/cds-services`, { headers: { authorization: `Bearer ${b.ready.discoveryToken}` } });
     const templates = ((await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => SERVICE_PATH.endsWith(s.id))?.prefetch ?? {};
     const payload = Buffer.from(orderSignRequest(templates, new Date().toISOString()).body);
-    const send = (side: Side): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const target = new URL(side.ready.baseUrl);
-        const headers = { 'content-type': 'application/json', 'content-length': payload.length, authorization: `Bearer ${side.ready.tokens[side.next++]}` };
-        const request = httpRequest({ agent, host: target.hostname, port: target.port, path: SERVICE_PATH, method: 'POST', headers }, (response) => {
-          response.resume();
-          response.on('end', () => (response.statusCode === 200 ? resolve() : reject(new Error(`${side === a ? 'A' : 'B'} answered ${response.statusCode}`))));
-        });
-        request.on('error', reject);
-        request.end(payload);
-      });
+    const send = async (side: Side): Promise<void> => {
+      const { status } = await postCall(agent, `${side.ready.baseUrl}${SERVICE_PATH}`, side.ready.tokens[side.next++] ?? '', payload);
+      if (status !== 200) throw new Error(`${side === a ? 'A' : 'B'} answered ${status}`);
+    };
     // Each lane alternates A and B, lanes start on different sides: both always carry half the load.
     const load = (perSide: number): Promise<void[]> =>
       Promise.all(Array.from({ length: inFlight }, async (_, lane) => {

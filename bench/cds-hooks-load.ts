@@ -104,6 +104,27 @@ export function orderSignRequest(templates: Readonly<Record<string, string>>, as
   return { body: JSON.stringify(body), prefetchResources: count };
 }
 
+/**
+ * postCall sends one signed service call over a kept-alive connection (node:http with the body
+ * encoded once: the load generator shares the machine with the service, and fetch cost it ~4.5 ms
+ * of CPU a call, ~1 ms this way). A call not answered within `timeoutMs` fails with a TimeoutError.
+ */
+export function postCall(agent: Agent, url: string, token: string, payload: Buffer, timeoutMs = REQUEST_TIMEOUT_MS): Promise<{ status: number; body: Buffer }> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const headers = { 'content-type': 'application/json', 'content-length': payload.length, authorization: `Bearer ${token}` };
+    const request = httpRequest({ agent, host: target.hostname, port: target.port, path: target.pathname, method: 'POST', headers }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      response.on('error', reject);
+    });
+    request.setTimeout(timeoutMs, () => request.destroy(Object.assign(new Error('request timed out'), { name: 'TimeoutError' })));
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
 const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 
 /** CPU time this process's threads have used, in ms: its main thread and all the others (evaluation workers, GC, libuv pool, DuckDB). */
@@ -180,29 +201,11 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     // node:http with kept-alive connections and the body encoded once: the load generator shares
     // the machine with the service, and fetch cost it ~4.5 ms of CPU a call (~1 ms this way).
     const payload = Buffer.from(body);
-    const target = new URL(url);
-    const send = (): Promise<{ status: number; cards: number }> =>
-      new Promise((resolve, reject) => {
-        const request = httpRequest(
-          { agent, host: target.hostname, port: target.port, path: target.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length, authorization: `Bearer ${ready.tokens[next++]}` } },
-          (response) => {
-            const chunks: Buffer[] = [];
-            response.on('data', (chunk: Buffer) => chunks.push(chunk));
-            response.on('end', () => {
-              try {
-                const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { cards?: unknown[] };
-                resolve({ status: response.statusCode ?? 0, cards: json.cards?.length ?? -1 });
-              } catch (error) {
-                reject(error as Error);
-              }
-            });
-            response.on('error', reject);
-          },
-        );
-        request.setTimeout(REQUEST_TIMEOUT_MS, () => request.destroy(Object.assign(new Error('request timed out'), { name: 'TimeoutError' })));
-        request.on('error', reject);
-        request.end(payload);
-      });
+    const send = async (): Promise<{ status: number; cards: number }> => {
+      const response = await postCall(agent, url, ready.tokens[next++] ?? '', payload, REQUEST_TIMEOUT_MS);
+      const json = JSON.parse(response.body.toString('utf8')) as { cards?: unknown[] };
+      return { status: response.status, cards: json.cards?.length ?? -1 };
+    };
 
     // Warm up (JIT, ELM caches, connections), a few in flight at a time.
     let cardsPerResponse = -1;
