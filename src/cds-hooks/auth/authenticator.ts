@@ -1,8 +1,8 @@
-import { compactVerify } from 'jose';
 import { CairnError } from '../../domain/errors.ts';
 import type { AuthConfig, ClientConfig } from './config.ts';
 import { createJwksFetcher, importKeySet, RemoteKeySet, type JwksFetcher, type RemoteKeySetLimits, type VerificationKey } from './jwks.ts';
 import { ReplayCache } from './replay.ts';
+import { verifyCompactJws } from './signature.ts';
 import { bearerToken, checkClaims, checkHeader, unverifiedIssuer, type AuthFailureReason, type Check, type TokenHeader } from './token.ts';
 
 /**
@@ -103,14 +103,13 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
   }
 
   /** verifyPayload checks the signature with the one algorithm of the key and returns the signed payload. */
-  async function verifyPayload(token: string, key: VerificationKey): Promise<Check<unknown>> {
+  function verifyPayload(token: string, key: VerificationKey): Check<unknown> {
+    const payload = verifyCompactJws(token, key.alg, key.key);
+    if (payload === undefined) return { ok: false, reason: 'bad signature' };
     try {
-      const verified = await compactVerify(token, key.key, { algorithms: [key.alg] });
-      return { ok: true, value: JSON.parse(new TextDecoder().decode(verified.payload)) };
-    } catch (error) {
-      const detail = error instanceof Error ? error.message : String(error);
-      const code = (error as { code?: unknown } | null)?.code;
-      return { ok: false, reason: code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' ? 'bad signature' : 'malformed token', detail };
+      return { ok: true, value: JSON.parse(payload.toString('utf8')) };
+    } catch {
+      return { ok: false, reason: 'malformed token', detail: 'payload is not JSON' };
     }
   }
 
@@ -120,7 +119,7 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
     const selected = await selectKey(token.value);
     if (!selected.ok) return unauthorized(selected, true);
     const { header, client, key } = selected.value;
-    const payload = await verifyPayload(token.value, key);
+    const payload = verifyPayload(token.value, key);
     if (!payload.ok) return unauthorized(payload, true);
     const nowSeconds = deps.now() / 1000;
     const claims = checkClaims(payload.value, {

@@ -1,12 +1,16 @@
-import { importJWK, type CryptoKey, type JWK } from 'jose';
+import { KeyObject } from 'node:crypto';
+import { importJWK, type JWK } from 'jose';
 import type { AllowedAlg } from './config.ts';
 
 /** A public key ready for signature verification, with the one algorithm it may verify. */
 export interface VerificationKey {
   readonly kid: string;
   readonly alg: AllowedAlg;
-  readonly key: CryptoKey;
+  readonly key: KeyObject;
 }
+
+/** RFC 7518 §3.3: RSA keys of 2048 bits or larger MUST be used with RS384. */
+const MIN_RSA_MODULUS_BITS = 2048;
 
 /** Fetches a JWKS document (parsed JSON) from an allow-listed URL. */
 export type JwksFetcher = (url: string) => Promise<unknown>;
@@ -35,9 +39,12 @@ export async function toVerificationKey(jwk: unknown): Promise<VerificationKey |
   }
   if (j.alg !== undefined && j.alg !== alg) return undefined;
   try {
-    const key = await importJWK(publicJwk, alg);
+    const imported = await importJWK(publicJwk, alg);
     // importJWK returns bytes only for symmetric keys, which we never build; narrow for the type checker.
-    if (key instanceof Uint8Array) return undefined;
+    if (imported instanceof Uint8Array) return undefined;
+    // Verified with node:crypto (signature.ts), which, unlike jose's verify, does not check RSA key sizes.
+    const key = KeyObject.from(imported);
+    if (alg === 'RS384' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_MODULUS_BITS) return undefined;
     return { kid: j.kid, alg, key };
   } catch {
     return undefined;

@@ -85,6 +85,8 @@ export function checkHeader(token: string): Check<TokenHeader> {
   if (typeof header.typ !== 'string' || header.typ.toUpperCase() !== 'JWT') return fail('typ not JWT');
   if (typeof header.kid !== 'string' || header.kid === '') return fail('missing kid');
   if (header.jku !== undefined && typeof header.jku !== 'string') return fail('malformed token', 'jku is not a string');
+  // RFC 7515 §4.1.11: a critical extension not understood must be refused; we understand none.
+  if (header.crit !== undefined) return fail('malformed token', 'crit header: no extensions are supported');
   return { ok: true, value: { alg: alg as AllowedAlg, kid: header.kid, jku: header.jku } };
 }
 

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { exportSPKI, importJWK, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -10,7 +11,7 @@ import {
   type AuthFailureReason,
   type ClientAuthenticator,
 } from '../../../src/cds-hooks/auth/index.ts';
-import { AUD, ISS, NOW_MS, NOW_S, claims, config, hmacSigned, jwks, sign, testKey, unsigned, type TestKey } from './support.ts';
+import { AUD, ISS, NOW_MS, NOW_S, claims, config, hmacSigned, jwks, sign, signedByHand, testKey, unsigned, type TestKey } from './support.ts';
 
 let es: TestKey;
 let rs: TestKey;
@@ -78,6 +79,12 @@ const cases: Case[] = [
   { name: 'ES384 header naming the RSA key', authorization: () => bearer(sign(es, claims(), { kid: 'rs-1' })), want: unauthorized('key alg mismatch') },
   { name: 'signed by another key under a configured kid', authorization: () => bearer(sign(impostor, claims())), want: unauthorized('bad signature') },
   { name: 'payload tampered after signing', authorization: async () => bearer(tamper(await sign(es, claims()))), want: unauthorized('bad signature') },
+  { name: 'RS384 payload tampered after signing', authorization: async () => bearer(tamper(await sign(rs, claims()))), want: unauthorized('bad signature') },
+  { name: 'ES384 signature spelled with a trailing base64url character', authorization: async () => bearer(`${await sign(es, claims())}A`), want: unauthorized('bad signature') },
+  { name: 'ES384 signature one byte short', authorization: async () => bearer(shortenSignature(await sign(es, claims()))), want: unauthorized('bad signature') },
+  { name: 'an RS384 signature under an ES384 header', authorization: async () => bearer(swapSignature(await sign(es, claims()), await sign(rs, claims()))), want: unauthorized('bad signature') },
+  { name: 'critical header extension', authorization: async () => bearer(signedByHand(es.privateKey, 'ES384', { kid: 'es-1', crit: ['exp'], exp: NOW_S + 60 }, claims())), want: unauthorized('malformed token') },
+  { name: 'a hand-made ES384 token (the helper the crit case uses)', authorization: async () => bearer(signedByHand(es.privateKey, 'ES384', { kid: 'es-1' }, claims())), want: 'ok' },
   { name: 'jku not on the allow-list', authorization: () => bearer(sign(es, claims(), { jku: 'https://attacker.example/jwks.json' })), want: unauthorized('jku not allowed') },
   { name: 'issuer not configured', authorization: () => bearer(sign(es, claims({ iss: 'https://unknown.example' }))), want: unauthorized('issuer not allowed') },
   { name: 'missing typ', authorization: () => bearer(sign(es, claims(), { typ: undefined })), want: unauthorized('missing typ') },
@@ -180,6 +187,16 @@ describe('createClientAuthenticator', () => {
   it('ready() accepts importable inline keys', async () => {
     await expect(authenticator().ready()).resolves.toBeUndefined();
   });
+
+  it('refuses RSA keys under 2048 bits (RFC 7518 §3.3), at start and for tokens they signed', async () => {
+    // jose will not make such a key; node:crypto will.
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const weakJwk = { ...publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS384', use: 'sig' };
+    const auth = authenticator(config({ clients: [{ iss: ISS, jwks: { keys: [es.publicJwk, weakJwk] } }] }));
+    await expect(auth.ready()).rejects.toThrow(/weak/);
+    const result = await auth.authenticate({ authorization: `Bearer ${signedByHand(privateKey, 'RS384', { kid: 'weak' }, claims())}`, audience: AUD, serviceId: 'statin-use' });
+    expect(result).toMatchObject({ ok: false, status: 401, reason: 'unknown kid' });
+  });
 });
 
 /** plain turns a frozen parsed config back into input shape for a variation. */
@@ -192,6 +209,17 @@ function tamper(token: string): string {
   const claimsObject = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>;
   claimsObject.exp = Number(claimsObject.exp) + 3600;
   return `${header}.${Buffer.from(JSON.stringify(claimsObject)).toString('base64url')}.${signature}`;
+}
+
+/** shortenSignature drops the signature's last byte, re-encoded canonically. */
+function shortenSignature(token: string): string {
+  const dot = token.lastIndexOf('.');
+  return `${token.slice(0, dot)}.${Buffer.from(token.slice(dot + 1), 'base64url').subarray(0, -1).toString('base64url')}`;
+}
+
+/** swapSignature puts the signature of `other` on `token`. */
+function swapSignature(token: string, other: string): string {
+  return `${token.slice(0, token.lastIndexOf('.'))}.${other.slice(other.lastIndexOf('.') + 1)}`;
 }
 
 async function publicKeyOf(key: TestKey): Promise<CryptoKey> {

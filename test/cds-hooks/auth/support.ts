@@ -1,3 +1,4 @@
+import { KeyObject, sign as cryptoSign } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -48,6 +49,18 @@ export async function sign(key: TestKey, payload: Record<string, unknown>, heade
   return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
     .setProtectedHeader(protectedHeader as { alg: string })
     .sign(key.privateKey);
+}
+
+/**
+ * signedByHand builds a compact JWS with node:crypto, for what jose refuses to sign (an unknown
+ * `crit` extension, a key it deems too small).
+ */
+export function signedByHand(privateKey: CryptoKey | KeyObject, alg: 'ES384' | 'RS384', header: Record<string, unknown>, payload: Record<string, unknown>): string {
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${b64({ alg, typ: 'JWT', ...header })}.${b64(payload)}`;
+  const key = privateKey instanceof KeyObject ? privateKey : KeyObject.from(privateKey);
+  const signature = cryptoSign('sha384', Buffer.from(input), alg === 'ES384' ? { key, dsaEncoding: 'ieee-p1363' } : key);
+  return `${input}.${signature.toString('base64url')}`;
 }
 
 /** unsigned builds an `alg: none` token by hand (jose refuses to). */
