@@ -138,20 +138,71 @@ function sameItem(a: unknown, b: unknown): boolean {
   return originalDistinct([a, b]).length === 1;
 }
 
-/** distinctList is cql-execution's toDistinctList (see above). */
+/**
+ * Lists known to hold no two equal items: what distinctList returned, and what retrieves and
+ * queries derived from such lists (see markDistinct). Weak: a list is forgotten with the evaluation.
+ */
+const knownDistinct = new WeakSet<readonly unknown[]>();
+
+/**
+ * markDistinct records that `list` holds no two equal items (by cql-execution's normalized key),
+ * so de-duplicating it again can be skipped: call it only for a list built fresh from items
+ * known pairwise unequal (resources of one type with distinct ids, a subset of a distinct list).
+ */
+export function markDistinct<T extends readonly unknown[]>(list: T): T {
+  knownDistinct.add(list);
+  return list;
+}
+
+/** isKnownDistinct: `list` was marked (or returned by distinctList). */
+export function isKnownDistinct(list: readonly unknown[]): boolean {
+  return knownDistinct.has(list);
+}
+
+/**
+ * distinctList is cql-execution's toDistinctList (see above). The commonest items (resource
+ * records with an id, strings, numbers, booleans) are grouped by type and id, or by value, in maps
+ * of their own rather than by a string key built per item: the same groups, without making a
+ * string for each.
+ */
 export function distinctList(list: readonly unknown[]): unknown[] {
-  if (list.length < 2) return [...list];
+  if (knownDistinct.has(list)) return markDistinct([...list]);
+  if (list.length < 2) return markDistinct([...list]);
   const kept: unknown[] = [];
+  /** Records with a string id, by type name, then id. */
+  const records = new Map<unknown, Map<string, unknown[]>>();
+  /** null, undefined (as null), strings, numbers and booleans, by value: Map keys are SameValueZero, as the normalized key treats 0 and -0, and NaN. */
+  const primitives = new Set<unknown>();
   const byKey = new Map<string, unknown[]>();
   for (const item of list) {
-    const key = keyOf(item);
-    const same = byKey.get(key);
-    if (same === undefined) byKey.set(key, [item]);
-    else if (same.some((earlier) => sameItem(earlier, item))) continue;
-    else same.push(item);
+    const kind = typeof item;
+    if (item === null || item === undefined || kind === 'string' || kind === 'number' || kind === 'boolean') {
+      const value = item ?? null;
+      if (primitives.has(value)) continue;
+      primitives.add(value);
+      kept.push(item);
+      continue;
+    }
+    let same: unknown[] | undefined;
+    const id = kind === 'object' && isRecord(item as object) ? (item as RecordLike)._json?.id : undefined;
+    if (typeof id === 'string') {
+      const type = (item as RecordLike)._typeInfo?.name;
+      let ofType = records.get(type);
+      if (ofType === undefined) records.set(type, (ofType = new Map()));
+      same = ofType.get(id);
+      if (same === undefined) ofType.set(id, [item]);
+    } else {
+      const key = keyOf(item);
+      same = byKey.get(key);
+      if (same === undefined) byKey.set(key, [item]);
+    }
+    if (same !== undefined) {
+      if (same.some((earlier) => sameItem(earlier, item))) continue;
+      same.push(item);
+    }
     kept.push(item);
   }
-  return kept;
+  return markDistinct(kept);
 }
 
 let installed = false;

@@ -204,6 +204,9 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
       value: fc.option(fc.integer({ min: 60, max: 220 }), { nil: undefined }),
       code: fc.constantFrom('8480-6', '8462-4'),
       effective: fc.constantFrom('2023-12-31T23:00:00Z', '2024-01-01T00:00:00Z', '2024-07-01', '2024-12-31T23:59:59.999Z', '2025-01-01T00:00:00+01:00'),
+      // Shared ids, and exact copies of the one before: lists with equal records must be de-duplicated.
+      id: fc.constantFrom(undefined, 'shared-1', 'shared-2'),
+      copyOfPrevious: fc.boolean(),
     });
     await fc.assert(
       fc.asyncProperty(
@@ -213,7 +216,10 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
         async (gender, observations, cutoff) => {
           const data: FhirResource[] = [
             { resourceType: 'Patient', id: 'p', ...(gender === undefined ? {} : { gender }) },
-            ...observations.map((o, i) => observation(`o${i}`, o.status, o.value, o.code, o.effective)),
+            ...observations.flatMap((o, i) => {
+              const made = observation(o.id ?? `o${i}`, o.status, o.value, o.code, o.effective);
+              return o.copyOfPrevious ? [made, structuredClone(made)] : [made];
+            }),
           ];
           const parameters = cutoff === undefined ? {} : { Cutoff: cutoff };
           expect(await run(sync, data, parameters)).toEqual(await run(async, data, parameters));
