@@ -186,49 +186,62 @@ export class FhirPatient implements PatientObject {
   #codeCandidates(resourceType: string, details: RetrieveDetails | undefined): number[] | undefined {
     const codeProperty = details?.codeProperty;
     if (details?.codes == null || typeof codeProperty !== 'string' || codeProperty === '' || codeProperty.includes('.')) return undefined;
-    const wanted = wantedKeys(details.codes);
+    const wanted = wantedCodes(details.codes);
     if (wanted === null) return undefined;
     const key = `${resourceType}\u0000${codeProperty}`;
     let index = this.#codeIndexes.get(key);
     if (index === undefined) this.#codeIndexes.set(key, (index = buildCodeIndex(this.#byType.get(resourceType) ?? [], codeProperty)));
     const hits = new Set<number>(index.always);
-    // Walk the smaller side: a patient's few codings, or a short code list.
-    if (index.byCode.size <= wanted.size) {
-      for (const [coding, positions] of index.byCode) if (wanted.has(coding)) for (const i of positions) hits.add(i);
-    } else {
-      for (const coding of wanted) for (const i of index.byCode.get(coding) ?? []) hits.add(i);
+    for (const [system, positionsByCode] of index.bySystem) {
+      const codes = wanted.get(system);
+      if (codes === undefined) continue;
+      // Walk the smaller side: a patient's few codings, or a short code list.
+      if (positionsByCode.size <= codes.size) {
+        for (const [code, positions] of positionsByCode) if (codes.has(code)) for (const i of positions) hits.add(i);
+      } else {
+        for (const code of codes) for (const i of positionsByCode.get(code) ?? []) hits.add(i);
+      }
     }
     return [...hits].sort((a, b) => a - b);
   }
 }
 
-/**
- * The {@link codeKey}s of a retrieve's codes (a value set, or a list of CQL Codes), or null when
- * one is not a plain Code with string code and system: computed once per codes object, since a
- * value set lives as long as its knowledge set and large ones have thousands of codes.
- */
-const wantedCache = new WeakMap<object, ReadonlySet<string> | null>();
+/** Codes by system, then code (either may be absent): looked up without making a key string per coding. */
+type CodesBySystem<T> = Map<string | undefined, T>;
 
-function wantedKeys(codes: unknown): ReadonlySet<string> | null {
+/**
+ * A retrieve's codes (a value set, or a list of CQL Codes) by system, or null when one is not a
+ * plain Code with string code and system: computed once per codes object, since a value set lives
+ * as long as its knowledge set and large ones have thousands of codes.
+ */
+const wantedCache = new WeakMap<object, CodesBySystem<ReadonlySet<string | undefined>> | null>();
+
+function wantedCodes(codes: unknown): CodesBySystem<ReadonlySet<string | undefined>> | null {
   if (typeof codes !== 'object' || codes === null) return null;
-  let keys = wantedCache.get(codes);
-  if (keys === undefined) {
+  let wanted = wantedCache.get(codes);
+  if (wanted === undefined) {
     const list: unknown = codes instanceof ValueSet ? codes.codes : codes;
     const plain = Array.isArray(list) && list.every((c) => c instanceof Code && typeof c.code === 'string' && (c.system === undefined || typeof c.system === 'string'));
-    keys = plain ? new Set((list as readonly Code[]).map((c) => codeKey(c.system, c.code))) : null;
-    wantedCache.set(codes, keys);
+    wanted = null;
+    if (plain) {
+      const bySystem: CodesBySystem<Set<string | undefined>> = new Map();
+      for (const c of list as readonly Code[]) {
+        const system = c.system as string | undefined;
+        let set = bySystem.get(system);
+        if (set === undefined) bySystem.set(system, (set = new Set()));
+        set.add(c.code);
+      }
+      wanted = bySystem;
+    }
+    wantedCache.set(codes, wanted);
   }
-  return keys;
+  return wanted;
 }
 
-/** Resources (by position within their type) per coding, and those whose codes cannot be read from JSON. */
+/** Resources (by position within their type) per coding system and code, and those whose codes cannot be read from JSON. */
 interface CodeIndex {
-  readonly byCode: ReadonlyMap<string, readonly number[]>;
+  readonly bySystem: CodesBySystem<Map<string | undefined, number[]>>;
   readonly always: readonly number[];
-}
-
-function codeKey(system: string | undefined, code: string | undefined): string {
-  return `${system === undefined ? '\u0000' : `s${system}`}\u0001${code === undefined ? '\u0000' : `c${code}`}`;
 }
 
 /**
@@ -238,31 +251,26 @@ function codeKey(system: string | undefined, code: string | undefined): string {
  * extension, a non-string system or code) puts the resource in `always`.
  */
 function buildCodeIndex(resources: readonly FhirResource[], codeProperty: string): CodeIndex {
-  const byCode = new Map<string, number[]>();
-  const always: number[] = [];
   // Module-level helpers and one accumulator: no closures made per resource in this hot loop.
-  const codings: CodingsRead = { keys: new Set(), readable: true };
+  const into: CodingsRead = { bySystem: new Map(), position: 0, readable: true };
+  const always: number[] = [];
   for (let i = 0; i < resources.length; i++) {
-    codings.keys.clear();
-    codings.readable = true;
+    into.position = i;
+    into.readable = true;
     const resource = resources[i] as Record<string, unknown>;
     for (const key in resource) {
-      if (namesElement(key, 0, codeProperty)) collectCodings(resource[key], codings);
-      else if (key.charCodeAt(0) === UNDERSCORE && namesElement(key, 1, codeProperty)) codings.readable = false;
+      if (namesElement(key, 0, codeProperty)) collectCodings(resource[key], into);
+      else if (key.charCodeAt(0) === UNDERSCORE && namesElement(key, 1, codeProperty)) into.readable = false;
     }
-    if (!codings.readable) always.push(i);
-    for (const k of codings.keys) {
-      let list = byCode.get(k);
-      if (list === undefined) byCode.set(k, (list = []));
-      list.push(i);
-    }
+    if (!into.readable) always.push(i);
   }
-  return { byCode, always };
+  return { bySystem: into.bySystem, always };
 }
 
-/** The codings read from one resource's code element, and whether all of it could be read. */
+/** The index being built, the position of the resource being read, and whether all of its code element could be read. */
 interface CodingsRead {
-  readonly keys: Set<string>;
+  readonly bySystem: CodesBySystem<Map<string | undefined, number[]>>;
+  position: number;
   readable: boolean;
 }
 
@@ -280,10 +288,18 @@ function namesElement(key: string, offset: number, codeProperty: string): boolea
   return next >= 0x41 && next <= 0x5a;
 }
 
+/** addCoding files the resource under the coding's system and code (a position may be filed twice: lookups collect positions in a set). */
 function addCoding(coding: Record<string, unknown>, into: CodingsRead): void {
   const { system, code } = coding;
-  if ('_system' in coding || '_code' in coding || (system !== undefined && typeof system !== 'string') || (code !== undefined && typeof code !== 'string')) into.readable = false;
-  else into.keys.add(codeKey(system, code));
+  if ('_system' in coding || '_code' in coding || (system !== undefined && typeof system !== 'string') || (code !== undefined && typeof code !== 'string')) {
+    into.readable = false;
+    return;
+  }
+  let byCode = into.bySystem.get(system);
+  if (byCode === undefined) into.bySystem.set(system, (byCode = new Map()));
+  const positions = byCode.get(code);
+  if (positions === undefined) byCode.set(code, [into.position]);
+  else if (positions[positions.length - 1] !== into.position) positions.push(into.position);
 }
 
 function collectCodings(value: unknown, into: CodingsRead): void {
