@@ -102,6 +102,15 @@ function compareElements(a: object, b: unknown, compare: (x: unknown, y: unknown
 export const NOT_PLAIN = Symbol('cairn.notPlain');
 
 /**
+ * A record's method (records this model builds have it): `record[PRIMITIVE_VALUE](field)` is the
+ * JSON value of the FHIR primitive element `field` (`status`, `id`, `gender`...) when FHIRHelpers'
+ * accessors (`ToString(value FHIR.string): value.value` and kin) would hand that value out as it is
+ * (a Boolean, Integer, String or Decimal value, no primitive extension, not null): the answer of
+ * `ToString(record.field)` without building the element. NOT_PLAIN otherwise.
+ */
+export const PRIMITIVE_VALUE = Symbol('cairn.primitiveValue');
+
+/**
  * plainCoding is a Coding's JSON when its four primitives (code, system, version, display) can be
  * read as the JSON values: an object without their primitive extensions (`_code`...), which could
  * carry a `value` of their own. Undefined otherwise.
@@ -326,6 +335,10 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       return typeInfo == null ? baseHierarchy.call(this) : typeFacts(this, typeInfo).hierarchy;
     }
 
+    [PRIMITIVE_VALUE](field: string): unknown {
+      return primitiveValue(this, field);
+    }
+
     override _is(typeSpecifier: TypeSpecifier): boolean {
       const typeInfo = this.getTypeInfo();
       if (typeInfo == null) return baseIs.call(this, typeSpecifier);
@@ -432,6 +445,35 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (spec.isNamed !== true && spec.isList !== true) return adopt(baseGet.call(object, field));
     const data = propertyFromJson(json, property, extension, spec);
     return data == null ? data : toFhirObject(data, spec);
+  }
+
+  /** Elements that are FHIR primitives with a plain System value: their JSON property and extension names (null: not such an element). */
+  const primitiveForms = new WeakMap<ElementInfo, { readonly property: string; readonly extension: string } | null>();
+
+  /** See {@link PRIMITIVE_VALUE}: what `read` then FHIRHelpers' `.value` accessor give, read from the JSON alone. */
+  function primitiveValue(object: FastFhirObject, field: string): unknown {
+    const typeInfo = object.getTypeInfo();
+    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
+    if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
+    const element = elementOf(typeInfo as FhirClassInfo, field);
+    if (element === undefined || field !== element.name) return NOT_PLAIN;
+    let form = primitiveForms.get(element);
+    if (form === undefined) {
+      const spec = element.typeSpecifier;
+      const valueElement = spec.isNamed === true && spec.isChoice !== true && isFhirPrimitive(spec) ? primitiveClassValue(spec) : undefined;
+      const plain = valueElement !== undefined && valueElement.typeSpecifier.namespace === 'System' && PLAIN_SYSTEM_TYPES.has(valueElement.typeSpecifier.name ?? '');
+      form = plain ? { property: element.name, extension: `_${element.name}` } : null;
+      primitiveForms.set(element, form);
+    }
+    if (form === null || json[form.extension] != null) return NOT_PLAIN;
+    const value = json[form.property];
+    return value == null ? NOT_PLAIN : value;
+  }
+
+  /** The `value` element of a named FHIR primitive type's class. */
+  function primitiveClassValue(spec: TypeSpec): ElementInfo | undefined {
+    const { classInfo } = namedClassOf(spec);
+    return classInfo === undefined ? undefined : elementOf(classInfo, 'value');
   }
 
   /** One JSON form an element can take: its property name, that of its primitive extension, its type. */

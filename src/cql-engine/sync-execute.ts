@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import type { Library } from 'cql-execution';
 import { isKnownDistinct, markDistinct } from './distinct.ts';
-import { NOT_PLAIN, plainCoding } from './fhir-model.ts';
+import { NOT_PLAIN, plainCoding, PRIMITIVE_VALUE } from './fhir-model.ts';
 import { boundCallOf, type BoundCall } from './overloads.ts';
 
 /**
@@ -339,6 +339,29 @@ const compileFunctionRef: Compile = (node, child) => {
     return call.remember(key, body(childCtx));
   };
   const native = nativeOf(call.def);
+  const fused = native !== undefined ? fusedPrimitiveRead(call.def, (node.args as Node[] | undefined)?.[0], child) : undefined;
+  if (native !== undefined && fused !== undefined) {
+    // `ToString(X.status)` and kin: the element's JSON value, without building the element; else as below.
+    const { source, path, parts } = fused;
+    return (ctx) => {
+      checkBound(ctx);
+      const object = source(ctx) as { [PRIMITIVE_VALUE]?: (field: string) => unknown } | null | undefined;
+      const read = object?.[PRIMITIVE_VALUE];
+      if (read !== undefined) {
+        const direct = read.call(object, path);
+        if (direct !== NOT_PLAIN) {
+          fusedPrimitiveReads.count++;
+          return direct;
+        }
+      }
+      const value = propertyValue(object, path, parts);
+      if (value !== undefined) {
+        const result = native(value);
+        if (result !== NOT_PLAIN) return result;
+      }
+      return invoke(ctx, [value]);
+    };
+  }
   if (native !== undefined) {
     // One argument, its value computed without a call scope. An undefined argument would make the
     // body's OperandRef look further up the scope chain, so that case runs the body as written.
@@ -982,6 +1005,25 @@ function accessorPath(def: FunctionDefNode): string | undefined {
   const { source } = body as { source?: Node };
   return source?.constructor === reusable.OperandRef && source.name === def.parameters[0]?.name ? (body.path as string) : undefined;
 }
+
+/**
+ * fusedPrimitiveRead: for a call of an accessor reading `.value` (FHIRHelpers' ToString, ToBoolean,
+ * ToInteger, ToDecimal...) whose argument is a one-step Property (`X.status`), the property's source
+ * and path, so the call can ask the record for the element's plain JSON value (PRIMITIVE_VALUE)
+ * instead of building the element to read its value. The Property twin's own steps otherwise.
+ */
+function fusedPrimitiveRead(def: FunctionDefNode, argument: Node, child: (node: unknown) => SyncFn | undefined): { source: SyncFn; path: string; parts: readonly string[] } | undefined {
+  if (accessorPath(def) !== 'value' || argument?.constructor !== structured.Property) return undefined;
+  const { scope, path } = argument as { scope?: string; path: string };
+  if (path.includes('.')) return undefined;
+  if (scope != null) return { source: (ctx) => ctx.get(scope), path, parts: [path] };
+  if (!(argument.source instanceof ExpressionClass)) return undefined;
+  const source = child(argument.source);
+  return source === undefined ? undefined : { source, path, parts: [path] };
+}
+
+/** Accessor calls answered from the element's JSON value (for tests: proof the fused path is taken). */
+export const fusedPrimitiveReads = { count: 0 };
 
 /** FHIRHelpers ToCode/ToConcept calls answered from JSON (for tests: proof the path is taken). */
 export const nativeConversions = { count: 0 };

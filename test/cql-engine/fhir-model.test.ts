@@ -2,7 +2,7 @@ import { FHIRWrapper } from 'cql-exec-fhir';
 import { Code } from 'cql-execution';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
+import { loadFhirR4Model, NOT_PLAIN, PRIMITIVE_VALUE, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
 
 /**
  * Records read codes (cql-execution's `getCode`, which every code-filtered retrieve calls) straight
@@ -79,6 +79,35 @@ describe('records read codes as cql-exec-fhir does', () => {
         else expect(plain(ours.getCode(field))).toEqual(expected);
       }),
       { numRuns: 3000 },
+    );
+  });
+});
+
+describe('records hand out a primitive element\'s plain JSON value (PRIMITIVE_VALUE)', () => {
+  const anyJson = fc.oneof(fc.constantFrom('active', '', 'final'), fc.boolean(), fc.integer(), fc.double({ noNaN: true }), fc.constant(null), fc.constant(undefined), fc.constant({ value: 'nested' }), fc.constant(['a']));
+  const extension = fc.oneof(fc.constant(undefined), fc.constant(null), fc.constant({ extension: [{ url: 'http://example.org/x', valueString: 'y' }] }), fc.constant({ value: 'from the extension' }));
+
+  it('is NOT_PLAIN or exactly what reading the element and then its value gives (property)', () => {
+    const element = (record: unknown, field: string): unknown => {
+      const value = (record as Record<string, unknown>)[field] as { value?: unknown } | null | undefined;
+      return value == null ? value : value.value;
+    };
+    fc.assert(
+      fc.property(anyJson, extension, anyJson, fc.constantFrom('MedicationRequest', 'Observation'), (status, statusExtension, id, type) => {
+        const json: Record<string, unknown> = { resourceType: type };
+        if (status !== undefined) json.status = status;
+        if (statusExtension !== undefined) json._status = statusExtension;
+        if (id !== undefined) json.id = id;
+        const record = model.wrap(json as FhirResource, model.classFor(type) as never) as unknown as Record<symbol, (field: string) => unknown>;
+        const fresh = () => model.wrap(json as FhirResource, model.classFor(type) as never);
+        for (const field of ['status', 'id', 'subject', 'effective']) {
+          const direct = record[PRIMITIVE_VALUE]!.call(record, field);
+          if (direct !== NOT_PLAIN) expect(direct).toBe(element(fresh(), field));
+        }
+        // The plain forms are taken.
+        if (typeof status === 'string' && statusExtension == null) expect(record[PRIMITIVE_VALUE]!.call(record, 'status')).toBe(status);
+      }),
+      { numRuns: 500 },
     );
   });
 });

@@ -6,7 +6,7 @@ import { structural } from '../../bench/structural.ts';
 import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
 import { executeLibrary, LibraryRepository, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
 import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
-import { childOf, nativeConversions, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
+import { childOf, fusedPrimitiveReads, nativeConversions, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
 import { Context } from 'cql-execution';
 
 const CACHE_DIR = fileURLToPath(new URL('../../.cache/test-elm/', import.meta.url));
@@ -158,6 +158,25 @@ function observation(id: string, status: string, value: number | undefined, code
   };
 }
 
+const DATA_ABSENT = { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] };
+
+/** withStatusForm writes an observation's status plainly, with a primitive extension beside it, as an extension alone, not at all, or as null. */
+function withStatusForm(resource: FhirResource, form: string): FhirResource {
+  const { status, ...rest } = resource as FhirResource & { status?: unknown };
+  switch (form) {
+    case 'with extension':
+      return { ...rest, status, _status: DATA_ABSENT } as FhirResource;
+    case 'extension only':
+      return { ...rest, _status: DATA_ABSENT } as FhirResource;
+    case 'absent':
+      return rest as FhirResource;
+    case 'null':
+      return { ...rest, status: null } as FhirResource;
+    default:
+      return resource;
+  }
+}
+
 const PATIENT: readonly FhirResource[] = [
   { resourceType: 'Patient', id: 'p1', gender: 'female', birthDate: '1960-04-02' },
   observation('o1', 'final', 150),
@@ -173,8 +192,11 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
     expect(sync.synchronous?.subtrees).toBeGreaterThan(50);
     expect(async.synchronous).toBeUndefined();
     const before = syncFallbacks.count;
+    const fusedBefore = fusedPrimitiveReads.count;
     const ours = await run(sync, PATIENT, { Cutoff: 3 });
     expect(syncFallbacks.count - before, syncFallbacks.last).toBe(0);
+    // ToString(O.status) and kin read the JSON value without building the element.
+    expect(fusedPrimitiveReads.count - fusedBefore).toBeGreaterThan(PATIENT.length);
     expect(ours).toEqual(await run(async, PATIENT, { Cutoff: 3 }));
     // Values of 150 against the default threshold of 140: the parameter's default is read as cql-execution reads it.
     const high = JSON.stringify((ours as Record<string, unknown>)['High']);
@@ -207,6 +229,8 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
       // Shared ids, and exact copies of the one before: lists with equal records must be de-duplicated.
       id: fc.constantFrom(undefined, 'shared-1', 'shared-2'),
       copyOfPrevious: fc.boolean(),
+      // How status is written: the fused ToString(O.status) read takes only the plain form.
+      statusForm: fc.constantFrom('plain', 'plain', 'with extension', 'extension only', 'absent', 'null'),
     });
     await fc.assert(
       fc.asyncProperty(
@@ -217,7 +241,7 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
           const data: FhirResource[] = [
             { resourceType: 'Patient', id: 'p', ...(gender === undefined ? {} : { gender }) },
             ...observations.flatMap((o, i) => {
-              const made = observation(o.id ?? `o${i}`, o.status, o.value, o.code, o.effective);
+              const made = withStatusForm(observation(o.id ?? `o${i}`, o.status, o.value, o.code, o.effective), o.statusForm);
               return o.copyOfPrevious ? [made, structuredClone(made)] : [made];
             }),
           ];
