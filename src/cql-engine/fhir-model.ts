@@ -111,6 +111,14 @@ export const NOT_PLAIN = Symbol('cairn.notPlain');
 export const PRIMITIVE_VALUE = Symbol('cairn.primitiveValue');
 
 /**
+ * A record's method: `record[ELEMENT_IS](field, spec)` is `record.field is spec` for a FHIR named
+ * type (`M.medication is FHIR.Reference`) answered from which form of the element the JSON holds,
+ * without building the element; NOT_PLAIN where that is not certain (no value, a list, a System
+ * type, an abstract resource type), for the general path.
+ */
+export const ELEMENT_IS = Symbol('cairn.elementIs');
+
+/**
  * plainCoding is a Coding's JSON when its four primitives (code, system, version, display) can be
  * read as the JSON values: an object without their primitive extensions (`_code`...), which could
  * carry a `value` of their own. Undefined otherwise.
@@ -123,6 +131,8 @@ export function plainCoding(json: unknown): Readonly<Record<string, unknown>> | 
 
 /** System types cql-exec-fhir reads as the JSON value itself. */
 const PLAIN_SYSTEM_TYPES: ReadonlySet<string> = new Set(['Boolean', 'Integer', 'String', 'Decimal']);
+/** How ELM names System types (`{urn:hl7-org:elm-types:r1}String`). */
+const SYSTEM_TYPE_PREFIX = '{urn:hl7-org:elm-types:r1}';
 
 /** Abstract classes a resource-valued element can be declared as. */
 const ABSTRACT_RESOURCES: ReadonlySet<string> = new Set(['Resource', 'DomainResource']);
@@ -339,6 +349,10 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       return primitiveValue(this, field);
     }
 
+    [ELEMENT_IS](field: string, typeSpecifier: TypeSpecifier): boolean | typeof NOT_PLAIN {
+      return elementIs(this, field, typeSpecifier);
+    }
+
     override _is(typeSpecifier: TypeSpecifier): boolean {
       const typeInfo = this.getTypeInfo();
       if (typeInfo == null) return baseIs.call(this, typeSpecifier);
@@ -468,6 +482,25 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (form === null || json[form.extension] != null) return NOT_PLAIN;
     const value = json[form.property];
     return value == null ? NOT_PLAIN : value;
+  }
+
+  /** See {@link ELEMENT_IS}: the class `read` would build the element as, and that class's `_is`. */
+  function elementIs(object: FastFhirObject, field: string, typeSpecifier: TypeSpecifier): boolean | typeof NOT_PLAIN {
+    if (typeSpecifier.type !== 'NamedTypeSpecifier' || typeSpecifier.name.startsWith(SYSTEM_TYPE_PREFIX)) return NOT_PLAIN;
+    const typeInfo = object.getTypeInfo();
+    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
+    if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
+    const element = elementOf(typeInfo as FhirClassInfo, field);
+    if (element === undefined || field !== element.name) return NOT_PLAIN;
+    const { property, extension, spec } = presentForm(json, element);
+    const value = json[property];
+    // No value (or only a primitive's extension on a complex type): what read gives is left to it.
+    if (value == null && (json[extension] == null || !isFhirPrimitive(spec))) return NOT_PLAIN;
+    if (spec.isNamed !== true || spec.isList === true || spec.namespace === 'System') return NOT_PLAIN;
+    const { classInfo, abstract } = namedClassOf(spec);
+    if (classInfo === undefined || abstract) return NOT_PLAIN;
+    const facts = cache.get(classInfo) ?? typeFacts(build(value, classInfo), classInfo);
+    return facts.names.has(typeSpecifier.name);
   }
 
   /** The `value` element of a named FHIR primitive type's class. */

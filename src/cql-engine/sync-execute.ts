@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import type { Library } from 'cql-execution';
 import { isKnownDistinct, markDistinct } from './distinct.ts';
-import { NOT_PLAIN, plainCoding, PRIMITIVE_VALUE } from './fhir-model.ts';
+import { ELEMENT_IS, NOT_PLAIN, plainCoding, PRIMITIVE_VALUE } from './fhir-model.ts';
 import { boundCallOf, type BoundCall } from './overloads.ts';
 
 /**
@@ -536,6 +536,26 @@ const TWINS = new Map<unknown, Compile>([
     const arg = argsOf(node, child);
     if (!arg) return undefined;
     const spec = node.isTypeSpecifier;
+    const fused = onePropertyRead(node.arg, child);
+    if (fused !== undefined) {
+      // `M.medication is FHIR.Reference`: answered from the JSON form the element takes, without building it; else as below.
+      const { source, path, parts } = fused;
+      return (ctx) => {
+        const object = source(ctx) as { [ELEMENT_IS]?: (field: string, spec: unknown) => unknown } | null | undefined;
+        const test = object?.[ELEMENT_IS];
+        if (test !== undefined) {
+          const answer = test.call(object, path, spec);
+          if (answer !== NOT_PLAIN) {
+            fusedElementTests.count++;
+            return answer;
+          }
+        }
+        const value = propertyValue(object, path, parts) as { _is?: unknown } | null;
+        if (value === null) return false;
+        if (typeof value?._is !== 'function' && !isSystemType(spec)) throw GIVE_UP;
+        return ctx.matchesTypeSpecifier(value, spec);
+      };
+    }
     return (ctx) => {
       const value = arg(ctx) as { _is?: unknown } | null;
       if (value === null) return false;
@@ -1012,8 +1032,20 @@ function accessorPath(def: FunctionDefNode): string | undefined {
  * and path, so the call can ask the record for the element's plain JSON value (PRIMITIVE_VALUE)
  * instead of building the element to read its value. The Property twin's own steps otherwise.
  */
-function fusedPrimitiveRead(def: FunctionDefNode, argument: Node, child: (node: unknown) => SyncFn | undefined): { source: SyncFn; path: string; parts: readonly string[] } | undefined {
-  if (accessorPath(def) !== 'value' || argument?.constructor !== structured.Property) return undefined;
+function fusedPrimitiveRead(def: FunctionDefNode, argument: Node, child: (node: unknown) => SyncFn | undefined): OnePropertyRead | undefined {
+  return accessorPath(def) === 'value' ? onePropertyRead(argument, child) : undefined;
+}
+
+/** A one-step Property node's parts: what its twin reads the path from, and the path. */
+interface OnePropertyRead {
+  readonly source: SyncFn;
+  readonly path: string;
+  readonly parts: readonly string[];
+}
+
+/** onePropertyRead: `X.path` (one step, X an expression or a query alias scope), else undefined. */
+function onePropertyRead(argument: Node, child: (node: unknown) => SyncFn | undefined): OnePropertyRead | undefined {
+  if (argument?.constructor !== structured.Property) return undefined;
   const { scope, path } = argument as { scope?: string; path: string };
   if (path.includes('.')) return undefined;
   if (scope != null) return { source: (ctx) => ctx.get(scope), path, parts: [path] };
@@ -1024,6 +1056,9 @@ function fusedPrimitiveRead(def: FunctionDefNode, argument: Node, child: (node: 
 
 /** Accessor calls answered from the element's JSON value (for tests: proof the fused path is taken). */
 export const fusedPrimitiveReads = { count: 0 };
+
+/** `X.element is T` answered from the element's JSON form (for tests: proof the fused path is taken). */
+export const fusedElementTests = { count: 0 };
 
 /** FHIRHelpers ToCode/ToConcept calls answered from JSON (for tests: proof the path is taken). */
 export const nativeConversions = { count: 0 };

@@ -6,7 +6,7 @@ import { structural } from '../../bench/structural.ts';
 import { createCqlCompiler } from '../../src/cql-engine/compiler.ts';
 import { executeLibrary, LibraryRepository, prepareLibrary, type PreparedLibrary } from '../../src/cql-engine/execute.ts';
 import { loadFhirR4Model, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
-import { childOf, fusedPrimitiveReads, nativeConversions, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
+import { childOf, fusedElementTests, fusedPrimitiveReads, nativeConversions, syncFallbacks } from '../../src/cql-engine/sync-execute.ts';
 import { Context } from 'cql-execution';
 
 const CACHE_DIR = fileURLToPath(new URL('../../.cache/test-elm/', import.meta.url));
@@ -80,6 +80,11 @@ define "Concept": Concept { codes: { Code { code: '1', system: 'http://s' } }, d
 define "Quantity": 5 'mg'
 define "Tuple": Tuple { a: 1, b: Patient.gender, c: null as String }
 define "Casts": { Patient.gender as FHIR.AdministrativeGender, (null as FHIR.Observation) is FHIR.Observation }
+define "Element Types": [Observation] O return all {
+  quantity: O.value is FHIR.Quantity, text: O.value is FHIR.string, dateTime: O.effective is FHIR.dateTime,
+  period: O.effective is FHIR.Period, instant: O.effective is FHIR.instant, status: O.status is FHIR.ObservationStatus,
+  code: O.code is FHIR.CodeableConcept, element: O.code is FHIR.Element
+}
 define "Interval": Interval[Patient.birthDate, @2025-01-01]
 define "Functions": { H.Twice(2), H.Twice(null) }
 define "Empty Query": ({} as List<FHIR.Observation>) O return O.id
@@ -177,6 +182,22 @@ function withStatusForm(resource: FhirResource, form: string): FhirResource {
   }
 }
 
+/** withChoiceForms writes effective[x] as a dateTime, a Period, an extension alone or not at all, and value[x] as a string if asked. */
+function withChoiceForms(resource: FhirResource, effectiveForm: string, valueAsString: boolean): FhirResource {
+  const { effectiveDateTime, valueQuantity, ...rest } = resource as FhirResource & { effectiveDateTime?: string; valueQuantity?: { value?: number } };
+  const value = valueQuantity === undefined ? {} : valueAsString ? { valueString: String(valueQuantity.value) } : { valueQuantity };
+  switch (effectiveForm) {
+    case 'period':
+      return { ...rest, ...value, effectivePeriod: { start: effectiveDateTime, end: effectiveDateTime } } as FhirResource;
+    case 'extension only':
+      return { ...rest, ...value, _effectiveDateTime: DATA_ABSENT } as FhirResource;
+    case 'absent':
+      return { ...rest, ...value } as FhirResource;
+    default:
+      return { ...rest, ...value, effectiveDateTime } as FhirResource;
+  }
+}
+
 const PATIENT: readonly FhirResource[] = [
   { resourceType: 'Patient', id: 'p1', gender: 'female', birthDate: '1960-04-02' },
   observation('o1', 'final', 150),
@@ -193,10 +214,12 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
     expect(async.synchronous).toBeUndefined();
     const before = syncFallbacks.count;
     const fusedBefore = fusedPrimitiveReads.count;
+    const testsBefore = fusedElementTests.count;
     const ours = await run(sync, PATIENT, { Cutoff: 3 });
     expect(syncFallbacks.count - before, syncFallbacks.last).toBe(0);
-    // ToString(O.status) and kin read the JSON value without building the element.
+    // ToString(O.status) and kin read the JSON value without building the element; `is` tests too.
     expect(fusedPrimitiveReads.count - fusedBefore).toBeGreaterThan(PATIENT.length);
+    expect(fusedElementTests.count - testsBefore).toBeGreaterThan(PATIENT.length);
     expect(ours).toEqual(await run(async, PATIENT, { Cutoff: 3 }));
     // Values of 150 against the default threshold of 140: the parameter's default is read as cql-execution reads it.
     const high = JSON.stringify((ours as Record<string, unknown>)['High']);
@@ -231,6 +254,9 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
       copyOfPrevious: fc.boolean(),
       // How status is written: the fused ToString(O.status) read takes only the plain form.
       statusForm: fc.constantFrom('plain', 'plain', 'with extension', 'extension only', 'absent', 'null'),
+      // Choice elements in other forms: the fused `O.effective is FHIR.Period` reads which one the JSON holds.
+      effectiveForm: fc.constantFrom('dateTime', 'dateTime', 'period', 'extension only', 'absent'),
+      valueAsString: fc.boolean(),
     });
     await fc.assert(
       fc.asyncProperty(
@@ -241,7 +267,7 @@ describe('synchronous subtrees (sync-execute.ts) give the results cql-execution 
           const data: FhirResource[] = [
             { resourceType: 'Patient', id: 'p', ...(gender === undefined ? {} : { gender }) },
             ...observations.flatMap((o, i) => {
-              const made = withStatusForm(observation(o.id ?? `o${i}`, o.status, o.value, o.code, o.effective), o.statusForm);
+              const made = withChoiceForms(withStatusForm(observation(o.id ?? `o${i}`, o.status, o.value, o.code, o.effective), o.statusForm), o.effectiveForm, o.valueAsString);
               return o.copyOfPrevious ? [made, structuredClone(made)] : [made];
             }),
           ];
