@@ -222,9 +222,15 @@ function withContextResources(resources: FhirResource[], context: Readonly<Recor
     }
   }
   if (extra.length === 0) return resources;
-  const key = (r: FhirResource): string => `${r.resourceType}/${r.id ?? ''}`;
-  const replaced = new Set(extra.filter((r) => r.id).map(key));
-  return [...resources.filter((r) => !replaced.has(key(r))), ...extra];
+  // Replaced ids by type: the few context resources are looked up, no key made per stored resource.
+  const replaced = new Map<string, Set<string>>();
+  for (const r of extra) {
+    if (!r.id) continue;
+    let ids = replaced.get(r.resourceType);
+    if (ids === undefined) replaced.set(r.resourceType, (ids = new Set()));
+    ids.add(r.id);
+  }
+  return [...resources.filter((r) => replaced.get(r.resourceType)?.has(r.id ?? '') !== true), ...extra];
 }
 
 function patientIdFromContext(context: Readonly<Record<string, unknown>> | undefined): string | undefined {

@@ -37,6 +37,14 @@ describe('evaluatePatient', () => {
     });
   });
 
+  it('reads a context resource instead of a stored one with the same type and id (the newer state)', async () => {
+    const drafts = (context.draftOrders as Bundle).entry.map((e) => e.resource);
+    // The stored copy of the draft says active: were it kept, the card would count two active orders.
+    const stored: Bundle = { ...patient, entry: [...patient.entry, ...drafts.map((draft) => ({ resource: { ...draft, status: 'active' } }))] };
+    const result = await evaluatePatient(prepared, stored, { evaluatedAt: AT, hook: 'order-select', context });
+    expect((result.decisions[0] as CardDecision).card.summary).toBe('Test medication ordered with 1 active (age 55)');
+  });
+
   it('names no selection when the selected order is not one the rule is about', async () => {
     const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context: { ...context, selections: ['MedicationRequest/other'] } });
     expect((result.decisions[0] as CardDecision).card.extension?.[SELECTIONS_EXTENSION]).toBeUndefined();

@@ -149,14 +149,16 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
 
 /** mergeResources de-duplicates by type/id, earlier lists winning; resources without an id are all kept. */
 export function mergeResources(...lists: readonly (readonly FhirResource[])[]): FhirResource[] {
-  const seen = new Set<string>();
+  // Ids seen per type: no "type/id" string made per resource.
+  const seen = new Map<string, Set<string>>();
   const out: FhirResource[] = [];
   for (const list of lists) {
     for (const resource of list) {
       if (typeof resource.id === 'string' && resource.id) {
-        const key = `${resource.resourceType}/${resource.id}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
+        let ids = seen.get(resource.resourceType);
+        if (ids === undefined) seen.set(resource.resourceType, (ids = new Set()));
+        if (ids.has(resource.id)) continue;
+        ids.add(resource.id);
       }
       out.push(resource);
     }
