@@ -139,35 +139,13 @@ function sameItem(a: unknown, b: unknown): boolean {
 }
 
 /**
- * Lists known to hold no two equal items: what distinctList returned, and what retrieves and
- * queries derived from such lists (see markDistinct). Weak: a list is forgotten with the evaluation.
- */
-const knownDistinct = new WeakSet<readonly unknown[]>();
-
-/**
- * markDistinct records that `list` holds no two equal items (by cql-execution's normalized key),
- * so de-duplicating it again can be skipped: call it only for a list built fresh from items
- * known pairwise unequal (resources of one type with distinct ids, a subset of a distinct list).
- */
-export function markDistinct<T extends readonly unknown[]>(list: T): T {
-  knownDistinct.add(list);
-  return list;
-}
-
-/** isKnownDistinct: `list` was marked (or returned by distinctList). */
-export function isKnownDistinct(list: readonly unknown[]): boolean {
-  return knownDistinct.has(list);
-}
-
-/**
  * distinctList is cql-execution's toDistinctList (see above). The commonest items (resource
  * records with an id, strings, numbers, booleans) are grouped by type and id, or by value, in maps
  * of their own rather than by a string key built per item: the same groups, without making a
  * string for each.
  */
 export function distinctList(list: readonly unknown[]): unknown[] {
-  if (knownDistinct.has(list)) return markDistinct([...list]);
-  if (list.length < 2) return markDistinct([...list]);
+  if (list.length < 2) return [...list];
   const kept: unknown[] = [];
   /** Records with a string id, by type name, then id. */
   const records = new Map<unknown, Map<string, unknown[]>>();
@@ -202,7 +180,7 @@ export function distinctList(list: readonly unknown[]): unknown[] {
     }
     kept.push(item);
   }
-  return markDistinct(kept);
+  return kept;
 }
 
 let installed = false;

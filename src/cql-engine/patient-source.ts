@@ -1,6 +1,5 @@
 import { Code, ValueSet, type DataProvider, type PatientObject, type RecordObject, type RetrieveDetails } from 'cql-execution';
 import { CairnError } from '../domain/errors.ts';
-import { markDistinct } from './distinct.ts';
 import type { FhirClassInfo, FhirModel, FhirResource } from './fhir-model.ts';
 
 /**
@@ -64,8 +63,6 @@ export class FhirPatient implements PatientObject {
   /** Records per class, built when first retrieved (a code-filtered retrieve builds only its candidates). */
   readonly #records = new Map<FhirClassInfo, (RecordObject | undefined)[]>();
   readonly #codeIndexes = new Map<string, CodeIndex>();
-  /** Types whose resources all have an id, no two the same: their records are pairwise unequal. */
-  readonly #uniquelyIdentified = new Set<string>();
 
   constructor(model: FhirModel, data: PatientData, options: PatientSourceOptions = {}) {
     this.#model = model;
@@ -82,11 +79,6 @@ export class FhirPatient implements PatientObject {
     }
     if (patient === undefined) {
       throw new CairnError('INPUT_INVALID', `Patient data has no ${patientType} resource`, { context: { resources: resources.length } });
-    }
-    for (const [type, list] of this.#byType) {
-      const ids = new Set<unknown>();
-      for (const resource of list) if (typeof resource.id === 'string') ids.add(resource.id);
-      if (ids.size === list.length) this.#uniquelyIdentified.add(type);
     }
     this.#record = model.wrap(patient, model.patientClass);
   }
@@ -129,17 +121,15 @@ export class FhirPatient implements PatientObject {
     const classInfo = datatype == null ? undefined : this.#model.classFor(datatype);
     if (classInfo === undefined) return [];
     const resourceType = this.#model.resourceTypeOf(classInfo);
-    // Records of distinct resources (distinct ids) are unequal: de-duplicating them again is skipped.
-    const distinct = this.#uniquelyIdentified.has(resourceType) ? markDistinct : <T>(list: T): T => list;
     if (!requireProfileTagging || profile === `${BASE_PROFILE}${resourceType}`) {
       const candidates = this.#codeCandidates(resourceType, retrieveDetails);
-      if (candidates !== undefined) return distinct(candidates.map((i) => this.#recordAt(classInfo, resourceType, i)));
-      return distinct(this.#recordsOf(classInfo, resourceType));
+      if (candidates !== undefined) return candidates.map((i) => this.#recordAt(classInfo, resourceType, i));
+      return this.#recordsOf(classInfo, resourceType);
     }
     // Narrowed by code first, like the untagged path: only candidates are built and checked.
     const resources = this.#byType.get(resourceType) ?? [];
     const candidates = this.#codeCandidates(resourceType, retrieveDetails) ?? resources.map((_, i) => i);
-    const tagged = distinct(candidates.filter((i) => resources[i]?.meta?.profile?.includes(profile ?? '') === true).map((i) => this.#recordAt(classInfo, resourceType, i)));
+    const tagged = candidates.filter((i) => resources[i]?.meta?.profile?.includes(profile ?? '') === true).map((i) => this.#recordAt(classInfo, resourceType, i));
     if (resourceType === this.#model.resourceTypeOf(this.#model.patientClass) && tagged.length === 0) {
       throw new CairnError('EVALUATION_FAILED', `Patient record with meta.profile matching ${profile ?? ''} was not found`, {
         context: { profile },

@@ -1,7 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- the twins read cql-execution's untyped JavaScript nodes and values field by field, as its own code does. */
 import { createRequire } from 'node:module';
 import type { Library } from 'cql-execution';
-import { isKnownDistinct, markDistinct } from './distinct.ts';
 import { ELEMENT_IS, NOT_PLAIN, plainCoding, PRIMITIVE_VALUE } from './fhir-model.ts';
 import { boundCallOf, type BoundCall } from './overloads.ts';
 
@@ -253,8 +252,6 @@ const compileQuery: Compile = (node, child) => {
   const aliases = node.aliases as string[];
   const distinct = node.isDistinct() as boolean;
   const single = aliases.length === 1 && aggregateClause == null;
-  // Rows that are the source's own items, filtered: the result of a source without equal items has none either.
-  const keepsSourceItems = single && node.returnClause == null;
   return (ctx) => {
     const results = (sources as SyncFn[]).map((source) => source(ctx));
     if (results.every((r) => r == null)) return null;
@@ -290,7 +287,7 @@ const compileQuery: Compile = (node, child) => {
       if (returns) returned.push(returns(rctx));
       else returned.push(single ? rctx.get(aliases[0] as string) : rctx.context_values);
     }
-    if (distinct) returned = keepsSourceItems && isKnownDistinct(lists[0] as unknown[]) ? markDistinct(returned) : (list.toDistinctList(returned) as unknown[]);
+    if (distinct) returned = list.toDistinctList(returned) as unknown[];
     let value: unknown = returned;
     if (aggregateClause != null) {
       let accumulated = aggregateStart ? aggregateStart(ctx) : null;
@@ -800,11 +797,8 @@ const TWINS = new Map<unknown, Compile>([
       if (typeof root.patient?.findRecords !== 'function') throw GIVE_UP;
       let records = root.patient.findRecords(templateId != null ? templateId : datatype, details) as any;
       if (records == null || isThenable(records)) throw GIVE_UP;
-      // A subset of a list of unequal records is one too.
-      const distinct = Array.isArray(records) && isKnownDistinct(records);
       if (details.codes) records = records.filter((r: unknown) => node.recordMatchesCodesOrVS(r, details.codes));
       if (details.dateRange && dateProperty) records = records.filter((r: any) => (details.dateRange as any)?.includes(r.getDateOrInterval(dateProperty)));
-      if (distinct) markDistinct(records as unknown[]);
       if (Array.isArray(records)) ctx.evaluatedRecords.push(...records);
       else ctx.evaluatedRecords.push(records);
       return records;
