@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Cairn's namespace for name-based (version 5) UUIDs; fixed forever so ids stay stable across releases. */
 const CAIRN_NAMESPACE = Buffer.from('6f1c2b5e8a4d4f0b9e3c7a2d5b8e1f40', 'hex');
@@ -8,10 +8,11 @@ const CAIRN_NAMESPACE = Buffer.from('6f1c2b5e8a4d4f0b9e3c7a2d5b8e1f40', 'hex');
  * give the same card, suggestion or gap id (evaluation has no randomness).
  */
 export function deterministicUuid(...parts: readonly string[]): string {
-  const hash = createHash('sha1').update(CAIRN_NAMESPACE).update(parts.join('\u001f')).digest();
-  hash[6] = ((hash[6] ?? 0) & 0x0f) | 0x50;
-  hash[8] = ((hash[8] ?? 0) & 0x3f) | 0x80;
-  const hex = hash.subarray(0, 16).toString('hex');
+  // One-shot hash of the namespace then the name (a Hash object per id cost more than the hashing).
+  const digest = hash('sha1', Buffer.concat([CAIRN_NAMESPACE, Buffer.from(parts.join('\u001f'), 'utf8')]), 'buffer');
+  digest[6] = ((digest[6] ?? 0) & 0x0f) | 0x50;
+  digest[8] = ((digest[8] ?? 0) & 0x3f) | 0x80;
+  const hex = digest.subarray(0, 16).toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
