@@ -50,13 +50,14 @@ function isTuple(value: object): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
-/** A tuple's element names sorted, with their key labels (`"name":`). */
+/** A tuple's element names sorted, with their key labels (`"name":`), and the sorted names as one string. */
 interface TupleShape {
   readonly sorted: readonly string[];
   readonly labels: readonly string[];
+  readonly signature: string;
 }
 let lastNames: readonly string[] = [];
-let lastShape: TupleShape = { sorted: [], labels: [] };
+let lastShape: TupleShape = { sorted: [], labels: [], signature: '' };
 
 /** tupleShape: the last shape seen again (the tuples of one list share theirs) costs no sort. */
 function tupleShape(value: object): TupleShape {
@@ -64,7 +65,7 @@ function tupleShape(value: object): TupleShape {
   if (names.length === lastNames.length && names.every((name, i) => name === lastNames[i])) return lastShape;
   const sorted = [...names].sort();
   lastNames = names;
-  lastShape = { sorted, labels: sorted.map((name) => `${JSON.stringify(name)}:`) };
+  lastShape = { sorted, labels: sorted.map((name) => `${JSON.stringify(name)}:`), signature: sorted.join('\u0000') };
   return lastShape;
 }
 
@@ -138,17 +139,40 @@ function sameItem(a: unknown, b: unknown): boolean {
   return originalDistinct([a, b]).length === 1;
 }
 
+/** The group of records (not tuples) among those grouped by a record's type and id. */
+const RECORDS = Symbol('records');
+
 /**
- * distinctList is cql-execution's toDistinctList (see above). The commonest items (resource
- * records with an id, strings, numbers, booleans) are grouped by type and id, or by value, in maps
- * of their own rather than by a string key built per item: the same groups, without making a
- * string for each.
+ * The record (with a string id) that places `item` in a group: the item itself, or for a tuple
+ * the value of its first element (by sorted name) that is such a record. Equal items have equal
+ * anchors (equal records have one type and one id), so equal items always meet in one group.
+ */
+function anchorOf(item: object): { readonly space: unknown; readonly record: RecordLike; readonly id: string } | undefined {
+  if (isRecord(item)) {
+    const id = item._json?.id;
+    return typeof id === 'string' ? { space: RECORDS, record: item, id } : undefined;
+  }
+  if (!isTuple(item)) return undefined;
+  const shape = tupleShape(item);
+  for (const name of shape.sorted) {
+    const value = item[name];
+    if (typeof value !== 'object' || value === null || !isRecord(value)) continue;
+    const id = value._json?.id;
+    if (typeof id === 'string') return { space: shape.signature, record: value, id };
+  }
+  return undefined;
+}
+
+/**
+ * distinctList is cql-execution's toDistinctList (see above). The commonest items are grouped
+ * without a string key built for each: primitives by value; resource records with an id, and
+ * tuples holding one (`{ request: M, drug: ... }`), by that record's type and id.
  */
 export function distinctList(list: readonly unknown[]): unknown[] {
   if (list.length < 2) return [...list];
   const kept: unknown[] = [];
-  /** Records with a string id, by type name, then id. */
-  const records = new Map<unknown, Map<string, unknown[]>>();
+  /** Items anchored on a record (see anchorOf), by space (records, or a tuple shape), the record's type name, then its id. */
+  const anchored = new Map<unknown, Map<unknown, Map<string, unknown[]>>>();
   /** null, undefined (as null), strings, numbers and booleans, by value: Map keys are SameValueZero, as the normalized key treats 0 and -0, and NaN. */
   const primitives = new Set<unknown>();
   const byKey = new Map<string, unknown[]>();
@@ -162,13 +186,15 @@ export function distinctList(list: readonly unknown[]): unknown[] {
       continue;
     }
     let same: unknown[] | undefined;
-    const id = kind === 'object' && isRecord(item as object) ? (item as RecordLike)._json?.id : undefined;
-    if (typeof id === 'string') {
-      const type = (item as RecordLike)._typeInfo?.name;
-      let ofType = records.get(type);
-      if (ofType === undefined) records.set(type, (ofType = new Map()));
-      same = ofType.get(id);
-      if (same === undefined) ofType.set(id, [item]);
+    const anchor = kind === 'object' ? anchorOf(item as object) : undefined;
+    if (anchor !== undefined) {
+      let space = anchored.get(anchor.space);
+      if (space === undefined) anchored.set(anchor.space, (space = new Map()));
+      const type = anchor.record._typeInfo?.name;
+      let ofType = space.get(type);
+      if (ofType === undefined) space.set(type, (ofType = new Map()));
+      same = ofType.get(anchor.id);
+      if (same === undefined) ofType.set(anchor.id, [item]);
     } else {
       const key = keyOf(item);
       same = byKey.get(key);

@@ -163,6 +163,15 @@ describe('distinctList', () => {
     );
   });
 
+  it('groups tuples by the records they hold whatever order their elements were written in', () => {
+    const observation = (id: string, status = 'final') => model.wrap({ resourceType: 'Observation', id, status }, model.classFor('Observation') as never);
+    const first = { request: observation('a'), drug: observation('b') };
+    const reordered = { drug: observation('b'), request: observation('a') };
+    const otherDrug = { request: observation('a'), drug: observation('b', 'amended') };
+    expect(distinctList([first, reordered, otherDrug])).toEqual([first, otherDrug]);
+    expect(originalDistinct([first, reordered, otherDrug])).toHaveLength(2);
+  });
+
   it('keeps one of a record reached twice and both of two resources with different ids', () => {
     const first = model.wrap({ resourceType: 'Observation', id: 'a', status: 'final' }, model.classFor('Observation') as never);
     const second = model.wrap({ resourceType: 'Observation', id: 'b', status: 'final' }, model.classFor('Observation') as never);
