@@ -1,10 +1,10 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, symlinkSync } from 'node:fs';
-import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { orderSignRequest, postCall, SERVER_FLAG, type ServerReady, type ThreadCpu } from './cds-hooks-load.ts';
+import { LoadClient } from './load-client.ts';
 import { flag, isMain, numberFlag, printResult, round } from './support.ts';
 
 /**
@@ -69,7 +69,7 @@ export async function runCdsHooksAbBench(options: { readonly base: string; reado
   execFileSync('git', ['worktree', 'add', '--detach', worktree, options.base], { cwd: ROOT, stdio: 'ignore' });
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(worktree, 'node_modules'));
   const sides: Side[] = [];
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const clients = new Map<Side, LoadClient>();
   try {
     const tokens = (calls + WARMUP) * roundCount + WARMUP;
     sides.push(await startSide(worktree, tokens), await startSide(ROOT, tokens));
@@ -77,8 +77,9 @@ export async function runCdsHooksAbBench(options: { readonly base: string; reado
     const discovery = await fetch(`${b.ready.baseUrl}/cds-services`, { headers: { authorization: `Bearer ${b.ready.discoveryToken}` } });
     const templates = ((await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => SERVICE_PATH.endsWith(s.id))?.prefetch ?? {};
     const payload = Buffer.from(orderSignRequest(templates, new Date().toISOString()).body);
+    for (const side of sides) clients.set(side, new LoadClient(side.ready.baseUrl));
     const send = async (side: Side): Promise<void> => {
-      const { status } = await postCall(agent, `${side.ready.baseUrl}${SERVICE_PATH}`, side.ready.tokens[side.next++] ?? '', payload);
+      const { status } = await postCall(clients.get(side) as LoadClient, SERVICE_PATH, side.ready.tokens[side.next++] ?? '', payload);
       if (status !== 200) throw new Error(`${side === a ? 'A' : 'B'} answered ${status}`);
     };
     // Each lane alternates A and B, lanes start on different sides: both always carry half the load.
@@ -107,7 +108,7 @@ export async function runCdsHooksAbBench(options: { readonly base: string; reado
     return result;
   } finally {
     for (const side of sides) side.process.kill('SIGKILL');
-    agent.destroy();
+    for (const client of clients.values()) client.close();
     execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: ROOT, stdio: 'ignore' });
   }
 }
