@@ -37,6 +37,21 @@ describe('CDS store: invocations written behind responses', () => {
     });
   });
 
+  it('stores any text exactly and instants in any offset (rows travel to DuckDB as JSON text)', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      const awkward = `it's "quoted" \\ back\\slash, new\nline, tab\t, é, 💊, \u0000 NUL, $1 '${'x'.repeat(300)}`;
+      const card: IssuedCard = { uuid: 'u-1', serviceId: 'svc', hook: 'order-sign', hookInstance: awkward, patientId: awkward, ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: '2026-01-01T01:00:00.250+01:00' };
+      await store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: awkward, client: awkward, patientId: awkward, knowledgeVersion: 'k', at: '2026-01-01T01:00:00.250+01:00', durationMs: 7, status: 200, cards: [card], suppressed: 1, ruleErrors: 2 });
+      await store.flush();
+      const [invocation] = await queryRows(warehouse.connection, `SELECT hook_instance, client, patient_id, strftime(invoked_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%g') AS at, duration_ms, status, cards, suppressed, rule_errors FROM cds_invocation`);
+      expect(invocation).toEqual({ hook_instance: awkward, client: awkward, patient_id: awkward, at: '2026-01-01T00:00:00.250', duration_ms: 7, status: 200, cards: 1, suppressed: 1, rule_errors: 2 });
+      const [stored] = await queryRows(warehouse.connection, `SELECT hook_instance, patient_id, strftime(issued_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%g') AS at FROM cds_card`);
+      expect(stored).toEqual({ hook_instance: awkward, patient_id: awkward, at: '2026-01-01T00:00:00.250' });
+    });
+  });
+
   it('keeps a card first written in an earlier flush when a later call repeats its uuid, and loses none of that flush', async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
     await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
