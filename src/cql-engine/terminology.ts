@@ -35,19 +35,27 @@ type CodeLike = { readonly code?: unknown; readonly system?: unknown };
  * take the original path.
  */
 export class IndexedValueSet extends ValueSet {
-  /** `system \u0000 code` of every code of the set; undefined when some code is not plain strings. */
-  readonly #keys: ReadonlySet<string> | undefined;
+  /** The codes of the set by system (looked up without a key string per check); undefined when some code is not plain strings. */
+  readonly #bySystem: ReadonlyMap<string, ReadonlySet<string>> | undefined;
   readonly #codes: ReadonlySet<string> | undefined;
 
   constructor(oid: string, version: string | undefined, codes: Code[]) {
     super(oid, version, codes);
     const plain = codes.every((c) => typeof c.code === 'string' && typeof c.system === 'string');
-    this.#keys = plain ? new Set(codes.map((c) => `${c.system}\u0000${c.code}`)) : undefined;
+    if (plain) {
+      const bySystem = new Map<string, Set<string>>();
+      for (const c of codes) {
+        let set = bySystem.get(c.system as string);
+        if (set === undefined) bySystem.set(c.system as string, (set = new Set()));
+        set.add(c.code);
+      }
+      this.#bySystem = bySystem;
+    }
     this.#codes = plain ? new Set(codes.map((c) => c.code)) : undefined;
   }
 
   override hasMatch(code: unknown): boolean {
-    const keys = this.#keys;
+    const keys = this.#bySystem;
     const list = toCodeList(code);
     if (keys === undefined || (list.length === 1 && typeof list[0] === 'string')) return super.hasMatch(code as never);
     for (const item of list) {
@@ -57,7 +65,7 @@ export class IndexedValueSet extends ValueSet {
       }
       const { code: value, system } = (item ?? {}) as CodeLike;
       if (typeof value === 'string' && typeof system === 'string') {
-        if (keys.has(`${system}\u0000${value}`)) return true;
+        if (keys.get(system)?.has(value) === true) return true;
       } else if (super.hasMatch(item as never)) {
         return true;
       }
