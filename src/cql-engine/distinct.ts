@@ -50,14 +50,18 @@ function isTuple(value: object): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
-/** A tuple's element names sorted, with their key labels (`"name":`), and the sorted names as one string. */
+/**
+ * A tuple's element names sorted, with their key labels (`"name":`), and the names of the groups
+ * anchorOf files such tuples in: by a record element, or by the i-th element's primitive value.
+ */
 interface TupleShape {
   readonly sorted: readonly string[];
   readonly labels: readonly string[];
-  readonly signature: string;
+  readonly recordSpace: string;
+  readonly primitiveSpaces: readonly string[];
 }
 let lastNames: readonly string[] = [];
-let lastShape: TupleShape = { sorted: [], labels: [], signature: '' };
+let lastShape: TupleShape = { sorted: [], labels: [], recordSpace: '', primitiveSpaces: [] };
 
 /** tupleShape: the last shape seen again (the tuples of one list share theirs) costs no sort. */
 function tupleShape(value: object): TupleShape {
@@ -65,7 +69,8 @@ function tupleShape(value: object): TupleShape {
   if (names.length === lastNames.length && names.every((name, i) => name === lastNames[i])) return lastShape;
   const sorted = [...names].sort();
   lastNames = names;
-  lastShape = { sorted, labels: sorted.map((name) => `${JSON.stringify(name)}:`), signature: sorted.join('\u0000') };
+  const signature = sorted.join('\u0000');
+  lastShape = { sorted, labels: sorted.map((name) => `${JSON.stringify(name)}:`), recordSpace: `${signature}\u0001r`, primitiveSpaces: sorted.map((_, i) => `${signature}\u0001${i}`) };
   return lastShape;
 }
 
@@ -139,40 +144,55 @@ function sameItem(a: unknown, b: unknown): boolean {
   return originalDistinct([a, b]).length === 1;
 }
 
-/** The group of records (not tuples) among those grouped by a record's type and id. */
+/** The spaces of items grouped by record (see anchorOf) and of Codes. */
 const RECORDS = Symbol('records');
+const CODES = Symbol('codes');
+
+/** Where anchorOf files an item: a space, then two keys (raw values, compared as Map keys). */
+interface Anchor {
+  readonly space: unknown;
+  readonly first: unknown;
+  readonly second: unknown;
+}
 
 /**
- * The record (with a string id) that places `item` in a group: the item itself, or for a tuple
- * the value of its first element (by sorted name) that is such a record. Equal items have equal
- * anchors (equal records have one type and one id), so equal items always meet in one group.
+ * anchorOf files an item by parts that every item equal to it shares, read without making a
+ * string: a resource record by its type and id; a Code by its code and system (what its normalized
+ * key is built from); a tuple by its first element (in name order) that is a record with an id,
+ * else its first string, number or boolean element, within its names. Equal items always share an
+ * anchor, so equal items always meet in one group (exact equality is decided there). Undefined:
+ * the item is grouped by keyOf.
  */
-function anchorOf(item: object): { readonly space: unknown; readonly record: RecordLike; readonly id: string } | undefined {
+function anchorOf(item: object): Anchor | undefined {
   if (isRecord(item)) {
     const id = item._json?.id;
-    return typeof id === 'string' ? { space: RECORDS, record: item, id } : undefined;
+    return typeof id === 'string' ? { space: RECORDS, first: item._typeInfo?.name, second: id } : undefined;
   }
+  if (item.constructor === Code) return { space: CODES, first: (item as Code).code ?? null, second: (item as Code).system ?? null };
   if (!isTuple(item)) return undefined;
   const shape = tupleShape(item);
-  for (const name of shape.sorted) {
-    const value = item[name];
-    if (typeof value !== 'object' || value === null || !isRecord(value)) continue;
-    const id = value._json?.id;
-    if (typeof id === 'string') return { space: shape.signature, record: value, id };
+  let primitive: Anchor | undefined;
+  for (let i = 0; i < shape.sorted.length; i++) {
+    const value = item[shape.sorted[i] as string];
+    if (typeof value === 'object' && value !== null && isRecord(value)) {
+      const id = value._json?.id;
+      if (typeof id === 'string') return { space: shape.recordSpace, first: value._typeInfo?.name, second: id };
+    } else if (primitive === undefined && (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')) {
+      primitive = { space: shape.primitiveSpaces[i], first: value, second: undefined };
+    }
   }
-  return undefined;
+  return primitive;
 }
 
 /**
  * distinctList is cql-execution's toDistinctList (see above). The commonest items are grouped
- * without a string key built for each: primitives by value; resource records with an id, and
- * tuples holding one (`{ request: M, drug: ... }`), by that record's type and id.
+ * without a string key built for each: primitives by value; records, Codes and tuples by anchorOf.
  */
 export function distinctList(list: readonly unknown[]): unknown[] {
   if (list.length < 2) return [...list];
   const kept: unknown[] = [];
-  /** Items anchored on a record (see anchorOf), by space (records, or a tuple shape), the record's type name, then its id. */
-  const anchored = new Map<unknown, Map<unknown, Map<string, unknown[]>>>();
+  /** Anchored items (see anchorOf): by space, then the anchor's two parts. */
+  const anchored = new Map<unknown, Map<unknown, Map<unknown, unknown[]>>>();
   /** null, undefined (as null), strings, numbers and booleans, by value: Map keys are SameValueZero, as the normalized key treats 0 and -0, and NaN. */
   const primitives = new Set<unknown>();
   const byKey = new Map<string, unknown[]>();
@@ -190,11 +210,10 @@ export function distinctList(list: readonly unknown[]): unknown[] {
     if (anchor !== undefined) {
       let space = anchored.get(anchor.space);
       if (space === undefined) anchored.set(anchor.space, (space = new Map()));
-      const type = anchor.record._typeInfo?.name;
-      let ofType = space.get(type);
-      if (ofType === undefined) space.set(type, (ofType = new Map()));
-      same = ofType.get(anchor.id);
-      if (same === undefined) ofType.set(anchor.id, [item]);
+      let byFirst = space.get(anchor.first);
+      if (byFirst === undefined) space.set(anchor.first, (byFirst = new Map()));
+      same = byFirst.get(anchor.second);
+      if (same === undefined) byFirst.set(anchor.second, [item]);
     } else {
       const key = keyOf(item);
       same = byKey.get(key);

@@ -170,6 +170,12 @@ describe('distinctList', () => {
     const otherDrug = { request: observation('a'), drug: observation('b', 'amended') };
     expect(distinctList([first, reordered, otherDrug])).toEqual([first, otherDrug]);
     expect(originalDistinct([first, reordered, otherDrug])).toHaveLength(2);
+    // Without a record: by the first primitive element in name order.
+    const byName = { reference: 'Medication/1', concept: new Concept([new Code('1', 'http://loinc.org')]) };
+    const byNameReordered = { concept: new Concept([new Code('1', 'http://loinc.org')]), reference: 'Medication/1' };
+    const otherConcept = { reference: 'Medication/1', concept: new Concept([new Code('2', 'http://loinc.org')]) };
+    expect(distinctList([byName, byNameReordered, otherConcept])).toEqual([byName, otherConcept]);
+    expect(originalDistinct([byName, byNameReordered, otherConcept])).toHaveLength(2);
   });
 
   it('keeps one of a record reached twice and both of two resources with different ids', () => {
