@@ -1,5 +1,6 @@
 import { Code, ValueSet, type DataProvider, type PatientObject, type RecordObject, type RetrieveDetails } from 'cql-execution';
 import { CairnError } from '../domain/errors.ts';
+import { codesBySystem } from './terminology.ts';
 import type { FhirClassInfo, FhirModel, FhirResource } from './fhir-model.ts';
 
 /**
@@ -212,17 +213,7 @@ function wantedCodes(codes: unknown): CodesBySystem<ReadonlySet<string | undefin
   if (wanted === undefined) {
     const list: unknown = codes instanceof ValueSet ? codes.codes : codes;
     const plain = Array.isArray(list) && list.every((c) => c instanceof Code && typeof c.code === 'string' && (c.system === undefined || typeof c.system === 'string'));
-    wanted = null;
-    if (plain) {
-      const bySystem: CodesBySystem<Set<string | undefined>> = new Map();
-      for (const c of list as readonly Code[]) {
-        const system = c.system as string | undefined;
-        let set = bySystem.get(system);
-        if (set === undefined) bySystem.set(system, (set = new Set()));
-        set.add(c.code);
-      }
-      wanted = bySystem;
-    }
+    wanted = plain ? codesBySystem(list as readonly Code[]) : null;
     wantedCache.set(codes, wanted);
   }
   return wanted;

@@ -336,41 +336,35 @@ const compileFunctionRef: Compile = (node, child) => {
     return call.remember(key, body(childCtx));
   };
   const native = nativeOf(call.def);
-  const fused = native !== undefined ? fusedPrimitiveRead(call.def, (node.args as Node[] | undefined)?.[0], child) : undefined;
-  if (native !== undefined && fused !== undefined) {
-    // `ToString(X.status)` and kin: the element's JSON value, without building the element; else as below.
-    const { source, path, parts } = fused;
-    return (ctx) => {
-      checkBound(ctx);
-      const object = source(ctx) as { [PRIMITIVE_VALUE]?: (field: string) => unknown } | null | undefined;
-      const read = object?.[PRIMITIVE_VALUE];
-      if (read !== undefined) {
-        const direct = read.call(object, path);
-        if (direct !== NOT_PLAIN) {
-          fusedPrimitiveReads.count++;
-          return direct;
-        }
-      }
-      const value = propertyValue(object, path, parts);
+  if (native !== undefined) {
+    // One argument, its value computed without a call scope. An undefined argument would make the
+    // body's OperandRef look further up the scope chain, so that case runs the body as written.
+    const answer = (ctx: Ctx, value: unknown): unknown => {
       if (value !== undefined) {
         const result = native(value);
         if (result !== NOT_PLAIN) return result;
       }
       return invoke(ctx, [value]);
     };
-  }
-  if (native !== undefined) {
-    // One argument, its value computed without a call scope. An undefined argument would make the
-    // body's OperandRef look further up the scope chain, so that case runs the body as written.
+    const fused = fusedPrimitiveRead(call.def, (node.args as Node[] | undefined)?.[0], child);
+    if (fused !== undefined) {
+      // `ToString(X.status)` and kin: the element's JSON value, without building the element; else as above.
+      const { source, path, parts } = fused;
+      return (ctx) => {
+        checkBound(ctx);
+        const object = source(ctx) as { [PRIMITIVE_VALUE]?: (field: string) => unknown } | null | undefined;
+        const direct = object?.[PRIMITIVE_VALUE]?.call(object, path) ?? NOT_PLAIN;
+        if (direct !== NOT_PLAIN) {
+          fusedPrimitiveReads.count++;
+          return direct;
+        }
+        return answer(ctx, propertyValue(object, path, parts));
+      };
+    }
     const [argFn] = argFns as [SyncFn];
     return (ctx) => {
       checkBound(ctx);
-      const value = argFn(ctx);
-      if (value !== undefined) {
-        const result = native(value);
-        if (result !== NOT_PLAIN) return result;
-      }
-      return invoke(ctx, [value]);
+      return answer(ctx, argFn(ctx));
     };
   }
   return (ctx) => {
@@ -533,33 +527,27 @@ const TWINS = new Map<unknown, Compile>([
     const arg = argsOf(node, child);
     if (!arg) return undefined;
     const spec = node.isTypeSpecifier;
+    const isOf = (ctx: Ctx, value: { _is?: unknown } | null): boolean => {
+      if (value === null) return false;
+      // Is.exec throws for a non-System type on a value without `_is`: left to it.
+      if (typeof value?._is !== 'function' && !isSystemType(spec)) throw GIVE_UP;
+      return ctx.matchesTypeSpecifier(value, spec);
+    };
     const fused = onePropertyRead(node.arg, child);
     if (fused !== undefined) {
       // `M.medication is FHIR.Reference`: answered from the JSON form the element takes, without building it; else as below.
       const { source, path, parts } = fused;
       return (ctx) => {
         const object = source(ctx) as { [ELEMENT_IS]?: (field: string, spec: unknown) => unknown } | null | undefined;
-        const test = object?.[ELEMENT_IS];
-        if (test !== undefined) {
-          const answer = test.call(object, path, spec);
-          if (answer !== NOT_PLAIN) {
-            fusedElementTests.count++;
-            return answer;
-          }
+        const answer = object?.[ELEMENT_IS]?.call(object, path, spec) ?? NOT_PLAIN;
+        if (answer !== NOT_PLAIN) {
+          fusedElementTests.count++;
+          return answer;
         }
-        const value = propertyValue(object, path, parts) as { _is?: unknown } | null;
-        if (value === null) return false;
-        if (typeof value?._is !== 'function' && !isSystemType(spec)) throw GIVE_UP;
-        return ctx.matchesTypeSpecifier(value, spec);
+        return isOf(ctx, propertyValue(object, path, parts) as { _is?: unknown } | null);
       };
     }
-    return (ctx) => {
-      const value = arg(ctx) as { _is?: unknown } | null;
-      if (value === null) return false;
-      // Is.exec throws for a non-System type on a value without `_is`: left to it.
-      if (typeof value?._is !== 'function' && !isSystemType(spec)) throw GIVE_UP;
-      return ctx.matchesTypeSpecifier(value, spec);
-    };
+    return (ctx) => isOf(ctx, arg(ctx) as { _is?: unknown } | null);
   }],
   [type.As, (node, child) => {
     const arg = argsOf(node, child);

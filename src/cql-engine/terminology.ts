@@ -42,15 +42,7 @@ export class IndexedValueSet extends ValueSet {
   constructor(oid: string, version: string | undefined, codes: Code[]) {
     super(oid, version, codes);
     const plain = codes.every((c) => typeof c.code === 'string' && typeof c.system === 'string');
-    if (plain) {
-      const bySystem = new Map<string, Set<string>>();
-      for (const c of codes) {
-        let set = bySystem.get(c.system as string);
-        if (set === undefined) bySystem.set(c.system as string, (set = new Set()));
-        set.add(c.code);
-      }
-      this.#bySystem = bySystem;
-    }
+    if (plain) this.#bySystem = codesBySystem(codes) as ReadonlyMap<string, ReadonlySet<string>>;
     this.#codes = plain ? new Set(codes.map((c) => c.code)) : undefined;
   }
 
@@ -72,6 +64,17 @@ export class IndexedValueSet extends ValueSet {
     }
     return false;
   }
+}
+
+/** codesBySystem groups Codes by system, then code: looked up without a key string per code. */
+export function codesBySystem(codes: readonly Code[]): Map<string | undefined, Set<string>> {
+  const bySystem = new Map<string | undefined, Set<string>>();
+  for (const c of codes) {
+    let set = bySystem.get(c.system);
+    if (set === undefined) bySystem.set(c.system, (set = new Set()));
+    set.add(c.code);
+  }
+  return bySystem;
 }
 
 /** cql-execution's `toCodeList` (datatypes/clinical.js): a code, a concept's codes, or a list of either, flattened. */
