@@ -15,12 +15,19 @@ import { cpuSecondsSince, flag, isMain, numberFlag, printResult, round } from '.
  * `medication-safety-order-sign`), at a fixed arrival rate (open loop: a slow answer never delays
  * the next request, and latency counts from the scheduled send time). The service runs in a child
  * process so the load generator does not share its event loop. Loopback only.
+ * `CAIRN_BENCH_SERVER_FLAGS` passes node flags to the service process (e.g. `--cpu-prof`, `--trace-gc`).
  */
 
 const SERVICE_PATH = '/cds-services/medication-safety-order-sign';
 const RATE = 200;
 const SECONDS = 20;
-const WARMUP = 300;
+/**
+ * Seconds of paced calls at the target rate before measuring. A long-running service is measured
+ * in its steady state: V8 keeps optimising for the first ~2,500 calls a thread evaluates (measured:
+ * the compiler threads used ~20% of the service's CPU for the first ~20 s at 200/s, then ~1%), and
+ * the heaps size themselves to the load.
+ */
+const WARMUP_SECONDS = 20;
 /** Calls timed one at a time after the warm-up: the unloaded service time. */
 const SERIAL = 50;
 /** A request not answered within this is an error (timeout); the run never lasts longer than its length plus this. */
@@ -38,6 +45,8 @@ export interface CdsHooksLoadResult {
   /** Worker threads evaluating calls in the service (server.evaluationThreads). */
   readonly evaluationThreads: number;
   readonly requests: number;
+  /** Seconds of calls at the target rate before the measured ones (not counted). */
+  readonly warmupSeconds: number;
   readonly prefetchResources: number;
   readonly cardsPerResponse: number;
   /** Calls answered 200 per second of the run. */
@@ -115,6 +124,44 @@ export function postCall(client: LoadClient, path: string, token: string, payloa
 
 const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 
+/** One paced call's outcome: its HTTP status (or why it has none) and its latency from the scheduled send. */
+interface PacedOutcome {
+  readonly status: number | 'timeout' | 'network' | 'overload';
+  readonly cards: number;
+  readonly latencyMs: number;
+}
+
+/**
+ * paced sends `count` calls at `rate` per second (open loop: a slow answer never delays the next
+ * call, and latency counts from the scheduled send time) and reports each outcome as it lands.
+ * Beyond MAX_IN_FLIGHT pending calls a scheduled call is not sent but reported as `overload`.
+ */
+async function paced(count: number, rate: number, send: () => Promise<{ status: number; cards: number }>, onOutcome: (outcome: PacedOutcome) => void): Promise<void> {
+  const interval = 1000 / rate;
+  const started = performance.now();
+  const inFlight: Promise<void>[] = [];
+  let pending = 0;
+  for (let i = 0; i < count; i++) {
+    const scheduled = started + i * interval;
+    const wait = scheduled - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (pending >= MAX_IN_FLIGHT) {
+      onOutcome({ status: 'overload', cards: -1, latencyMs: 0 });
+      continue;
+    }
+    pending++;
+    inFlight.push(
+      send().then(
+        (result) => onOutcome({ ...result, latencyMs: performance.now() - scheduled }),
+        (error: unknown) => onOutcome({ status: error instanceof Error && error.name === 'TimeoutError' ? 'timeout' : 'network', cards: -1, latencyMs: performance.now() - scheduled }),
+      ).finally(() => {
+        pending--;
+      }),
+    );
+  }
+  await Promise.all(inFlight);
+}
+
 /** CPU time this process's threads have used, in ms: its main thread and all the others (evaluation workers, GC, libuv pool, DuckDB). */
 export interface ThreadCpu {
   readonly main: number;
@@ -165,12 +212,13 @@ async function runServer(count: number, evaluationThreads: number): Promise<void
 }
 
 /** runCdsHooksLoadBench runs the load and prints p50/p95/p99, throughput, errors and one JSON line. */
-export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
+export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly warmupSeconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
   const log = options.log ?? console.log;
   const rate = options.rate ?? RATE;
   const threads = options.threads ?? availableParallelism();
   const total = Math.round(rate * (options.seconds ?? SECONDS));
-  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(WARMUP + SERIAL + total), String(threads)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const warmupCalls = Math.round(rate * (options.warmupSeconds ?? WARMUP_SECONDS));
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(1 + warmupCalls + SERIAL + total), String(threads)], { execArgv: [...(process.env.CAIRN_BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ask = <T>(message?: string): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       server.once('message', (value) => resolve(value as T));
@@ -195,14 +243,12 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       return { status: response.status, cards: json.cards?.length ?? -1 };
     };
 
-    // Warm up (JIT, ELM caches, connections), a few in flight at a time.
-    let cardsPerResponse = -1;
-    for (let i = 0; i < WARMUP; i += 4) {
-      const results = await Promise.all(Array.from({ length: Math.min(4, WARMUP - i) }, () => send()));
-      cardsPerResponse = results[0]?.cards ?? cardsPerResponse;
-      const bad = results.find((r) => r.status !== 200);
-      if (bad) throw new Error(`warm-up request answered ${bad.status}`);
-    }
+    // The first call must succeed: it says how many cards every answer should carry.
+    const first = await send();
+    if (first.status !== 200) throw new Error(`the first call answered ${first.status}`);
+    const cardsPerResponse = first.cards;
+    // Warm up at the target rate (JIT, heap sizes, connections); answers here are not counted.
+    await paced(warmupCalls, rate, send, () => undefined);
 
     const serial: number[] = [];
     for (let i = 0; i < SERIAL; i++) {
@@ -218,40 +264,12 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const latencies: number[] = [];
     const statuses: Record<string, number> = {};
     let errors = 0;
-    const interval = 1000 / rate;
     const started = performance.now();
-    const inFlight: Promise<void>[] = [];
-    let pending = 0;
-    for (let i = 0; i < total; i++) {
-      const scheduled = started + i * interval;
-      const wait = scheduled - performance.now();
-      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-      if (pending >= MAX_IN_FLIGHT) {
-        next++;
-        statuses.overload = (statuses.overload ?? 0) + 1;
-        errors++;
-        continue;
-      }
-      pending++;
-      inFlight.push(
-        send().then(
-          (result) => {
-            latencies.push(performance.now() - scheduled);
-            statuses[result.status] = (statuses[result.status] ?? 0) + 1;
-            if (result.status !== 200 || result.cards !== cardsPerResponse) errors++;
-          },
-          (error: unknown) => {
-            latencies.push(performance.now() - scheduled);
-            const kind = error instanceof Error && error.name === 'TimeoutError' ? 'timeout' : 'network';
-            statuses[kind] = (statuses[kind] ?? 0) + 1;
-            errors++;
-          },
-        ).finally(() => {
-          pending--;
-        }),
-      );
-    }
-    await Promise.all(inFlight);
+    await paced(total, rate, send, (outcome) => {
+      if (outcome.status !== 'overload') latencies.push(outcome.latencyMs);
+      statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1;
+      if (outcome.status !== 200 || outcome.cards !== cardsPerResponse) errors++;
+    });
     const elapsed = (performance.now() - started) / 1000;
     const clientCpuSeconds = cpuSecondsSince(clientCpuBefore);
 
@@ -259,13 +277,14 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const drained = errors === 0;
     const cpuAfter = drained ? (await ask<{ cpu: ThreadCpu | null }>('cpu')).cpu : null;
     const durations = drained ? (await ask<{ durations: number[] }>('durations')).durations : [];
-    const handler = durations.slice(WARMUP + SERIAL).sort((a, b) => a - b);
+    const handler = durations.slice(1 + warmupCalls + SERIAL).sort((a, b) => a - b);
     const sorted = [...latencies].sort((a, b) => a - b);
     const result: CdsHooksLoadResult = {
       bench: 'cds-hooks-load',
       targetRate: rate,
       evaluationThreads: threads,
       requests: total,
+      warmupSeconds: warmupCalls / rate,
       prefetchResources,
       cardsPerResponse,
       achievedRate: round((statuses[200] ?? 0) / elapsed),
@@ -289,7 +308,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       meetsTarget: false,
     };
     const final = { ...result, meetsTarget: errors === 0 && result.latencyMs.p99 < 25 && result.achievedRate >= rate * 0.95 };
-    log(`cds-hooks-load: ${total} signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback, ${threads} evaluation thread(s)`);
+    log(`cds-hooks-load: ${total} signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback, ${threads} evaluation thread(s), after ${final.warmupSeconds} s of warm-up at that rate`);
     log(`  achieved ${final.achievedRate} req/s, errors ${errors}, statuses ${JSON.stringify(statuses)}`);
     log(`  unloaded (one at a time) ms: p50 ${final.serialMs.p50}  p99 ${final.serialMs.p99}`);
     log(`  latency ms under load (from scheduled send; sent calls only): p50 ${final.latencyMs.p50}  p95 ${final.latencyMs.p95}  p99 ${final.latencyMs.p99}  max ${final.latencyMs.max}`);
@@ -313,7 +332,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
  * rate and the highest rate that met p99 < 25 ms with no errors: the service's capacity on this
  * machine, where a single run only says yes or no.
  */
-export async function runCdsHooksLoadSweep(rates: readonly number[], options: { readonly seconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<{ readonly bench: 'cds-hooks-load-sweep'; readonly runs: readonly CdsHooksLoadResult[]; readonly highestRateMeetingP99: number | null }> {
+export async function runCdsHooksLoadSweep(rates: readonly number[], options: { readonly seconds?: number; readonly warmupSeconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<{ readonly bench: 'cds-hooks-load-sweep'; readonly runs: readonly CdsHooksLoadResult[]; readonly highestRateMeetingP99: number | null }> {
   const log = options.log ?? console.log;
   const runs: CdsHooksLoadResult[] = [];
   for (const rate of rates) runs.push(await runCdsHooksLoadBench({ ...options, rate, log: () => undefined }));
@@ -330,13 +349,14 @@ export async function runCdsHooksLoadSweep(rates: readonly number[], options: { 
 if (process.argv[2] === SERVER_FLAG) {
   await runServer(Number(process.argv[3]), Number(process.argv[4]));
 } else if (isMain(import.meta.url)) {
-  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--threads=<cores>]`,
+  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--warmup-seconds=20] [--threads=<cores>]`,
   // or `--sweep=60,80,100,120` for the highest rate that meets the latency target.
   const rate = numberFlag('rate');
   const seconds = numberFlag('seconds');
+  const warmupSeconds = numberFlag('warmup-seconds');
   const threads = numberFlag('threads');
   const sweep = flag('sweep');
-  const common = { ...(seconds ? { seconds } : {}), ...(threads === undefined ? {} : { threads }) };
+  const common = { ...(seconds ? { seconds } : {}), ...(warmupSeconds === undefined ? {} : { warmupSeconds }), ...(threads === undefined ? {} : { threads }) };
   if (sweep !== undefined) await runCdsHooksLoadSweep(sweep.split(',').map(Number).filter((r) => r > 0), common);
   else await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...common });
 }
