@@ -24,7 +24,7 @@ const SECONDS = 20;
 /**
  * Seconds of paced calls at the target rate before measuring. A long-running service is measured
  * in its steady state: V8 keeps optimising for the first ~2,500 calls a thread evaluates (measured:
- * the compiler threads used ~20% of the service's CPU for the first ~20 s at 200/s, then ~1%), and
+ * perf: TurboFan took ~16% of the service's CPU in the first ~20 s at 200/s, ~1% after), and
  * the heaps size themselves to the load.
  */
 const WARMUP_SECONDS = 20;
