@@ -23,8 +23,8 @@ const RATE = 200;
 const SECONDS = 20;
 /**
  * Seconds of paced calls at the target rate before measuring. A long-running service is measured
- * in its steady state: V8 keeps optimising for the first ~2,500 calls a thread evaluates (measured:
- * perf: TurboFan took ~16% of the service's CPU in the first ~20 s at 200/s, ~1% after), and
+ * in its steady state: V8 keeps optimising for the first ~2,500 calls a thread evaluates (perf:
+ * TurboFan took ~16% of the service's CPU in the first ~20 s at 200/s, ~1% after), and
  * the heaps size themselves to the load.
  */
 const WARMUP_SECONDS = 20;
