@@ -36,6 +36,8 @@ const REQUEST_TIMEOUT_MS = 5000;
 const MAX_IN_FLIGHT = 256;
 /** Runs this file as the service process (`<file> --cairn-load-server <tokens> <threads>`): the A/B bench starts another checkout's service the same way. */
 export const SERVER_FLAG = '--cairn-load-server';
+/** How the load's JWTs are signed: ES384 (the spec's example, the sandbox) by default; RS384 verifies ~40x cheaper. */
+export type SigningAlg = 'ES384' | 'RS384';
 /** Resources generated for the patient; those a template asks for (about 200) go into the prefetch. */
 const GENERATED = 300;
 
@@ -44,6 +46,7 @@ export interface CdsHooksLoadResult {
   readonly targetRate: number;
   /** Worker threads evaluating calls in the service (server.evaluationThreads). */
   readonly evaluationThreads: number;
+  readonly signingAlg: SigningAlg;
   readonly requests: number;
   /** Seconds of calls at the target rate before the measured ones (not counted). */
   readonly warmupSeconds: number;
@@ -191,10 +194,10 @@ function threadCpuMs(): ThreadCpu | null {
 }
 
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
-async function runServer(count: number, evaluationThreads: number): Promise<void> {
+async function runServer(count: number, evaluationThreads: number, signingAlg: SigningAlg): Promise<void> {
   // Tuned and logging as `cairn serve` is (info: an access line per request), written nowhere.
   tuneHeapForServing();
-  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads, logger: { level: 'info', stream: createWriteStream('/dev/null') } });
+  const live = await startLiveService({ now: 'wall', fhirBudgetMs: 1000, evaluationThreads, signingAlg, logger: { level: 'info', stream: createWriteStream('/dev/null') } });
   const tokens: string[] = [];
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
   process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);
@@ -212,13 +215,14 @@ async function runServer(count: number, evaluationThreads: number): Promise<void
 }
 
 /** runCdsHooksLoadBench runs the load and prints p50/p95/p99, throughput, errors and one JSON line. */
-export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly warmupSeconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
+export async function runCdsHooksLoadBench(options: { readonly rate?: number; readonly seconds?: number; readonly warmupSeconds?: number; readonly threads?: number; readonly signingAlg?: SigningAlg; readonly log?: (line: string) => void } = {}): Promise<CdsHooksLoadResult> {
   const log = options.log ?? console.log;
   const rate = options.rate ?? RATE;
   const threads = options.threads ?? availableParallelism();
   const total = Math.round(rate * (options.seconds ?? SECONDS));
   const warmupCalls = Math.round(rate * (options.warmupSeconds ?? WARMUP_SECONDS));
-  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(1 + warmupCalls + SERIAL + total), String(threads)], { execArgv: [...(process.env.CAIRN_BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const signingAlg = options.signingAlg ?? 'ES384';
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(1 + warmupCalls + SERIAL + total), String(threads), signingAlg], { execArgv: [...(process.env.CAIRN_BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ask = <T>(message?: string): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       server.once('message', (value) => resolve(value as T));
@@ -283,6 +287,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       bench: 'cds-hooks-load',
       targetRate: rate,
       evaluationThreads: threads,
+      signingAlg,
       requests: total,
       warmupSeconds: warmupCalls / rate,
       prefetchResources,
@@ -308,7 +313,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       meetsTarget: false,
     };
     const final = { ...result, meetsTarget: errors === 0 && result.latencyMs.p99 < 25 && result.achievedRate >= rate * 0.95 };
-    log(`cds-hooks-load: ${total} signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback, ${threads} evaluation thread(s), after ${final.warmupSeconds} s of warm-up at that rate`);
+    log(`cds-hooks-load: ${total} ${signingAlg}-signed order-sign calls (${prefetchResources}-resource prefetch, ${cardsPerResponse} card(s) each) at ${rate}/s target over loopback, ${threads} evaluation thread(s), after ${final.warmupSeconds} s of warm-up at that rate`);
     log(`  achieved ${final.achievedRate} req/s, errors ${errors}, statuses ${JSON.stringify(statuses)}`);
     log(`  unloaded (one at a time) ms: p50 ${final.serialMs.p50}  p99 ${final.serialMs.p99}`);
     log(`  latency ms under load (from scheduled send; sent calls only): p50 ${final.latencyMs.p50}  p95 ${final.latencyMs.p95}  p99 ${final.latencyMs.p99}  max ${final.latencyMs.max}`);
@@ -332,7 +337,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
  * rate and the highest rate that met p99 < 25 ms with no errors: the service's capacity on this
  * machine, where a single run only says yes or no.
  */
-export async function runCdsHooksLoadSweep(rates: readonly number[], options: { readonly seconds?: number; readonly warmupSeconds?: number; readonly threads?: number; readonly log?: (line: string) => void } = {}): Promise<{ readonly bench: 'cds-hooks-load-sweep'; readonly runs: readonly CdsHooksLoadResult[]; readonly highestRateMeetingP99: number | null }> {
+export async function runCdsHooksLoadSweep(rates: readonly number[], options: { readonly seconds?: number; readonly warmupSeconds?: number; readonly threads?: number; readonly signingAlg?: SigningAlg; readonly log?: (line: string) => void } = {}): Promise<{ readonly bench: 'cds-hooks-load-sweep'; readonly runs: readonly CdsHooksLoadResult[]; readonly highestRateMeetingP99: number | null }> {
   const log = options.log ?? console.log;
   const runs: CdsHooksLoadResult[] = [];
   for (const rate of rates) runs.push(await runCdsHooksLoadBench({ ...options, rate, log: () => undefined }));
@@ -347,16 +352,18 @@ export async function runCdsHooksLoadSweep(rates: readonly number[], options: { 
 }
 
 if (process.argv[2] === SERVER_FLAG) {
-  await runServer(Number(process.argv[3]), Number(process.argv[4]));
+  await runServer(Number(process.argv[3]), Number(process.argv[4]), process.argv[5] === 'RS384' ? 'RS384' : 'ES384');
 } else if (isMain(import.meta.url)) {
-  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--warmup-seconds=20] [--threads=<cores>]`,
+  // Run alone: `node --import tsx bench/cds-hooks-load.ts [--rate=200] [--seconds=20] [--warmup-seconds=20] [--threads=<cores>] [--alg=ES384|RS384]`,
   // or `--sweep=60,80,100,120` for the highest rate that meets the latency target.
   const rate = numberFlag('rate');
   const seconds = numberFlag('seconds');
   const warmupSeconds = numberFlag('warmup-seconds');
   const threads = numberFlag('threads');
+  const alg = flag('alg');
+  if (alg !== undefined && alg !== 'ES384' && alg !== 'RS384') throw new Error(`--alg must be ES384 or RS384, not "${alg}"`);
   const sweep = flag('sweep');
-  const common = { ...(seconds ? { seconds } : {}), ...(warmupSeconds === undefined ? {} : { warmupSeconds }), ...(threads === undefined ? {} : { threads }) };
+  const common = { ...(seconds ? { seconds } : {}), ...(warmupSeconds === undefined ? {} : { warmupSeconds }), ...(threads === undefined ? {} : { threads }), ...(alg ? { signingAlg: alg as SigningAlg } : {}) };
   if (sweep !== undefined) await runCdsHooksLoadSweep(sweep.split(',').map(Number).filter((r) => r > 0), common);
   else await runCdsHooksLoadBench({ ...(rate ? { rate } : {}), ...common });
 }

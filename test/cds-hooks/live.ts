@@ -133,6 +133,8 @@ export interface LiveOptions {
   readonly logger?: FastifyServerOptions['logger'];
   /** Worker threads evaluating calls (server.evaluationThreads); default 0: on the HTTP thread. */
   readonly evaluationThreads?: number;
+  /** The algorithm the stand-in EHR signs its JWTs with (both are CDS Hooks' choices); default ES384, as the spec's example and the sandbox. */
+  readonly signingAlg?: 'ES384' | 'RS384';
 }
 
 /**
@@ -141,8 +143,9 @@ export interface LiveOptions {
  * known only after listen, hence the getter.
  */
 export async function startLiveService(options: LiveOptions = {}): Promise<LiveService> {
-  const { privateKey, publicKey } = await generateKeyPair('ES384');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'live-key', alg: 'ES384', use: 'sig' };
+  const alg = options.signingAlg ?? 'ES384';
+  const { privateKey, publicKey } = await generateKeyPair(alg);
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'live-key', alg, use: 'sig' };
   let fixed = Date.parse('2026-03-01T12:00:00Z');
   const clock = options.now === 'wall' ? () => Date.now() : () => fixed;
   const authenticator = createClientAuthenticator(parseAuthConfig({ mode: 'required', clients: [{ name: 'live-ehr', iss: LIVE_ISSUER, jwks: { keys: [jwk] } }] }), { now: clock });
@@ -177,7 +180,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
     async token(urlPath, claims = {}) {
       const seconds = Math.floor(clock() / 1000);
       const payload = { iss: LIVE_ISSUER, aud: `${address.base}${urlPath}`, iat: seconds, exp: seconds + 300, jti: `live-${process.pid}-${++jti}-${seconds}`, ...claims };
-      return new SignJWT(payload).setProtectedHeader({ alg: 'ES384', kid: 'live-key', typ: 'JWT' }).sign(privateKey as CryptoKey);
+      return new SignJWT(payload).setProtectedHeader({ alg, kid: 'live-key', typ: 'JWT' }).sign(privateKey as CryptoKey);
     },
     setNow(iso) {
       fixed = Date.parse(iso);
