@@ -30,6 +30,14 @@ const SCHEMA = [
 const FLUSH_AFTER_MS = 1000;
 const FLUSH_AT_RECORDS = 1000;
 
+/**
+ * Rows appended per turn of the event loop. Appends run on the HTTP thread (~2 µs a value), and
+ * every call arriving meanwhile waits them out: a flush of 200 calls held it 9-19 ms at once,
+ * appended 25 rows a turn 4-7 ms (the appender's close, ~3 ms for 200 cards, is one piece).
+ */
+const ROWS_PER_TURN = 25;
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** An ISO instant as DuckDB's TIMESTAMPTZ (microseconds since the epoch). */
 function instant(iso: string): DuckDBTimestampTZValue {
   const ms = Date.parse(iso);
@@ -70,7 +78,8 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
   const appendInvocations = async (c: DuckDBConnection, batch: readonly InvocationRecord[]): Promise<void> => {
     // Appenders write column chunks directly: no statement to plan per row or per flush.
     const invocations = await c.createAppender('cds_invocation');
-    for (const record of batch) {
+    for (const [i, record] of batch.entries()) {
+      if (i > 0 && i % ROWS_PER_TURN === 0) await nextTurn();
       for (const text of [record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion]) invocations.appendVarchar(text);
       invocations.appendTimestampTZ(instant(record.at));
       for (const count of [record.durationMs, record.status, record.cards.length, record.suppressed, record.ruleErrors]) invocations.appendInteger(count);
@@ -80,7 +89,8 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
   };
   const appendCards = async (c: DuckDBConnection, table: string, cards: readonly IssuedCard[]): Promise<void> => {
     const appender = await c.createAppender(table);
-    for (const card of cards) {
+    for (const [i, card] of cards.entries()) {
+      if (i > 0 && i % ROWS_PER_TURN === 0) await nextTurn();
       for (const text of [card.uuid, card.serviceId, card.hook, card.hookInstance, card.patientId, card.ruleId, card.ruleVersion, card.knowledgeVersion, card.indicator]) appender.appendVarchar(text);
       appender.appendTimestampTZ(instant(card.issuedAt));
       appender.endRow();

@@ -73,4 +73,34 @@ describe('CDS store: invocations written behind responses', () => {
       expect(invocations).toEqual({ n: 3 });
     });
   });
+
+  it('loses and repeats nothing when calls are recorded while a flush is appending (it yields between slices of rows)', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      const call = (i: number) => {
+        const at = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
+        const card: IssuedCard = { uuid: `card-${i}`, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at };
+        return store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at, durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      };
+      for (let i = 0; i < 200; i++) await call(i);
+      let flushing = true;
+      const flushed = store.flush().finally(() => {
+        flushing = false;
+      });
+      // A call on every turn of the event loop until the first flush is done.
+      let next = 200;
+      while (flushing) {
+        await call(next++);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await flushed;
+      expect(next).toBeGreaterThan(201);
+      const [first] = await queryRows(warehouse.connection, 'SELECT (SELECT count(*) FROM cds_invocation)::INTEGER AS invocations, (SELECT count(*) FROM cds_card)::INTEGER AS cards');
+      expect(first).toEqual({ invocations: 200, cards: 200 });
+      await store.flush();
+      const [all] = await queryRows(warehouse.connection, 'SELECT count(*)::INTEGER AS invocations, count(DISTINCT hook_instance)::INTEGER AS instances, max(duration_ms)::INTEGER AS d FROM cds_invocation');
+      expect(all).toEqual({ invocations: next, instances: next, d: 1 });
+    });
+  });
 });
