@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
 import { tuneHeapForServing } from '../src/http/heap.ts';
@@ -63,6 +64,8 @@ export interface CdsHooksLoadResult {
   readonly serverMs: { readonly p50: number; readonly p99: number } | null;
   /** The service process's CPU per call over the loaded phase, by thread (Linux /proc; null elsewhere or after timeouts). */
   readonly serverCpuMsPerCall: { readonly main: number; readonly otherThreads: number; readonly total: number } | null;
+  /** How late the service's HTTP thread ran a 20 ms timer over the loaded phase (null after timeouts). */
+  readonly httpThreadStallMs: StallMs | null;
   /** This (load-generating) process's CPU per call over the loaded phase: it shares the machine with the service. */
   readonly clientCpuMsPerCall: number;
   readonly meetsTarget: boolean;
@@ -193,6 +196,15 @@ function threadCpuMs(): ThreadCpu | null {
   }
 }
 
+/** The HTTP thread's event-loop sampling interval for stalls (a finer one would itself wake the thread ever more often). */
+const STALL_RESOLUTION_MS = 20;
+
+/** How late the HTTP thread's event loop ran a timer, in ms: p99 and max over the measured phase. */
+export interface StallMs {
+  readonly p99: number;
+  readonly max: number;
+}
+
 /** runServer (child process): start the service, pre-sign `count` tokens, report, then serve until killed. */
 async function runServer(count: number, evaluationThreads: number, signingAlg: SigningAlg): Promise<void> {
   // Tuned and logging as `cairn serve` is (info: an access line per request), written nowhere.
@@ -201,9 +213,15 @@ async function runServer(count: number, evaluationThreads: number, signingAlg: S
   const tokens: string[] = [];
   for (let i = 0; i < count; i++) tokens.push(await live.token(SERVICE_PATH));
   process.send!({ baseUrl: live.baseUrl, discoveryToken: await live.token('/cds-services'), tokens } satisfies ServerReady);
+  // How late a 20 ms timer fires on the HTTP thread: its stalls (GC pauses, DuckDB flushes), which
+  // every call arriving meanwhile waits out. Read and reset with each CPU reading.
+  const stalls = monitorEventLoopDelay({ resolution: STALL_RESOLUTION_MS });
+  stalls.enable();
   process.on('message', (message: unknown) => {
     if (message === 'cpu') {
-      process.send!({ cpu: threadCpuMs() });
+      const lateMs = (ns: number): number => round(Math.max(0, ns / 1e6 - STALL_RESOLUTION_MS));
+      process.send!({ cpu: threadCpuMs(), stallMs: { p99: lateMs(stalls.percentile(99)), max: lateMs(stalls.max) } satisfies StallMs });
+      stalls.reset();
       return;
     }
     if (message !== 'durations') return;
@@ -279,7 +297,8 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
 
     // Audit durations are read only when the service has drained (it keeps working on timed-out calls).
     const drained = errors === 0;
-    const cpuAfter = drained ? (await ask<{ cpu: ThreadCpu | null }>('cpu')).cpu : null;
+    const after = drained ? await ask<{ cpu: ThreadCpu | null; stallMs: StallMs }>('cpu') : null;
+    const cpuAfter = after?.cpu ?? null;
     const durations = drained ? (await ask<{ durations: number[] }>('durations')).durations : [];
     const handler = durations.slice(1 + warmupCalls + SERIAL).sort((a, b) => a - b);
     const sorted = [...latencies].sort((a, b) => a - b);
@@ -309,6 +328,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
         otherThreads: round((cpuAfter.other - cpuBefore.other) / total),
         total: round((cpuAfter.main + cpuAfter.other - cpuBefore.main - cpuBefore.other) / total),
       } : null,
+      httpThreadStallMs: after?.stallMs ?? null,
       clientCpuMsPerCall: round((clientCpuSeconds * 1000) / total),
       meetsTarget: false,
     };
@@ -322,6 +342,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
       const cpu = final.serverCpuMsPerCall;
       log(`  service CPU ms per call: ${cpu.total} (HTTP thread ${cpu.main}, other threads ${cpu.otherThreads}: evaluation workers, GC, libuv pool, DuckDB)`);
     }
+    if (final.httpThreadStallMs) log(`  HTTP thread stalls ms (how late a 20 ms timer ran): p99 ${final.httpThreadStallMs.p99}  max ${final.httpThreadStallMs.max}`);
     log(`  load generator CPU ms per call: ${final.clientCpuMsPerCall} (same machine)`);
     printResult(log, final, { text: `p99 < 25 ms at ${rate}/s with no errors`, met: final.meetsTarget });
     return final;
