@@ -35,7 +35,7 @@ const SERIAL = 50;
 const REQUEST_TIMEOUT_MS = 5000;
 /** More calls in flight than this and a scheduled call is not sent but counted as an error (`overload`), so an overloaded service cannot also swamp the load generator. */
 const MAX_IN_FLIGHT = 256;
-/** Runs this file as the service process (`<file> --cairn-load-server <tokens> <threads>`): the A/B bench starts another checkout's service the same way. */
+/** Runs this file as the service process (`<file> --cairn-load-server <tokens> <threads> [ES384|RS384]`): the A/B bench starts another checkout's service the same way. */
 export const SERVER_FLAG = '--cairn-load-server';
 /** How the load's JWTs are signed: ES384 (the spec's example, the sandbox) by default; RS384 verifies ~40x cheaper. */
 export type SigningAlg = 'ES384' | 'RS384';
@@ -224,9 +224,12 @@ async function runServer(count: number, evaluationThreads: number, signingAlg: S
       stalls.reset();
       return;
     }
-    if (message !== 'durations') return;
-    void live.warehouse.connection
-      .runAndReadAll('SELECT duration_ms FROM cds_invocation ORDER BY invoked_at')
+    // The audited handler durations of the calls evaluated since an instant (the measured phase), pending ones written first.
+    const since = (message as { durationsSince?: unknown } | null)?.durationsSince;
+    if (typeof since !== 'string') return;
+    void live.store
+      .flush()
+      .then(() => live.warehouse.connection.runAndReadAll('SELECT duration_ms FROM cds_invocation WHERE invoked_at >= $1::TIMESTAMPTZ', [since]))
       .then((reader) => process.send!({ durations: reader.getRowsJS().map((row) => Number(row[0])) }));
   });
   process.on('disconnect', () => process.exit(0));
@@ -241,7 +244,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
   const warmupCalls = Math.round(rate * (options.warmupSeconds ?? WARMUP_SECONDS));
   const signingAlg = options.signingAlg ?? 'ES384';
   const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(1 + warmupCalls + SERIAL + total), String(threads), signingAlg], { execArgv: [...(process.env.CAIRN_BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ask = <T>(message?: string): Promise<T> =>
+  const ask = <T>(message?: string | { readonly durationsSince: string }): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       server.once('message', (value) => resolve(value as T));
       server.once('exit', (code) => reject(new Error(`the service process exited (${code})`)));
@@ -287,6 +290,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const statuses: Record<string, number> = {};
     let errors = 0;
     const started = performance.now();
+    const startedAt = new Date().toISOString();
     await paced(total, rate, send, (outcome) => {
       if (outcome.status !== 'overload') latencies.push(outcome.latencyMs);
       statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1;
@@ -299,8 +303,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const drained = errors === 0;
     const after = drained ? await ask<{ cpu: ThreadCpu | null; stallMs: StallMs }>('cpu') : null;
     const cpuAfter = after?.cpu ?? null;
-    const durations = drained ? (await ask<{ durations: number[] }>('durations')).durations : [];
-    const handler = durations.slice(1 + warmupCalls + SERIAL).sort((a, b) => a - b);
+    const handler = drained ? (await ask<{ durations: number[] }>({ durationsSince: startedAt })).durations.sort((a, b) => a - b) : [];
     const sorted = [...latencies].sort((a, b) => a - b);
     const result: CdsHooksLoadResult = {
       bench: 'cds-hooks-load',
