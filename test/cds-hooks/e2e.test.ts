@@ -166,3 +166,26 @@ describe('CDS Hooks over a real socket with a real FHIR server', () => {
     for (const leak of [PATIENT_NAME, 'Ada', String((patient as Resource).birthDate), 'resourceType', 'alprazolam', 'oxycodone', EHR_TOKEN, 'Bearer']) expect(everything).not.toContain(leak);
   });
 });
+
+describe('an EHR signing with RS384 (Epic\'s default; the spec example and the sandbox use ES384)', () => {
+  it('is trusted like an ES384 one: discovery and a service call answer 200 over the socket', async () => {
+    const rs = await startLiveService({ signingAlg: 'RS384' });
+    try {
+      const token = await rs.token('/cds-services');
+      expect(JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8'))).toMatchObject({ alg: 'RS384' });
+      const discovery = await fetch(`${rs.baseUrl}/cds-services`, { headers: { authorization: `Bearer ${token}` } });
+      expect(discovery.status).toBe(200);
+      const { services } = (await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] };
+      // Every prefetch key null: the EHR has no data (not an error), so nothing is fetched.
+      const prefetch = Object.fromEntries(Object.keys(services.find((s) => SERVICE.endsWith(s.id))?.prefetch ?? {}).map((key) => [key, null]));
+      const response = await fetch(`${rs.baseUrl}${SERVICE}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await rs.token(SERVICE)}` },
+        body: JSON.stringify({ hook: 'order-sign', hookInstance: 'rs384-call', context: { ...testCase.context, patientId: 'p1' }, prefetch }),
+      });
+      expect(response.status).toBe(200);
+    } finally {
+      await rs.close();
+    }
+  });
+});
