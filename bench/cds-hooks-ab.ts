@@ -12,7 +12,7 @@ import { flag, isMain, numberFlag, printResult, round } from './support.ts';
  * git worktree) and of this checkout (B) run side by side under one interleaved closed-loop load of
  * signed `order-sign` calls, so the host's speed swings (±30-50% minute to minute on the 2-vCPU VM)
  * hit both alike. Prints each one's service CPU per call and the ratio B/A per round: steady to
- * about ±3% (A against itself: 0.98-1.01), where two separate runs differ by tens of percent.
+ * about ±3% (HEAD against itself: 0.97-1.01), where two separate runs differ by tens of percent.
  *
  * `node --import tsx bench/cds-hooks-ab.ts --base=<rev> [--calls=1000] [--rounds=3] [--in-flight=4]`
  * Linux only (CPU from /proc). The base must have the load bench's service mode (session 4 on).
