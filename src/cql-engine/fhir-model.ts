@@ -461,16 +461,27 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     return data == null ? data : toFhirObject(data, spec);
   }
 
+  /**
+   * namedElement is the object's JSON and the element `field` names, when the object has both and
+   * `field` is the element's own name (not an explicit choice name): where the JSON-only readings
+   * below start. Undefined: leave the reading to the general path.
+   */
+  function namedElement(object: FastFhirObject, field: string): { readonly json: Record<string, unknown>; readonly element: ElementInfo } | undefined {
+    const typeInfo = object.getTypeInfo();
+    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
+    if (typeInfo == null || json == null || typeof json !== 'object') return undefined;
+    const element = elementOf(typeInfo as FhirClassInfo, field);
+    return element === undefined || field !== element.name ? undefined : { json, element };
+  }
+
   /** Elements that are FHIR primitives with a plain System value: their JSON property and extension names (null: not such an element). */
   const primitiveForms = new WeakMap<ElementInfo, { readonly property: string; readonly extension: string } | null>();
 
   /** See {@link PRIMITIVE_VALUE}: what `read` then FHIRHelpers' `.value` accessor give, read from the JSON alone. */
   function primitiveValue(object: FastFhirObject, field: string): unknown {
-    const typeInfo = object.getTypeInfo();
-    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
-    if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
-    const element = elementOf(typeInfo as FhirClassInfo, field);
-    if (element === undefined || field !== element.name) return NOT_PLAIN;
+    const found = namedElement(object, field);
+    if (found === undefined) return NOT_PLAIN;
+    const { json, element } = found;
     let form = primitiveForms.get(element);
     if (form === undefined) {
       const spec = element.typeSpecifier;
@@ -487,11 +498,9 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   /** See {@link ELEMENT_IS}: the class `read` would build the element as, and that class's `_is`. */
   function elementIs(object: FastFhirObject, field: string, typeSpecifier: TypeSpecifier): boolean | typeof NOT_PLAIN {
     if (typeSpecifier.type !== 'NamedTypeSpecifier' || typeSpecifier.name.startsWith(SYSTEM_TYPE_PREFIX)) return NOT_PLAIN;
-    const typeInfo = object.getTypeInfo();
-    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
-    if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
-    const element = elementOf(typeInfo as FhirClassInfo, field);
-    if (element === undefined || field !== element.name) return NOT_PLAIN;
+    const found = namedElement(object, field);
+    if (found === undefined) return NOT_PLAIN;
+    const { json, element } = found;
     const { property, extension, spec } = presentForm(json, element);
     const value = json[property];
     // No value (or only a primitive's extension on a complex type): what read gives is left to it.
@@ -549,11 +558,9 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
    * objects and arrays where FHIR says so), which cql-exec-fhir then reads itself.
    */
   function codesFromJson(object: FastFhirObject, field: string): unknown {
-    const typeInfo = object.getTypeInfo();
-    const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
-    if (typeInfo == null || json == null || typeof json !== 'object') return NOT_PLAIN;
-    const element = elementOf(typeInfo, field);
-    if (element === undefined || field !== element.name) return NOT_PLAIN;
+    const found = namedElement(object, field);
+    if (found === undefined) return NOT_PLAIN;
+    const { json, element } = found;
     const { property, extension, spec } = presentForm(json, element);
     // No choice present: cql-exec-fhir reads null or undefined as it is (anything else: its way).
     if (spec.isChoice === true) return json[property] == null && json[extension] == null ? json[property] : NOT_PLAIN;
