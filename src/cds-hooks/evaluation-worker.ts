@@ -23,6 +23,9 @@ async function answer(request: Extract<EvaluationWorkerRequest, { type: 'call' }
   return evaluateFromPrefetch(known.prepared, service, request.body, request.evaluatedAt);
 }
 
+/** The calls taken so far, answered one after another: the pool may send a call while the one before it is still being evaluated. */
+let answered: Promise<unknown> = Promise.resolve();
+
 parentPort?.on('message', (request: EvaluationWorkerRequest) => {
   if (request.type === 'knowledge') {
     // A set that does not prepare here leaves its calls to the main thread (which prepared it).
@@ -31,7 +34,8 @@ parentPort?.on('message', (request: EvaluationWorkerRequest) => {
     while (versions.size > KEEP_VERSIONS) versions.delete(versions.keys().next().value as string);
     return;
   }
-  void answer(request)
+  answered = answered
+    .then(() => answer(request))
     .catch((): PrefetchOutcome => ({ kind: 'fallback' }))
     .then((outcome) => parentPort?.postMessage({ id: request.id, outcome } satisfies EvaluationWorkerResponse));
 });

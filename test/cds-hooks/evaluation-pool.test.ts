@@ -38,6 +38,24 @@ describe('CDS evaluation pool', () => {
     for (const answer of answers) expect(answer).toEqual(here);
   }, 120_000);
 
+  it('answers each of many concurrent calls with its own outcome (calls sent ahead to busy workers)', async () => {
+    // More calls than the workers hold at once: some go ahead to busy workers, some wait here.
+    const request = JSON.parse(body) as { hookInstance: string };
+    const bodies = Array.from({ length: 12 }, (_, i) => JSON.stringify({ ...request, hookInstance: `${request.hookInstance.slice(0, -2)}${String(i).padStart(2, '0')}` }));
+    const answers = await Promise.all(bodies.map((text) => pool.evaluate(prepared, service, text, AT)));
+    for (const [i, answer] of answers.entries()) {
+      expect(answer).toEqual(await evaluateFromPrefetch(prepared, service, bodies[i] as string, AT));
+      expect(answer.kind === 'evaluated' && answer.hookInstance).toBe((JSON.parse(bodies[i] as string) as { hookInstance: string }).hookInstance);
+    }
+  }, 120_000);
+
+  it('answers every call still held by its workers or waiting with `fallback` when closed', async () => {
+    const closing = createEvaluationPool(1);
+    const pending = Array.from({ length: 4 }, () => closing.evaluate(prepared, service, body, AT));
+    await closing.close();
+    expect(await Promise.all(pending)).toEqual(Array.from({ length: 4 }, () => ({ kind: 'fallback' })));
+  }, 120_000);
+
   it('answers a body given as its UTF-8 bytes (as the HTTP thread sends it) as it answers the text', async () => {
     // A non-ASCII display (multi-byte UTF-8) must reach the card's text decoded, as Fastify's parser decodes it.
     const accented = body.replace('oxycodone hydrochloride 5 MG Oral Tablet', 'oxycodone hydrochloride 5 MG Oral Tablet — Préparation');
