@@ -3,7 +3,7 @@ import { mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { orderSignRequest, postCall, SERVER_FLAG, type ServerReady, type ThreadCpu } from './cds-hooks-load.ts';
+import { callPayloads, orderSignRequest, postCall, SERVER_FLAG, type ServerReady, type ThreadCpu } from './cds-hooks-load.ts';
 import { LoadClient } from './load-client.ts';
 import { flag, isMain, numberFlag, printResult, round } from './support.ts';
 
@@ -80,10 +80,11 @@ export async function runCdsHooksAbBench(options: { readonly base: string; reado
     const [a, b] = sides as [Side, Side];
     const discovery = await fetch(`${b.ready.baseUrl}/cds-services`, { headers: { authorization: `Bearer ${b.ready.discoveryToken}` } });
     const templates = ((await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => SERVICE_PATH.endsWith(s.id))?.prefetch ?? {};
-    const payload = Buffer.from(orderSignRequest(templates, new Date().toISOString()).body);
+    const payloadOf = callPayloads(orderSignRequest(templates, new Date().toISOString()).body);
     for (const side of sides) clients.set(side, new LoadClient(side.ready.baseUrl));
     const send = async (side: Side): Promise<void> => {
-      const { status } = await postCall(clients.get(side) as LoadClient, SERVICE_PATH, side.ready.tokens[side.next++] ?? '', payload);
+      const n = side.next++;
+      const { status } = await postCall(clients.get(side) as LoadClient, SERVICE_PATH, side.ready.tokens[n] ?? '', payloadOf(n));
       if (status !== 200) throw new Error(`${side === a ? 'A' : 'B'} answered ${status}`);
     };
     // Each lane alternates A and B, lanes start on different sides: both always carry half the load.

@@ -112,11 +112,31 @@ export function orderSignRequest(templates: Readonly<Record<string, string>>, as
   };
   const body = {
     hook: 'order-sign',
-    hookInstance: 'b1e5a1c4-0f1a-4c55-9d7e-000000000001',
+    hookInstance: HOOK_INSTANCE,
     context: { userId: 'Practitioner/bench', patientId: String(patient.id), draftOrders: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: draft }] } },
     prefetch,
   };
   return { body: JSON.stringify(body), prefetchResources: count };
+}
+
+/** The request's hookInstance; {@link callPayloads} numbers it per call in its last 12 hex digits. */
+const HOOK_INSTANCE = 'b1e5a1c4-0f1a-4c55-9d7e-000000000000';
+
+/**
+ * callPayloads returns the encoded body for call `n`: a copy whose hookInstance ends in `n`, as an
+ * EHR gives each hook invocation its own. (Sharing one made calls evaluated in the same millisecond
+ * issue the same card uuid, which sent the audit write down its slower, de-duplicating path.)
+ */
+export function callPayloads(body: string): (n: number) => Buffer {
+  const encoded = Buffer.from(body);
+  const at = encoded.indexOf(HOOK_INSTANCE);
+  if (at < 0) throw new Error('the body has no bench hookInstance to number');
+  const digitsAt = at + HOOK_INSTANCE.length - 12;
+  return (n) => {
+    const payload = Buffer.from(encoded);
+    payload.write((n % 2 ** 48).toString(16).padStart(12, '0'), digitsAt, 'latin1');
+    return payload;
+  };
 }
 
 /**
@@ -260,10 +280,12 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const templates = ((await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => SERVICE_PATH.endsWith(s.id))?.prefetch ?? {};
     const { body, prefetchResources } = orderSignRequest(templates, new Date().toISOString());
     let next = 0;
-    // The body encoded once, sent by the lean client (load-client.ts): the load generator shares the machine with the service.
-    const payload = Buffer.from(body);
+    // The body encoded once and copied per call with its own hookInstance, sent by the lean client
+    // (load-client.ts): the load generator shares the machine with the service.
+    const payloadOf = callPayloads(body);
     const send = async (): Promise<{ status: number; cards: number }> => {
-      const response = await postCall(calls, SERVICE_PATH, ready.tokens[next++] ?? '', payload, REQUEST_TIMEOUT_MS);
+      const n = next++;
+      const response = await postCall(calls, SERVICE_PATH, ready.tokens[n] ?? '', payloadOf(n), REQUEST_TIMEOUT_MS);
       const json = JSON.parse(response.body.toString('utf8')) as { cards?: unknown[] };
       return { status: response.status, cards: json.cards?.length ?? -1 };
     };
