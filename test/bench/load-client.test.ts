@@ -52,6 +52,16 @@ describe('LoadClient', () => {
     client.close();
   });
 
+  it('sends a body given in pieces as their concatenation', async () => {
+    const client = new LoadClient(baseUrl);
+    const body = Buffer.from(JSON.stringify({ big: 'y'.repeat(100_000), accent: 'é' }));
+    const pieces = [body.subarray(0, 7), body.subarray(7, 50_001), Buffer.alloc(0), body.subarray(50_001)];
+    const response = await client.post('/cds-services/x', { 'Content-Type': 'application/json' }, pieces, 5000);
+    const echoed = JSON.parse(response.body.toString('utf8')) as Record<string, unknown>;
+    expect(echoed).toMatchObject({ bytes: body.length, text: body.toString('utf8') });
+    client.close();
+  });
+
   it('opens a connection per call in flight', async () => {
     const client = new LoadClient(baseUrl);
     const before = connections.size;
