@@ -37,5 +37,14 @@ parentPort?.on('message', (request: EvaluationWorkerRequest) => {
   answered = answered
     .then(() => answer(request))
     .catch((): PrefetchOutcome => ({ kind: 'fallback' }))
-    .then((outcome) => parentPort?.postMessage({ id: request.id, outcome } satisfies EvaluationWorkerResponse));
+    .then((outcome) => respond(request.id, outcome));
 });
+
+/** respond posts a call's outcome; one that cannot be sent goes as `fallback`, so every call is answered and the chain never breaks. */
+function respond(id: number, outcome: PrefetchOutcome): void {
+  try {
+    parentPort?.postMessage({ id, outcome } satisfies EvaluationWorkerResponse);
+  } catch {
+    parentPort?.postMessage({ id, outcome: { kind: 'fallback' } } satisfies EvaluationWorkerResponse);
+  }
+}
