@@ -77,6 +77,9 @@ export interface ServerReady {
   readonly tokens: readonly string[];
 }
 
+/** The request's hookInstance; {@link callPayloads} numbers it per call in its last 12 hex digits. */
+const HOOK_INSTANCE = 'b1e5a1c4-0f1a-4c55-9d7e-000000000000';
+
 /** The request body: an opioid draft order for a generated patient, the prefetch keyed by our templates. */
 export function orderSignRequest(templates: Readonly<Record<string, string>>, asOf: string): { body: string; prefetchResources: number } {
   const resources = generateOpioidPatient({ resources: GENERATED, seed: 11, asOf });
@@ -118,9 +121,6 @@ export function orderSignRequest(templates: Readonly<Record<string, string>>, as
   };
   return { body: JSON.stringify(body), prefetchResources: count };
 }
-
-/** The request's hookInstance; {@link callPayloads} numbers it per call in its last 12 hex digits. */
-const HOOK_INSTANCE = 'b1e5a1c4-0f1a-4c55-9d7e-000000000000';
 
 /**
  * callPayloads returns the encoded body for call `n`, in three pieces: the body with its
@@ -280,8 +280,8 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
     const templates = ((await discovery.json()) as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => SERVICE_PATH.endsWith(s.id))?.prefetch ?? {};
     const { body, prefetchResources } = orderSignRequest(templates, new Date().toISOString());
     let next = 0;
-    // The body encoded once and copied per call with its own hookInstance, sent by the lean client
-    // (load-client.ts): the load generator shares the machine with the service.
+    // The body encoded once and sent per call in pieces, uncopied, with its own hookInstance, by the
+    // lean client (load-client.ts): the load generator shares the machine with the service.
     const payloadOf = callPayloads(body);
     const send = async (): Promise<{ status: number; cards: number }> => {
       const n = next++;
