@@ -5,7 +5,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
 import { tuneHeapForServing } from '../src/http/heap.ts';
-import { startLiveService } from '../test/cds-hooks/live.ts';
+import { startLiveService, type SigningAlg } from '../test/cds-hooks/live.ts';
 import { LoadClient, type LoadResponse } from './load-client.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
 import { cpuSecondsSince, flag, isMain, numberFlag, printResult, round } from './support.ts';
@@ -37,8 +37,6 @@ const REQUEST_TIMEOUT_MS = 5000;
 const MAX_IN_FLIGHT = 256;
 /** Runs this file as the service process (`<file> --cairn-load-server <tokens> <threads> [ES384|RS384]`): the A/B bench starts another checkout's service the same way. */
 export const SERVER_FLAG = '--cairn-load-server';
-/** How the load's JWTs are signed: ES384 (the spec's example, the sandbox) by default; RS384 verifies ~40x cheaper. */
-export type SigningAlg = 'ES384' | 'RS384';
 /** Resources generated for the patient; those a template asks for (about 200) go into the prefetch. */
 const GENERATED = 300;
 

@@ -63,7 +63,7 @@ interface Job {
  * makes each slower). A call goes to an idle worker; when none is idle, to a busy one holding
  * fewer than CALLS_PER_WORKER; otherwise it waits here, in arrival order. A worker
  * prepares a knowledge version when first sent a call that uses it (the set travels as plain
- * data, as for the nightly batch). A worker that fails answers its call with `fallback` (the
+ * data, as for the nightly batch). A worker that fails answers its calls with `fallback` (the
  * caller's full path answers it) and leaves the pool; with no worker left, calls are evaluated
  * on this thread.
  */

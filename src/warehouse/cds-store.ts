@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { timestampTZValue, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import type { CdsStore, FeedbackRecord, FeedbackResult, InvocationRecord, IssuedCard, Snooze } from '../cds-hooks/store.ts';
 import type { HookId } from '../domain/hooks.ts';
@@ -36,7 +37,6 @@ const FLUSH_AT_RECORDS = 1000;
  * appended 25 rows a turn 4-7 ms (the appender's close, ~3 ms for 200 cards, is one piece).
  */
 const ROWS_PER_TURN = 25;
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** An ISO instant as DuckDB's TIMESTAMPTZ (microseconds since the epoch). */
 function instant(iso: string): DuckDBTimestampTZValue {

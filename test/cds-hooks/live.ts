@@ -125,6 +125,9 @@ export interface LiveService {
   close(): Promise<void>;
 }
 
+/** How the stand-in EHR signs its JWTs: ES384 (the spec's example, the sandbox) or RS384 (Epic's default; verifies ~40x cheaper). */
+export type SigningAlg = 'ES384' | 'RS384';
+
 export interface LiveOptions {
   /** The clock requests are authenticated and evaluated at (default: a fixed 2026-03-01T12:00:00Z, settable). */
   readonly now?: 'fixed' | 'wall';
@@ -134,7 +137,7 @@ export interface LiveOptions {
   /** Worker threads evaluating calls (server.evaluationThreads); default 0: on the HTTP thread. */
   readonly evaluationThreads?: number;
   /** The algorithm the stand-in EHR signs its JWTs with (both are CDS Hooks' choices); default ES384, as the spec's example and the sandbox. */
-  readonly signingAlg?: 'ES384' | 'RS384';
+  readonly signingAlg?: SigningAlg;
 }
 
 /**

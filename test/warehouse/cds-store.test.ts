@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { IssuedCard } from '../../src/cds-hooks/store.ts';
 import { queryRows, withWarehouse } from '../../src/warehouse/database.ts';
@@ -92,7 +93,7 @@ describe('CDS store: invocations written behind responses', () => {
       let next = 200;
       while (flushing) {
         await call(next++);
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
       await flushed;
       expect(next).toBeGreaterThan(201);
