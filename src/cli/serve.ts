@@ -1,12 +1,13 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import cron from 'node-cron';
 import { runNightly } from '../batch/nightly.ts';
 import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles, type ClientAuthenticator } from '../cds-hooks/auth/index.ts';
-import { loadConfig, type Config } from '../config/config.ts';
+import { resolveConfig, throwIfProblems, type Config } from '../config/config.ts';
 import { readDashboardAccess } from '../dashboards/access.ts';
-import { CairnError, formatProblem } from '../domain/errors.ts';
+import { CairnError, formatProblem, type Problem } from '../domain/errors.ts';
 import { createCqlCompiler } from '../cql-engine/compiler.ts';
 import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
 import { KnowledgeActivation } from '../authoring/activation.ts';
@@ -29,14 +30,49 @@ interface ServeFlags {
   readonly watch: boolean;
 }
 
-async function authenticatorFor(config: Config): Promise<ClientAuthenticator> {
-  if (config.auth.off) return createClientAuthenticator(parseAuthConfig({ mode: 'off' }), { now: Date.now });
-  const raw = (config.auth.raw ?? {}) as { clients?: unknown[] };
-  const fileClients = await readClientConfigFiles(config.clientsDir);
-  const auth = parseAuthConfig({ mode: 'required', ...raw, clients: [...(raw.clients ?? []), ...fileClients] }, { file: config.configFile });
+/**
+ * serveSettings checks what only `cairn serve` needs (trusted CDS clients, the batch schedule) and
+ * adds every problem to the configuration's own, so one failed start lists them all.
+ */
+async function serveSettings(config: Config, problems: Problem[], scheduleFlag: string | undefined): Promise<{ authenticator: ClientAuthenticator; schedule: string }> {
+  const schedule = scheduleFlag ?? config.schedule;
+  if (!cron.validate(schedule)) problems.push({ code: 'CONFIG_INVALID', path: scheduleFlag === undefined ? '$.schedule' : '--schedule', message: `"${schedule}" is not a valid cron expression` });
+  const authenticator = config.auth.off ? createClientAuthenticator(parseAuthConfig({ mode: 'off' }), { now: Date.now }) : await requiredAuthenticator(config, problems);
+  throwIfProblems(problems);
+  // No problems: the clients were read and parsed, so there is an authenticator.
+  return { authenticator: authenticator!, schedule };
+}
+
+/** requiredAuthenticator reads the trusted clients (the config's `auth.clients`, then `clientsDir`'s files), adding any problem to `problems`. */
+async function requiredAuthenticator(config: Config, problems: Problem[]): Promise<ClientAuthenticator | undefined> {
+  const raw: unknown = config.auth.raw ?? {};
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    problems.push({ code: 'CONFIG_INVALID', file: config.configFile, path: '$.auth', message: 'must be an object' });
+    return undefined;
+  }
+  // The default folder may be absent (a start from another folder); one the config names may not.
+  let fileClients: readonly unknown[] | undefined = [];
+  if (existsSync(config.clientsDir)) fileClients = await configProblems(problems, () => readClientConfigFiles(config.clientsDir));
+  else if (config.clientsDirConfigured) problems.push({ code: 'CONFIG_INVALID', file: config.configFile, path: '$.clientsDir', message: `folder ${config.clientsDir} does not exist` });
+  const inline: unknown = (raw as { clients?: unknown }).clients ?? [];
+  // Inline clients that are not a list are reported by the schema, as they are.
+  const clients = Array.isArray(inline) && fileClients ? [...(inline as unknown[]), ...fileClients] : inline;
+  const auth = await configProblems(problems, async () => parseAuthConfig({ mode: 'required', ...raw, clients }, { file: config.configFile, pathPrefix: '$.auth' }));
+  if (!auth) return undefined;
   const authenticator = createClientAuthenticator(auth, { now: Date.now });
-  await authenticator.ready();
+  await configProblems(problems, () => authenticator.ready());
   return authenticator;
+}
+
+/** configProblems runs a check that may throw CONFIG_INVALID, adding its problems to `problems` (undefined then). */
+async function configProblems<T>(problems: Problem[], check: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await check();
+  } catch (error) {
+    if (!(error instanceof CairnError && error.code === 'CONFIG_INVALID')) throw error;
+    problems.push(...error.problems);
+    return undefined;
+  }
 }
 
 /** registerServeCommand adds `cairn serve`: the CDS Hooks service plus the scheduled nightly job. */
@@ -51,14 +87,14 @@ export function registerServeCommand(program: Command): void {
     .option('--schedule <cron>', 'when the nightly batch runs (node-cron syntax, local time; default: config schedule or 02:00)')
     .option('--no-watch', 'do not activate the knowledge folder when its files change (SIGHUP and the admin API still do)')
     .action(async (flags: ServeFlags) => {
-      const config = loadConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
+      const { config, problems } = resolveConfig({ flags: { knowledgeDir: flags.knowledge, dataDir: flags.dataDir, config: flags.config }, env: process.env, cwd: process.cwd() });
+      const { authenticator, schedule } = await serveSettings(config, problems, flags.schedule);
       const history = new ActivationHistory(config.dataDir);
       const { activation, notes } = await KnowledgeActivation.start(config.knowledgeDir, { compiler: createCqlCompiler({ cacheDir: config.elmCacheDir }), model: loadFhirR4Model() }, history, {
         now: () => new Date(),
         actor: 'cairn serve',
       });
       const knowledge = activation.active;
-      const authenticator = await authenticatorFor(config);
       if (flags.demo) await ensureDemoPopulation({ path: config.databasePath, now: new Date() });
       const warehouse = await openWarehouse({ path: config.databasePath });
       const store = await createCdsStore(warehouse);
@@ -116,8 +152,6 @@ export function registerServeCommand(program: Command): void {
           batchRunning = false;
         }
       };
-      const schedule = flags.schedule ?? config.schedule;
-      if (!cron.validate(schedule)) throw new CairnError('CONFIG_INVALID', `schedule "${schedule}" is not a valid cron expression`);
       const task = cron.schedule(schedule, () => void nightly());
 
       const activate = async (actor: string, trigger: 'signal' | 'watch'): Promise<void> => {

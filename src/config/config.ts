@@ -80,6 +80,8 @@ export interface Config {
   /** The raw `auth` section, parsed by the CDS Hooks authentication module; `off` when CAIRN_AUTH=off. */
   readonly auth: { readonly raw: unknown; readonly off: boolean };
   readonly clientsDir: string;
+  /** Whether the config file names clientsDir (a named folder must exist; the default one may be absent). */
+  readonly clientsDirConfigured: boolean;
   readonly ingest: {
     readonly paths?: readonly string[];
     readonly bulk?: { readonly url: string; readonly tokenFile?: string; readonly types?: readonly string[] };
@@ -118,7 +120,23 @@ function readConfigFile(file: string, required: boolean, problems: Problem[]): z
   const parsed = FileSchema.safeParse(json);
   if (parsed.success) return parsed.data;
   for (const issue of parsed.error.issues) problems.push({ code: 'CONFIG_INVALID', file, path: ['$', ...issue.path.map(String)].join('.'), message: issue.message });
-  return {};
+  return validSections(json);
+}
+
+/**
+ * validSections keeps the sections of a file that failed its schema which are valid on their own,
+ * so that checks reading them (`cairn serve`'s clients and schedule) add their problems to the same
+ * report instead of showing up one failed start later.
+ */
+function validSections(json: unknown): z.infer<typeof FileSchema> {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return {};
+  const sections: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(FileSchema.shape)) {
+    if (!(key in json)) continue;
+    const section = schema.safeParse((json as Record<string, unknown>)[key]);
+    if (section.success) sections[key] = section.data;
+  }
+  return sections as z.infer<typeof FileSchema>;
 }
 
 function envNumber(env: Readonly<Record<string, string | undefined>>, name: string, problems: Problem[]): number | undefined {
@@ -143,7 +161,23 @@ function envBoolean(env: Readonly<Record<string, string | undefined>>, name: str
 }
 
 /** loadConfig resolves every setting or throws CONFIG_INVALID listing every problem. */
-export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config {
+export function loadConfig(inputs: ConfigInputs): Config {
+  const { config, problems } = resolveConfig(inputs);
+  throwIfProblems(problems);
+  return config;
+}
+
+/** throwIfProblems throws one CONFIG_INVALID listing every problem, if there are any. */
+export function throwIfProblems(problems: readonly Problem[]): void {
+  if (problems.length > 0) throw new CairnError('CONFIG_INVALID', `configuration is invalid (${problems.length} problem(s))`, { problems });
+}
+
+/**
+ * resolveConfig resolves every setting and lists the problems found; a setting with a problem keeps
+ * its default, so a command with checks of its own (`cairn serve`: clients, schedule) can add their
+ * problems to these and report all of them at once.
+ */
+export function resolveConfig({ flags = {}, env = {}, cwd }: ConfigInputs): { config: Config; problems: Problem[] } {
   const problems: Problem[] = [];
   const explicitFile = flags.config ?? env.CAIRN_CONFIG;
   const configFile = path.resolve(cwd, explicitFile ?? DEFAULT_CONFIG_FILE);
@@ -164,13 +198,12 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
   const trustFromEnv = envBoolean(env, 'CAIRN_TRUST_META_PROFILE', problems);
   const trustMetaProfile = flags.trustMetaProfile ?? trustFromEnv ?? file.batch?.trustMetaProfile ?? false;
 
-  if (problems.length > 0) throw new CairnError('CONFIG_INVALID', `configuration is invalid (${problems.length} problem(s))`, { problems });
-  return Object.freeze({
+  const config: Config = Object.freeze({
     knowledgeDir,
     dataDir,
     databasePath: path.resolve(cwd, env.CAIRN_DATABASE ?? fromFile(file.database) ?? path.join(dataDir, 'cairn.duckdb')),
     elmCacheDir: path.join(dataDir, 'elm-cache'),
-    configFile: explicitFile !== undefined || problems.length === 0 ? configFile : undefined,
+    configFile,
     server: Object.freeze({
       host,
       port,
@@ -183,6 +216,7 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
     }),
     auth: Object.freeze({ raw: file.auth, off: authSetting === 'off' }),
     clientsDir: path.resolve(cwd, fromFile(file.clientsDir) ?? 'config/clients'),
+    clientsDirConfigured: file.clientsDir !== undefined,
     ingest: Object.freeze({
       ...(file.ingest?.paths ? { paths: Object.freeze(file.ingest.paths.map((p) => fromFile(p) ?? p)) } : {}),
       ...(file.ingest?.bulk ? { bulk: Object.freeze({ ...file.ingest.bulk, ...(file.ingest.bulk.tokenFile ? { tokenFile: fromFile(file.ingest.bulk.tokenFile) } : {}) }) } : {}),
@@ -190,4 +224,5 @@ export function loadConfig({ flags = {}, env = {}, cwd }: ConfigInputs): Config 
     schedule: env.CAIRN_SCHEDULE ?? file.schedule ?? '0 2 * * *',
     batch: Object.freeze({ trustMetaProfile }),
   });
+  return { config, problems };
 }

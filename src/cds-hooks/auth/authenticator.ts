@@ -83,11 +83,10 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
     minRefreshIntervalMs: config.jwksFetch.minRefreshIntervalSeconds * 1000,
     maxAgeMs: config.jwksFetch.maxAgeSeconds * 1000,
   };
-  const clients = new Map(config.clients.map((client) => [client.iss, new ClientKeys(client, fetchJwks, deps.now, limits)]));
-  const replay = new ReplayCache(config.replayCacheMaxEntries);
+  const clients = new Map(config.clients.map((client) => [client.iss, new TrustedClient(client, fetchJwks, deps.now, limits, config.replayCacheMaxEntriesPerClient)]));
 
   /** selectKey checks the header and picks the verification key of the configured client named by iss. */
-  async function selectKey(token: string): Promise<Check<{ header: TokenHeader; client: ClientKeys; key: VerificationKey }>> {
+  async function selectKey(token: string): Promise<Check<{ header: TokenHeader; client: TrustedClient; key: VerificationKey }>> {
     const header = checkHeader(token);
     if (!header.ok) return header;
     const iss = unverifiedIssuer(token);
@@ -137,7 +136,7 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
       return unauthorized({ ok: false, reason: 'subject not allowed', detail: quote(sub ?? '') }, true);
     }
     // The jti stays remembered until the token could no longer pass the exp check.
-    const claim = replay.claim(`${iss}\u0000${jti}`, exp + config.leewaySeconds, nowSeconds);
+    const claim = client.replay.claim(jti, exp + config.leewaySeconds, nowSeconds);
     if (claim === 'replayed') return unauthorized({ ok: false, reason: 'replayed jti', detail: quote(jti) }, true);
     if (claim === 'full') return unauthorized({ ok: false, reason: 'replay cache full' }, true);
     if (input.serviceId !== undefined && cfg.services !== '*' && !cfg.services.includes(input.serviceId)) {
@@ -187,14 +186,17 @@ function quote(value: string): string {
   return JSON.stringify(value.length > 120 ? `${value.slice(0, 120)}…` : value);
 }
 
-/** The keys of one client: inline ones first, then its allow-listed JWKS URLs. */
-class ClientKeys {
+/** One configured client: its keys (inline ones first, then its allow-listed JWKS URLs) and the jtis it used. */
+class TrustedClient {
   readonly config: ClientConfig;
+  /** Its own, so the same jti from two issuers is two tokens and a client that fills its cache refuses only itself. */
+  readonly replay: ReplayCache;
   private inline: Promise<Map<string, VerificationKey>> | undefined;
   private readonly remotes: ReadonlyMap<string, RemoteKeySet>;
 
-  constructor(config: ClientConfig, fetchJwks: JwksFetcher, now: () => number, limits: RemoteKeySetLimits) {
+  constructor(config: ClientConfig, fetchJwks: JwksFetcher, now: () => number, limits: RemoteKeySetLimits, replayMaxEntries: number) {
     this.config = config;
+    this.replay = new ReplayCache(replayMaxEntries);
     this.remotes = new Map((config.jku ?? []).map((url) => [url, new RemoteKeySet(url, fetchJwks, now, limits)]));
   }
 

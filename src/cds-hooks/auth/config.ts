@@ -104,15 +104,19 @@ export const AuthConfigSchema = z
     clients: z.array(ClientConfigSchema).default([]),
     /** Clock skew tolerated for `exp`, `iat` and `nbf`. */
     leewaySeconds: z.number().int().min(0).max(300).default(60),
-    /** If set, reject tokens whose `exp - iat` is longer (the spec recommends at most 5 minutes). */
-    maxTokenLifetimeSeconds: z.number().int().min(1).optional(),
-    /** Bound of the jti replay cache; when full of unexpired entries, new tokens are refused (fail closed). */
-    replayCacheMaxEntries: z.number().int().min(1).max(10_000_000).default(100_000),
+    /**
+     * Reject tokens whose `exp` is further than this (plus the leeway) from now, whatever their `iat`:
+     * a jti is remembered until exp, so this bounds how long a token holds replay-cache room. CDS Hooks
+     * 2.0.1 sets no limit; its first draft and SMART Backend Services say five minutes.
+     */
+    maxTokenLifetimeSeconds: z.number().int().min(1).max(3_600).default(300),
+    /** Bound of each client's jti replay cache; a client whose cache is full of unexpired entries has its new tokens refused (fail closed), and no other client's. */
+    replayCacheMaxEntriesPerClient: z.number().int().min(1).max(1_000_000).default(100_000),
     jwksFetch: JwksFetchSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     if (config.mode === 'required' && config.clients.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['clients'], message: 'mode "required" needs at least one client' });
+      ctx.addIssue({ code: 'custom', path: ['clients'], message: 'no trusted CDS client: add one to auth.clients or a file to clientsDir (default config/clients/; examples in config/example-clients/), or set CAIRN_AUTH=off for a local trial' });
     }
     const seen = new Map<string, number>();
     config.clients.forEach((client, index) => {

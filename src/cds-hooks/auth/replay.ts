@@ -2,12 +2,12 @@
 export type ReplayClaim = 'ok' | 'replayed' | 'full';
 
 /**
- * ReplayCache remembers each (iss, jti) until the token can no longer be accepted, so a token is
- * accepted at most once. Keys are also filed by the whole second they expire in, and a second's
- * keys are forgotten once it has passed: a sweep costs what expired, not what is remembered (at
- * 170 calls/s with 5-minute tokens, sweeping all ~60,000 entries held the HTTP thread ~1.3 ms every
- * second). A cache full of live entries refuses new tokens (fail closed) rather than forgetting a
- * live jti.
+ * ReplayCache remembers each jti of one client until the token can no longer be accepted, so a token
+ * is accepted at most once; each client has its own, so one that fills its cache refuses no other.
+ * Keys are also filed by the whole second they expire in, and a second's keys are forgotten once it
+ * has passed: a sweep costs what expired, not what is remembered (at 170 calls/s with 5-minute
+ * tokens, sweeping all ~60,000 entries held the HTTP thread ~1.3 ms every second). A cache full of
+ * live entries refuses new tokens (fail closed) rather than forgetting a live jti.
  */
 export class ReplayCache {
   /** key -> the instant (seconds) it expires. */

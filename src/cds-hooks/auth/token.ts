@@ -122,7 +122,11 @@ export interface ClaimRules {
   readonly audience: string;
   readonly nowSeconds: number;
   readonly leewaySeconds: number;
-  readonly maxTokenLifetimeSeconds: number | undefined;
+  /**
+   * How far after now exp may be (leeway added). Bounded from now, not from iat (only the client's
+   * word: the spec's example token claims 3.5 years): a jti holds replay-cache room until exp.
+   */
+  readonly maxTokenLifetimeSeconds: number;
 }
 
 /** checkClaims validates the verified payload: required claims, exact audience, and times with leeway. */
@@ -141,8 +145,6 @@ export function checkClaims(payload: unknown, rules: ClaimRules): Check<Claims> 
   if (nowSeconds >= claims.exp + leewaySeconds) return fail('expired', `exp ${claims.exp}, now ${Math.floor(nowSeconds)}`);
   if (claims.iat > nowSeconds + leewaySeconds) return fail('issued in the future', `iat ${claims.iat}, now ${Math.floor(nowSeconds)}`);
   if (claims.nbf !== undefined && claims.nbf > nowSeconds + leewaySeconds) return fail('not yet valid', `nbf ${claims.nbf}`);
-  if (rules.maxTokenLifetimeSeconds !== undefined && claims.exp - claims.iat > rules.maxTokenLifetimeSeconds) {
-    return fail('lifetime too long', `exp - iat = ${claims.exp - claims.iat} s`);
-  }
+  if (claims.exp > nowSeconds + rules.maxTokenLifetimeSeconds + leewaySeconds) return fail('lifetime too long', `exp ${claims.exp}, now ${Math.floor(nowSeconds)}`);
   return { ok: true, value: claims };
 }

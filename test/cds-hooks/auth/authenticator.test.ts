@@ -56,6 +56,9 @@ const cases: Case[] = [
   { name: 'expired beyond the 60 s leeway', authorization: () => bearer(sign(es, claims({ exp: NOW_S - 61 }))), want: unauthorized('expired') },
   { name: 'expired exactly at the leeway edge', authorization: () => bearer(sign(es, claims({ exp: NOW_S - 60 }))), want: unauthorized('expired') },
   { name: 'expired but within leeway', authorization: () => bearer(sign(es, claims({ exp: NOW_S - 30 }))), want: 'ok' },
+  { name: 'exp at the default 300 s lifetime + leeway from now', authorization: () => bearer(sign(es, claims({ exp: NOW_S + 360 }))), want: 'ok' },
+  { name: 'exp beyond the default 300 s lifetime + leeway from now', authorization: () => bearer(sign(es, claims({ exp: NOW_S + 361 }))), want: unauthorized('lifetime too long') },
+  { name: 'exp ten years away, whatever iat says', authorization: () => bearer(sign(es, claims({ iat: NOW_S + 30, exp: NOW_S + 10 * 365 * 86_400 }))), want: unauthorized('lifetime too long') },
   { name: 'iat in the future beyond leeway', authorization: () => bearer(sign(es, claims({ iat: NOW_S + 120 }))), want: unauthorized('issued in the future') },
   { name: 'iat in the future within leeway', authorization: () => bearer(sign(es, claims({ iat: NOW_S + 30 }))), want: 'ok' },
   { name: 'nbf in the future', authorization: () => bearer(sign(es, claims({ nbf: NOW_S + 600 }))), want: unauthorized('not yet valid') },
@@ -137,9 +140,9 @@ describe('createClientAuthenticator', () => {
     expect(await auth.authenticate({ ...input, authorization: `Bearer ${sameJtiOtherIssuer}` })).toMatchObject({ ok: true });
   });
 
-  it('refuses new tokens when the replay cache is full of live entries, and accepts again once they expire', async () => {
+  it('refuses new tokens of a client whose replay cache is full of live entries, and accepts again once they expire', async () => {
     let now = NOW_MS;
-    const auth = createClientAuthenticator(parseAuthConfig({ ...plain(base), replayCacheMaxEntries: 2 }), { now: () => now });
+    const auth = createClientAuthenticator(parseAuthConfig({ ...plain(base), replayCacheMaxEntriesPerClient: 2 }), { now: () => now });
     const call = async (exp: number) =>
       auth.authenticate({ authorization: `Bearer ${await sign(es, claims({ exp }))}`, audience: AUD, serviceId: 'statin-use' });
     expect(await call(NOW_S + 10)).toMatchObject({ ok: true });
@@ -149,10 +152,23 @@ describe('createClientAuthenticator', () => {
     expect(await call(NOW_S + 300)).toMatchObject({ ok: true });
   });
 
-  it('rejects a lifetime longer than maxTokenLifetimeSeconds', async () => {
-    const auth = authenticator(parseAuthConfig({ ...plain(base), maxTokenLifetimeSeconds: 300 }));
-    const token = await sign(es, claims({ iat: NOW_S - 10, exp: NOW_S + 3600 }));
-    expect(await auth.authenticate({ authorization: `Bearer ${token}`, audience: AUD, serviceId: 'statin-use' })).toMatchObject({ ok: false, reason: 'lifetime too long' });
+  it('a client filling its replay quota never refuses another client (the audit lock-out)', async () => {
+    const auth = createClientAuthenticator(parseAuthConfig({ ...plain(base), replayCacheMaxEntriesPerClient: 5 }), { now: () => NOW_MS });
+    const call = async (key: TestKey, overrides: Record<string, unknown>) =>
+      auth.authenticate({ authorization: `Bearer ${await sign(key, claims(overrides))}`, audience: AUD, serviceId: 'statin-use' });
+    const fromA = { iss: OTHER_ISS, sub: 'cairn-client' };
+    // Ten-year tokens are refused outright, so they take no room.
+    for (let i = 0; i < 5; i++) expect(await call(rs, { ...fromA, exp: NOW_S + 10 * 365 * 86_400 })).toMatchObject({ ok: false, reason: 'lifetime too long' });
+    for (let i = 0; i < 5; i++) expect(await call(rs, { ...fromA, exp: NOW_S + 360 })).toMatchObject({ ok: true });
+    expect(await call(rs, { ...fromA, exp: NOW_S + 360 })).toMatchObject({ ok: false, reason: 'replay cache full' });
+    expect(await call(es, {})).toMatchObject({ ok: true, client: { iss: ISS } });
+  });
+
+  it('bounds exp from now by maxTokenLifetimeSeconds', async () => {
+    const auth = authenticator(parseAuthConfig({ ...plain(base), maxTokenLifetimeSeconds: 60 }));
+    const call = async (exp: number) => auth.authenticate({ authorization: `Bearer ${await sign(es, claims({ iat: NOW_S, exp }))}`, audience: AUD, serviceId: 'statin-use' });
+    expect(await call(NOW_S + 120)).toMatchObject({ ok: true });
+    expect(await call(NOW_S + 121)).toMatchObject({ ok: false, reason: 'lifetime too long' });
   });
 
   it('uses only the injected clock', async () => {
