@@ -10,7 +10,7 @@ import type { ActionTemplate, CardTemplate } from '../knowledge/rule-schema.ts';
 import { deterministicUuid, stableStringify } from './ids.ts';
 import type { ConditionTrace } from '../rules-engine/conditions.ts';
 import type { PreparedKnowledge } from './prepare.ts';
-import { renderJson, renderText, truncateSummary } from './render.ts';
+import { renderJson, renderText, requiredText, truncateSummary } from './render.ts';
 
 /** What to evaluate a patient for: the instant (required: evaluation never reads the clock) and, in real time, the hook. */
 export interface EvaluationRequest {
@@ -85,7 +85,7 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
           const extension = { [PROVENANCE_EXTENSION]: base, ...(concerns.length ? { [SELECTIONS_EXTENSION]: concerns } : {}) };
           decisions.push({ ...base, kind: 'card', hook: request.hook, card: { ...card, extension } } satisfies CardDecision);
         }
-        const actions = (spec.outcome.systemActions ?? []).flatMap((action) => renderActions(action, facts));
+        const actions = (spec.outcome.systemActions ?? []).flatMap((action, i) => renderActions(action, facts, `$.outcome.systemActions[${i}]`));
         if (actions.length > 0) decisions.push({ ...base, kind: 'system-action', hook: request.hook, actions } satisfies SystemActionDecision);
         continue;
       }
@@ -151,10 +151,11 @@ function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], 
   const detail = template.detail ? renderText(template.detail, facts).trim() : '';
   const suggestions = (template.suggestions ?? [])
     .map((suggestion, i): Suggestion | undefined => {
-      const actions = (suggestion.actions ?? []).flatMap((action) => renderActions(action, facts));
+      const where = `$.outcome.card.suggestions[${i}]`;
+      const actions = (suggestion.actions ?? []).flatMap((action, j) => renderActions(action, facts, `${where}.actions[${j}]`));
       if (suggestion.actions && actions.length === 0) return undefined;
       return {
-        label: renderText(suggestion.label, facts),
+        label: requiredText(suggestion.label, facts, `${where}.label`),
         uuid: deterministicUuid(uuid, 'suggestion', String(i)),
         ...(suggestion.isRecommended === undefined ? {} : { isRecommended: suggestion.isRecommended }),
         ...(actions.length ? { actions } : {}),
@@ -164,7 +165,7 @@ function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], 
   const source = template.source ?? ruleSource;
   return {
     uuid,
-    summary: truncateSummary(renderText(template.summary, facts)),
+    summary: truncateSummary(requiredText(template.summary, facts, '$.outcome.card.summary')),
     ...(detail ? { detail } : {}),
     indicator: template.indicator,
     source: source ?? { label: 'Cairn' },
@@ -175,9 +176,9 @@ function renderCard(template: CardTemplate, ruleSource: CardTemplate['source'], 
 }
 
 
-/** renderActions fills an action template; a delete whose ids come from a fact becomes one action per id (CDS Hooks 2.0 `resourceId` is one reference). */
-function renderActions(action: ActionTemplate, facts: Readonly<Record<string, JsonValue>>): Action[] {
-  const description = renderText(action.description, facts);
+/** renderActions fills the action template at `where` in the rule; a delete whose ids come from a fact becomes one action per id (CDS Hooks 2.0 `resourceId` is one reference). */
+function renderActions(action: ActionTemplate, facts: Readonly<Record<string, JsonValue>>, where: string): Action[] {
+  const description = requiredText(action.description, facts, `${where}.description`);
   if (action.type === 'delete') {
     const ids = Array.isArray(action.resourceId) ? action.resourceId : toStrings(action.resourceId ? facts[action.resourceId.fact] : null);
     return ids.map((resourceId) => ({ type: 'delete', description, resourceId }));

@@ -1,3 +1,4 @@
+import { CairnError } from '../domain/errors.ts';
 import type { JsonValue } from '../cql-engine/values.ts';
 
 const PLACEHOLDER = /\{\{\s*([^{}]+?)\s*\}\}/g;
@@ -30,18 +31,54 @@ export function renderText(template: string, facts: Readonly<Record<string, Json
 /**
  * renderJson fills placeholders throughout a JSON template (a FHIR resource in a suggestion). A
  * string that is exactly one placeholder takes the fact's JSON value, so resources can embed codes
- * and references, not just their text.
+ * and references, not just their text. Nulls and empty strings, lists and objects are left out at
+ * every depth, a missing fact's key with them: FHIR JSON allows none of these. Returns undefined
+ * when nothing is left.
  */
 export function renderJson(template: unknown, facts: Readonly<Record<string, JsonValue>>): unknown {
+  return withoutEmpty(fill(template, facts));
+}
+
+function fill(template: unknown, facts: Readonly<Record<string, JsonValue>>): unknown {
   if (typeof template === 'string') {
     const whole = WHOLE_PLACEHOLDER.exec(template);
-    return whole ? facts[whole[1] ?? ''] ?? null : renderText(template, facts);
+    return whole ? facts[whole[1] ?? ''] : renderText(template, facts);
   }
-  if (Array.isArray(template)) return template.map((item) => renderJson(item, facts));
+  if (Array.isArray(template)) return template.map((item) => fill(item, facts));
   if (template && typeof template === 'object') {
-    return Object.fromEntries(Object.entries(template).map(([key, value]) => [key, renderJson(value, facts)]));
+    return Object.fromEntries(Object.entries(template).map(([key, value]) => [key, fill(value, facts)]));
   }
   return template;
+}
+
+/** withoutEmpty drops nulls and empty values innermost first, so a list holding only nulls goes too. */
+function withoutEmpty(value: unknown): unknown {
+  if (value === null || value === '') return undefined;
+  if (Array.isArray(value)) {
+    const items = value.map(withoutEmpty).filter((item) => item !== undefined);
+    return items.length ? items : undefined;
+  }
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value).flatMap(([key, item]) => {
+      const kept = withoutEmpty(item);
+      return kept === undefined ? [] : [[key, kept] as const];
+    });
+    return entries.length ? Object.fromEntries(entries) : undefined;
+  }
+  return value;
+}
+
+/**
+ * requiredText renders a text CDS Hooks requires (a card summary, a suggestion label, an action
+ * description). One that renders empty is the rule's error for this patient, never an empty field;
+ * `where` is its path in the rule, e.g. `$.outcome.card.summary`.
+ */
+export function requiredText(template: string, facts: Readonly<Record<string, JsonValue>>, where: string): string {
+  const text = renderText(template, facts).trim();
+  if (!text) {
+    throw new CairnError('EVALUATION_FAILED', `${where} "${template}" rendered empty: CDS Hooks requires this text, so the rule returns no card or action for this patient`, { context: { where, template } });
+  }
+  return text;
 }
 
 /** truncateSummary keeps a rendered summary under the CDS Hooks 140-character limit, at a word boundary. */

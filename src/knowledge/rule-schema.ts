@@ -19,19 +19,39 @@ const Coding = z.strictObject({
   display: nonEmpty.optional(),
 });
 
+/** The EHR lists override reasons by their text, so the service must populate display ({@link https://cds-hooks.hl7.org/2.0/#override-reasons}). */
+const OverrideReason = Coding.extend({
+  display: z.string({ error: 'required: the EHR shows each override reason to the clinician by its display (CDS Hooks 2.0 override reasons)' }).trim().min(1, 'must not be empty'),
+});
+
+/** A URL the EHR opens in a browser: other schemes (javascript:, data:, file:) would run code or read files there. */
+const WebUrl = z.url({
+  protocol: /^https?$/,
+  error: (issue) => `must be an http(s) URL, not ${JSON.stringify(issue.input)}: the EHR opens it in a browser, where other schemes (javascript:, data:, file:) can run code or read files`,
+});
+
+/** {@link https://cds-hooks.hl7.org/2.0/#source} */
 const Source = z.strictObject({
   label: nonEmpty,
-  url: z.url().optional(),
-  icon: z.url().optional(),
+  url: WebUrl.optional(),
+  icon: WebUrl.optional(),
   topic: Coding.optional(),
 });
 
-const Link = z.strictObject({
-  label: nonEmpty,
-  url: z.url(),
-  type: z.enum(['absolute', 'smart']),
-  appContext: z.string().optional(),
-});
+/** {@link https://cds-hooks.hl7.org/2.0/#link} */
+const Link = z
+  .strictObject({
+    label: nonEmpty,
+    url: WebUrl,
+    type: z.enum(['absolute', 'smart']),
+    /** Handed to the SMART app the link launches. */
+    appContext: nonEmpty.optional(),
+  })
+  .superRefine((link, ctx) => {
+    if (link.appContext !== undefined && link.type !== 'smart') {
+      ctx.addIssue({ code: 'custom', path: ['appContext'], message: 'only a smart link carries appContext: an absolute link launches no SMART app to hand it to (CDS Hooks 2.0 Link)' });
+    }
+  });
 
 const Action = z
   .strictObject({
@@ -67,7 +87,7 @@ const CardOutcome = z
     source: Source.optional(),
     suggestions: z.array(Suggestion).min(1).optional(),
     selectionBehavior: z.enum(['at-most-one', 'any']).optional(),
-    overrideReasons: z.array(Coding).min(1).optional(),
+    overrideReasons: z.array(OverrideReason).min(1).optional(),
     links: z.array(Link).min(1).optional(),
   })
   .superRefine((card, ctx) => {

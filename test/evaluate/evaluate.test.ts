@@ -170,3 +170,47 @@ describe('what a patient evaluation computes', () => {
     expect(traced.errors).toEqual([expect.objectContaining({ ruleId: 'lazy-facts' })]);
   });
 });
+
+describe('what a card never carries', () => {
+  it('reports a card whose summary, suggestion label or action description renders empty as a rule error, and drops empty resource fields', async () => {
+    const { copyKnowledge } = await import('../support/knowledge.ts');
+    const { writeFile } = await import('node:fs/promises');
+    const root = await copyKnowledge();
+    await writeFile(path.join(root, 'cql/BlankFacts.cql'), [
+      "library BlankFacts version '1.0.0'",
+      "using FHIR version '4.0.1'",
+      'context Patient',
+      'define "Fires": true',
+      "define \"Blank\": ''",
+      'define "No Ids": List<String>{}',
+      'define "Nothing": null as String',
+    ].join('\n'));
+    const rule = (id: string, outcome: Record<string, unknown>): string => JSON.stringify({
+      id, version: '1.0.0', title: id, description: 'Renders blank facts.', status: 'active',
+      source: { label: 'Cairn test fixture' }, runs: { hooks: ['patient-view'] },
+      cql: { library: 'BlankFacts', facts: ['Fires', 'Blank', 'No Ids', 'Nothing'] },
+      conditions: { all: [{ fact: 'Fires', operator: 'equal', value: true }] },
+      outcome,
+    });
+    const card = (fields: Record<string, unknown>): Record<string, unknown> => ({ card: { summary: 'Something to know', indicator: 'info', ...fields } });
+    const create = (description: string, resource: Record<string, unknown>): Record<string, unknown> => ({ type: 'create', description, resource });
+    await writeFile(path.join(root, 'rules/blank-summary.json'), rule('blank-summary', card({ summary: ' {{Blank}}{{No Ids}} ' })));
+    await writeFile(path.join(root, 'rules/blank-label.json'), rule('blank-label', card({ suggestions: [{ label: '{{Blank}}' }], selectionBehavior: 'any' })));
+    await writeFile(path.join(root, 'rules/blank-description.json'), rule('blank-description', { systemActions: [create('{{No Ids}}', { resourceType: 'Task' })] }));
+    await writeFile(path.join(root, 'rules/null-fields.json'), rule('null-fields', {
+      systemActions: [create('Create a task', { resourceType: 'Task', status: 'requested', intent: 'order', for: '{{Nothing}}', note: [{ text: '{{Blank}}' }], input: '{{No Ids}}' })],
+    }));
+    const blanks = await loadPreparedKnowledge(root, testDeps());
+    const result = await evaluatePatient(blanks, patient, { evaluatedAt: AT, hook: 'patient-view', context: { patientId: 'p1', userId: 'Practitioner/1' }, ruleIds: ['blank-summary', 'blank-label', 'blank-description', 'null-fields'] });
+    expect(result.errors).toEqual([
+      expect.objectContaining({ ruleId: 'blank-description', message: expect.stringMatching(/outcome\.systemActions\[0\]\.description.*empty/) }),
+      expect.objectContaining({ ruleId: 'blank-label', message: expect.stringMatching(/outcome\.card\.suggestions\[0\]\.label.*empty/) }),
+      expect.objectContaining({ ruleId: 'blank-summary', message: expect.stringMatching(/outcome\.card\.summary.*empty/) }),
+    ]);
+    expect(result.decisions).toEqual([expect.objectContaining({
+      kind: 'system-action',
+      ruleId: 'null-fields',
+      actions: [{ type: 'create', description: 'Create a task', resource: { resourceType: 'Task', status: 'requested', intent: 'order' } }],
+    })]);
+  });
+});

@@ -16,6 +16,9 @@ const validRule = {
   outcome: { card: { summary: 'Something to know', indicator: 'info' } },
 };
 
+/** card patches the valid rule's card with extra fields. */
+const card = (fields: Record<string, unknown>): Record<string, unknown> => ({ outcome: { card: { ...validRule.outcome.card, ...fields } } });
+
 const condition: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   node: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
@@ -60,6 +63,17 @@ describe('RuleSchema', () => {
     expect(result.error?.issues.map((i) => i.path.join('.'))).toEqual(['conditions.all.0.any.0.operator']);
   });
 
+  it('accepts a smart link with appContext, an absolute link without, and override reasons with display', () => {
+    const links = [{ label: 'App', url: 'https://app.example.org/launch', type: 'smart', appContext: '{"order":"MedicationRequest/1"}' }, { label: 'Guideline', url: 'http://example.org/g', type: 'absolute' }];
+    const overrideReasons = [{ system: 'http://x', code: 'snooze', display: 'Snooze' }];
+    expect(RuleSchema.safeParse({ ...validRule, ...card({ links, overrideReasons }) }).error?.issues).toBeUndefined();
+  });
+
+  it('says why a link url is refused', () => {
+    const result = RuleSchema.safeParse({ ...validRule, ...card({ links: [{ label: 'L', url: 'javascript:alert(1)', type: 'absolute' }] }) });
+    expect(result.error?.issues.map((i) => i.message)).toEqual([expect.stringMatching(/http\(s\) URL.*javascript:/)]);
+  });
+
   const invalid: { name: string; patch: Record<string, unknown>; path: string }[] = [
     { name: 'id not kebab-case', patch: { id: 'A Rule' }, path: 'id' },
     { name: 'status outside the set', patch: { status: 'live' }, path: 'status' },
@@ -70,6 +84,16 @@ describe('RuleSchema', () => {
     { name: 'care gap naming neither measure nor guideline', patch: { runs: { batch: true }, outcome: { careGap: { missing: 'x' } } }, path: 'outcome.careGap.guideline' },
     { name: 'a card on a batch-only rule', patch: { runs: { batch: true } }, path: 'outcome.card' },
     { name: 'unknown field', patch: { colour: 'red' }, path: '' },
+    { name: 'an override reason without display', patch: card({ overrideReasons: [{ system: 'http://x', code: 'snooze' }] }), path: 'outcome.card.overrideReasons.0.display' },
+    { name: 'an override reason without system', patch: card({ overrideReasons: [{ code: 'snooze', display: 'Snooze' }] }), path: 'outcome.card.overrideReasons.0.system' },
+    { name: 'a javascript: link', patch: card({ links: [{ label: 'L', url: 'javascript:alert(1)', type: 'absolute' }] }), path: 'outcome.card.links.0.url' },
+    { name: 'a data: link on a smart link', patch: card({ links: [{ label: 'L', url: 'data:text/html,<script>1</script>', type: 'smart' }] }), path: 'outcome.card.links.0.url' },
+    { name: 'a link type outside absolute|smart', patch: card({ links: [{ label: 'L', url: 'https://x.org', type: 'relative' }] }), path: 'outcome.card.links.0.type' },
+    { name: 'appContext on an absolute link', patch: card({ links: [{ label: 'L', url: 'https://x.org', type: 'absolute', appContext: '{}' }] }), path: 'outcome.card.links.0.appContext' },
+    { name: 'an empty appContext on a smart link', patch: card({ links: [{ label: 'L', url: 'https://x.org/launch', type: 'smart', appContext: ' ' }] }), path: 'outcome.card.links.0.appContext' },
+    { name: 'a rule source icon over ftp', patch: { source: { label: 'G', icon: 'ftp://x.org/icon.png' } }, path: 'source.icon' },
+    { name: 'a card source url over file:', patch: card({ source: { label: 'G', url: 'file:///etc/passwd' } }), path: 'outcome.card.source.url' },
+    { name: 'a blank source label', patch: { source: { label: '   ' } }, path: 'source.label' },
   ];
   for (const { name, patch, path } of invalid) {
     it(`rejects ${name}`, () => {
