@@ -23,23 +23,39 @@ export const FeedbackRequestSchema = z.looseObject({
 
 export type FeedbackRequest = z.infer<typeof FeedbackRequestSchema>;
 
-const SNOOZE = /(?:^|[-_])snooze[-_]?(\d+)\s*(d|day|days|w|wk|week|weeks|m|mo|month|months)$/i;
+/** Longest snooze a reason code can ask for: a year; longer is no snooze (and no date past JavaScript's range). */
+export const MAX_SNOOZE_DAYS = 366;
 
-/** snoozeDays reads a snooze period from an override-reason code such as `snooze-30d` or `snooze-2w`. */
+const SNOOZE = /(?:^|[-_])snooze[-_]?(\d{1,4})\s*(d|day|days|w|wk|week|weeks|m|mo|month|months)$/i;
+
+/** snoozeDays reads a snooze period from an override-reason code such as `snooze-30d` or `snooze-2w`; none beyond MAX_SNOOZE_DAYS. */
 export function snoozeDays(code: string): number | undefined {
   const match = SNOOZE.exec(code);
   if (!match) return undefined;
   const n = Number(match[1]);
   const unit = (match[2] ?? 'd').toLowerCase();
-  if (unit.startsWith('w')) return n * 7;
-  if (unit.startsWith('m')) return n * 30;
-  return n;
+  const days = unit.startsWith('w') ? n * 7 : unit.startsWith('m') ? n * 30 : n;
+  return days > 0 && days <= MAX_SNOOZE_DAYS ? days : undefined;
 }
 
-/** toRecords turns a validated feedback body into store records and the snoozes it asks for. */
+/** The override reasons a rule's card offers (system and code), by rule id; undefined for a rule the serving knowledge no longer has. */
+export type OfferedReasons = (ruleId: string) => readonly { readonly system: string; readonly code: string }[] | undefined;
+
+/**
+ * toRecords turns a validated feedback body into store records and the snoozes it asks for. Only
+ * a snooze reason the card's rule offers silences it: the client may send any Coding, and one it
+ * makes up (`snooze-36500d` on a drug-interaction card that offers no snooze) must not mute a
+ * safety warning. Every item is recorded either way.
+ */
 export function toRecords(
   request: FeedbackRequest,
-  context: { readonly serviceId: string; readonly client: string; readonly receivedAt: string; readonly cardOwner: (uuid: string) => { ruleId: string; patientId: string } | undefined },
+  context: {
+    readonly serviceId: string;
+    readonly client: string;
+    readonly receivedAt: string;
+    readonly cardOwner: (uuid: string) => { ruleId: string; patientId: string } | undefined;
+    readonly offeredReasons: OfferedReasons;
+  },
 ): { records: FeedbackRecord[]; snoozes: Snooze[] } {
   const records: FeedbackRecord[] = [];
   const snoozes: Snooze[] = [];
@@ -56,8 +72,9 @@ export function toRecords(
       client: context.client,
       receivedAt: context.receivedAt,
     });
-    const days = item.outcome === 'overridden' && reason ? snoozeDays(reason.code) : undefined;
     const owner = context.cardOwner(item.card);
+    const offered = owner && reason ? context.offeredReasons(owner.ruleId)?.some((o) => o.system === reason.system && o.code === reason.code) : false;
+    const days = item.outcome === 'overridden' && reason && offered ? snoozeDays(reason.code) : undefined;
     if (days !== undefined && owner) {
       const until = new Date(Date.parse(item.outcomeTimestamp) + days * 86_400_000).toISOString();
       snoozes.push({ ruleId: owner.ruleId, patientId: owner.patientId, until });

@@ -1,7 +1,7 @@
 import type { PatientEvaluation } from '../domain/decisions.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
-import { assemblePatientData } from './prefetch/assemble.ts';
+import { assemblePatientData, shortfallOf } from './prefetch/assemble.ts';
 import { parseHookRequest, type RequestIssue } from './request.ts';
 import type { CdsService } from './services.ts';
 
@@ -35,7 +35,7 @@ function mayPoison(body: string): boolean {
  * evaluateFromPrefetch answers one service call from its body alone, exactly as the full path in
  * routes.ts would when no data is missing: same request validation, same data assembly, same
  * evaluation. Anything else (unparseable JSON, missing or partial prefetch, an evaluation that
- * throws) is `fallback`, for the full path to answer as it always has.
+ * throws, a Medication referenced by id and not in the body) is `fallback`, for the full path to answer.
  */
 export async function evaluateFromPrefetch(prepared: PreparedKnowledge, service: CdsService, body: CallBody, evaluatedAt: string): Promise<PrefetchOutcome> {
   const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
@@ -50,8 +50,9 @@ export async function evaluateFromPrefetch(prepared: PreparedKnowledge, service:
   if (!parsed.ok) return { kind: 'invalid', issues: parsed.issues };
   const { request, context } = parsed;
   try {
-    const data = await assemblePatientData({ templates: service.prefetch, context, prefetch: request.prefetch });
-    if (data.missing.length > 0 || data.incomplete.length > 0) return { kind: 'fallback' };
+    // With no network here, a `Medication/<id>` the body does not hold is unresolved: the full path reads it.
+    const data = await assemblePatientData({ templates: service.prefetch, context, prefetch: request.prefetch, followReferences: ['Medication'] });
+    if (shortfallOf(data, service.prefetch)) return { kind: 'fallback' };
     const evaluation = await evaluatePatient(prepared, data.resources, { evaluatedAt, hook: service.hook, context, hookInstance: request.hookInstance, ruleIds: service.ruleIds });
     return { kind: 'evaluated', hookInstance: request.hookInstance, patientId: String(context.patientId), evaluation };
   } catch {

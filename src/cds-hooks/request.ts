@@ -12,20 +12,31 @@ const Bundle = z.looseObject({
   entry: z.array(z.looseObject({ resource: z.looseObject({ resourceType: z.string() }).optional() })).optional(),
 });
 
-/** `Patient/123` or `123`, as ids appear in contexts; normalised to the bare id. */
-const PatientId = z.string().trim().min(1).transform((id) => id.replace(/^Patient\//, ''));
-const UserId = z.string().trim().regex(/^(Practitioner|PractitionerRole|Patient|RelatedPerson)\/[A-Za-z0-9\-.]{1,64}$/, 'must be a FHIR reference to Practitioner, PractitionerRole, Patient or RelatedPerson');
-const Reference = z.string().trim().min(1);
+/**
+ * A FHIR id ({@link https://hl7.org/fhir/R4/datatypes.html#id}) that is not `.` or `..`: those match
+ * the grammar but are URL dot segments, so `Patient/..` would read another URL with the bearer token.
+ */
+const ID = '(?!\\.{1,2}$)[A-Za-z0-9\\-.]{1,64}';
 
-const base = { userId: UserId, patientId: PatientId, encounterId: z.string().trim().min(1).optional() };
+/** contextId parses a context id of `type`, bare as the spec says or `Type/id` as some clients send it, to the bare id. */
+function contextId(type: string) {
+  const message = `must be a FHIR ${type} id ([A-Za-z0-9-.]{1,64}, not "." or ".."), optionally prefixed "${type}/"`;
+  return z.string().trim().regex(new RegExp(`^(?:${type}/)?${ID}$`), message).transform((id) => (id.startsWith(`${type}/`) ? id.slice(type.length + 1) : id));
+}
+
+const UserId = z.string().trim().regex(new RegExp(`^(?:Practitioner|PractitionerRole|Patient|RelatedPerson)/${ID}$`), 'must be a FHIR reference to Practitioner, PractitionerRole, Patient or RelatedPerson');
+const Reference = z.string().trim().min(1);
+const EncounterId = contextId('Encounter');
+
+const base = { userId: UserId, patientId: contextId('Patient'), encounterId: EncounterId.optional() };
 
 /** The context fields each hook requires; unknown extra fields are allowed (spec: extensible). */
 export const HOOK_CONTEXTS = {
   'patient-view': z.looseObject(base),
   'order-select': z.looseObject({ ...base, selections: z.array(Reference).min(1), draftOrders: Bundle }),
   'order-sign': z.looseObject({ ...base, draftOrders: Bundle }),
-  'encounter-start': z.looseObject({ ...base, encounterId: z.string().trim().min(1) }),
-  'encounter-discharge': z.looseObject({ ...base, encounterId: z.string().trim().min(1) }),
+  'encounter-start': z.looseObject({ ...base, encounterId: EncounterId }),
+  'encounter-discharge': z.looseObject({ ...base, encounterId: EncounterId }),
   'appointment-book': z.looseObject({ ...base, appointments: Bundle }),
 } satisfies Record<HookId, z.ZodType>;
 
@@ -78,5 +89,13 @@ export function parseHookRequest(body: unknown, serviceHook: HookId): ParsedHook
   }
   const context = HOOK_CONTEXTS[serviceHook].safeParse(request.context);
   if (!context.success) return { ok: false, issues: issuesOf(context.error, ['context']) };
+  const unknownSelections = serviceHook === 'order-select' ? selectionsNotDrafted(context.data as z.infer<(typeof HOOK_CONTEXTS)['order-select']>) : [];
+  if (unknownSelections.length > 0) return { ok: false, issues: unknownSelections };
   return { ok: true, request, hook: serviceHook, context: context.data as Record<string, unknown> };
+}
+
+/** order-select's `selections` name resources of its `draftOrders` (`MedicationRequest/103`); one that names none is an error, not a card about nothing. */
+function selectionsNotDrafted(context: z.infer<(typeof HOOK_CONTEXTS)['order-select']>): RequestIssue[] {
+  const drafted = new Set((context.draftOrders.entry ?? []).flatMap((e) => (e.resource && typeof e.resource.id === 'string' ? [`${e.resource.resourceType}/${e.resource.id}`] : [])));
+  return context.selections.flatMap((selection, i) => (drafted.has(selection) ? [] : [{ field: `context.selections.${i}`, message: `"${selection}" is not a resource of context.draftOrders (expected Type/id of one of its entries)` }]));
 }

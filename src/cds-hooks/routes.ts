@@ -6,7 +6,7 @@ import { sendProblem } from '../http/problem.ts';
 import { type ClientAuthenticator } from './auth/index.ts';
 import { inThreadEvaluator, type CallEvaluator } from './evaluation-pool.ts';
 import { FeedbackRequestSchema, toRecords } from './feedback.ts';
-import { assemblePatientData, type LocalSource } from './prefetch/assemble.ts';
+import { assemblePatientData, shortfallOf, type LocalSource } from './prefetch/assemble.ts';
 import { parseHookRequest, type RequestIssue } from './request.ts';
 import { describeServices, discoveryEntry, type CdsService } from './services.ts';
 import type { CdsStore, IssuedCard } from './store.ts';
@@ -138,16 +138,22 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       ...(deps.localSource ? { localSource: deps.localSource } : {}),
       ...(deps.fhirBudgetMs ? { budgetMs: deps.fhirBudgetMs } : {}),
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
+      // As the fast path asks: a drug named only by reference must be read, or the call cannot be answered.
+      followReferences: ['Medication'],
     });
     const patientId = String(context.patientId);
-    if (data.missing.length > 0) {
+    // Missing, partial or unresolved data is 412, never evaluated as if complete: a missed order
+    // (an opioid with a benzodiazepine) is a warning not shown.
+    const shortfall = shortfallOf(data, service.prefetch);
+    if (shortfall) {
       // A call answered 412 is an invocation too: the audit trail shows the EHR could not give the data.
       await audit({ service, prepared, started, client: request.cdsClient, hookInstance: hookRequest.hookInstance, patientId }, 412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
       return sendProblem(reply, {
         title: 'Prefetch data missing',
         status: 412,
-        detail: `could not obtain prefetch ${data.missing.map((m) => `"${m.key}" (${m.template})`).join(', ')}`,
-        missing: data.missing.map((m) => ({ key: m.key, template: m.template, reason: m.reason })),
+        detail: shortfall.detail,
+        missing: shortfall.missing,
+        ...(shortfall.unresolved.length > 0 ? { unresolved: shortfall.unresolved } : {}),
       });
     }
     const evaluatedAt = deps.now().toISOString();
@@ -224,11 +230,13 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     if (unknown.length > 0) {
       return sendProblem(reply, { title: 'Unknown card', status: 404, detail: `service "${service.id}" never issued card ${unknown.join(', ')}` });
     }
+    const rules = deps.knowledge().knowledge.rules;
     const { records, snoozes } = toRecords(parsed.data, {
       serviceId: service.id,
       client: request.cdsClient ?? 'unknown',
       receivedAt: deps.now().toISOString(),
       cardOwner: (uuid) => issued.get(uuid),
+      offeredReasons: (ruleId) => rules.find(({ rule }) => rule.id === ruleId)?.rule.outcome.card?.overrideReasons,
     });
     const result = await deps.store.recordFeedback(records, snoozes);
     return reply.code(200).send(result);

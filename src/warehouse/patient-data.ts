@@ -2,14 +2,25 @@ import { queryRows, type Warehouse } from './database.ts';
 import type { FhirResource } from './read.ts';
 import { RESOURCE_TABLES, tableFor } from './schema.ts';
 
+/** Tables of the resources that may name their drug by reference (`medicationReference`). */
+const MEDICATION_HOLDERS = ['MedicationRequest', 'MedicationStatement', 'MedicationDispense', 'MedicationAdministration'].map(tableFor);
+
 /**
  * readPatientResources returns one patient's stored resources of the given types (all types when
- * the list is empty): the Patient first, then every resource that references the patient. It backs
- * the CDS Hooks service's fallback when an EHR sent no prefetch for some data.
+ * the list is empty): the Patient first (when stored: its absence says the copy does not know the
+ * patient), then every resource that references the patient, then, for `Medication`, the
+ * Medications those resources reference (a Medication belongs to no patient). It backs the CDS
+ * Hooks service's fallback when an EHR sent no prefetch for some data.
  */
 export async function readPatientResources(warehouse: Warehouse, patientId: string, resourceTypes: readonly string[] = []): Promise<FhirResource[]> {
-  const tables = resourceTypes.length === 0 ? RESOURCE_TABLES.filter((t) => t !== 'patient') : [...new Set(resourceTypes.filter((t) => t !== 'Patient').map(tableFor))];
-  const selects = [`SELECT 0 AS rank, resource FROM patient WHERE id = $1`, ...tables.map((table) => `SELECT 1, resource FROM ${table} WHERE patient_id = $1`)];
+  const all = resourceTypes.length === 0;
+  const tables = all ? RESOURCE_TABLES.filter((t) => t !== 'patient') : [...new Set(resourceTypes.filter((t) => t !== 'Patient' && t !== 'Medication').map(tableFor))];
+  const references = MEDICATION_HOLDERS.map((table) => `SELECT json_extract_string(resource, '$.medicationReference.reference') FROM ${table} WHERE patient_id = $1`).join(' UNION ALL ');
+  const selects = [
+    `SELECT 0 AS rank, resource FROM patient WHERE id = $1`,
+    ...tables.map((table) => `SELECT 1, resource FROM ${table} WHERE patient_id = $1`),
+    ...(all || resourceTypes.includes('Medication') ? [`SELECT 2, resource FROM ${tableFor('Medication')} WHERE resource_type = 'Medication' AND 'Medication/' || id IN (${references})`] : []),
+  ];
   const rows = await queryRows(warehouse.connection, `${selects.join(' UNION ALL ')} ORDER BY 1`, [patientId]);
   const wanted = new Set(resourceTypes);
   return rows

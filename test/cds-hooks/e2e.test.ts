@@ -4,10 +4,15 @@
  * signed JWT whose `aud` is the listening URL.
  */
 import { readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CallEvaluator } from '../../src/cds-hooks/evaluation-pool.ts';
+import { evaluateFromPrefetch } from '../../src/cds-hooks/prefetch-evaluation.ts';
 import type { Card } from '../../src/domain/decisions.ts';
 import { queryRows } from '../../src/warehouse/database.ts';
+import { ingestPaths } from '../../src/warehouse/ingest.ts';
 import { PROJECT_ROOT } from '../support/knowledge.ts';
 import { cardIssues, EHR_TOKEN, startEhrServer, startLiveService, type EhrServer, type LiveService } from './live.ts';
 
@@ -187,5 +192,115 @@ describe('an EHR signing with RS384 (Epic\'s default; the spec example and the s
     } finally {
       await rs.close();
     }
+  });
+});
+
+describe('data a call needs beyond its body: Medications by id, the local copy, incomplete searchsets', () => {
+  const rx = (code: string, display: string): Record<string, unknown> => ({ coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code, display }] });
+  const oxy: Resource = { resourceType: 'Medication', id: 'oxy', code: rx('1049621', 'oxycodone hydrochloride 5 MG Oral Tablet') };
+  const patientOf = (id: string): Resource => ({ resourceType: 'Patient', id, gender: 'male', birthDate: '1970-06-15' });
+  const benzoOf = (id: string): Resource => ({ ...benzo, id: `benzo-${id}`, subject: { reference: `Patient/${id}` } });
+  const draft = (patientId: string, medication: Record<string, unknown>): Resource => ({ resourceType: 'MedicationRequest', id: 'draft-1', status: 'draft', intent: 'order', subject: { reference: `Patient/${patientId}` }, authoredOn: '2026-03-01', ...medication });
+  const searchset = (...resources: Resource[]): Record<string, unknown> => ({ resourceType: 'Bundle', type: 'searchset', entry: resources.map((resource) => ({ resource })) });
+  /** Every prefetch key this service asks for: the patient, a benzodiazepine order, no statements, no observations. */
+  const fullPrefetch = (patientId: string, ...included: Resource[]): Record<string, unknown> => ({ patient: patientOf(patientId), medicationRequests: searchset(benzoOf(patientId), ...included), medicationStatements: null, observations: null });
+  const body = (hookInstance: string, order: Resource, rest: { prefetch?: Record<string, unknown>; server?: boolean }): Record<string, unknown> => ({
+    hook: 'order-sign',
+    hookInstance,
+    ...(rest.server ? { fhirServer: medEhr.base, fhirAuthorization: { access_token: EHR_TOKEN, token_type: 'Bearer', expires_in: 300, scope: 'user/*.read', subject: 'cairn' } } : {}),
+    context: { userId: 'Practitioner/1', patientId: String((order.subject as { reference: string }).reference).replace('Patient/', ''), draftOrders: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: order }] } },
+    ...(rest.prefetch ? { prefetch: rest.prefetch } : {}),
+  });
+  const withoutUuids = (value: unknown): unknown => JSON.parse(JSON.stringify(value, (key, v: unknown) => (key === 'uuid' ? undefined : v)));
+
+  let service: LiveService;
+  let medEhr: EhrServer;
+  /** What the fast path answered each call, and whether it may answer at all (off: every call takes the full path). */
+  const fastOutcomes: string[] = [];
+  let fastPath = true;
+  const post = async (payload: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const response = await fetch(`${service.baseUrl}${SERVICE}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${await service.token(SERVICE)}` }, body: JSON.stringify(payload) });
+    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  };
+
+  beforeAll(async () => {
+    medEhr = await startEhrServer({ patients: { p1: [patientOf('p1'), benzoOf('p1')] }, medications: [oxy] });
+    const evaluator: CallEvaluator = {
+      evaluate: async (...args) => {
+        const outcome = fastPath ? await evaluateFromPrefetch(...args) : ({ kind: 'fallback' } as const);
+        fastOutcomes.push(outcome.kind);
+        return outcome;
+      },
+      close: async () => undefined,
+    };
+    service = await startLiveService({ fhirBudgetMs: BUDGET_MS, localCopy: true, evaluator });
+    // The local copy holds p-local and a benzodiazepine order of theirs; it has never heard of p1 or p-absent.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-local-'));
+    await writeFile(path.join(dir, 'records.ndjson'), [patientOf('p-local'), benzoOf('p-local')].map((r) => JSON.stringify(r)).join('\n'));
+    await ingestPaths(service.warehouse, [dir], { now: new Date('2026-02-01T00:00:00Z') });
+  });
+
+  afterAll(async () => {
+    await service?.close();
+    await medEhr?.close();
+  });
+
+  it('reads a Medication a draft order references by id from the fhirServer, with the bearer token, and warns of the combination', async () => {
+    const before = medEhr.requests.length;
+    const response = await post(body('medref-fhir', draft('p1', { medicationReference: { reference: 'Medication/oxy' } }), { prefetch: fullPrefetch('p1'), server: true }));
+    expect(fastOutcomes.at(-1)).toBe('fallback');
+    expect(response.status).toBe(200);
+    expect((response.json.cards as Card[]).map((c) => c.summary)).toEqual(['Opioid and benzodiazepine together raise the risk of fatal overdose']);
+    expect(medEhr.requests.slice(before)).toEqual([{ path: '/fhir/Medication?_id=oxy', authorized: true }]);
+  });
+
+  it('keeps calls whose Medications are contained or in a prefetch Bundle on the fast path, answering as the full path does', async () => {
+    const contained = draft('p1', { medicationReference: { reference: '#oxy' }, contained: [oxy] });
+    const referenced = draft('p1', { medicationReference: { reference: 'Medication/oxy' } });
+    const calls = [body('medref-contained', contained, { prefetch: fullPrefetch('p1') }), body('medref-bundled', referenced, { prefetch: fullPrefetch('p1', oxy) })];
+    const fast = [];
+    for (const call of calls) fast.push(await post(call));
+    expect(fastOutcomes.slice(-2)).toEqual(['evaluated', 'evaluated']);
+    fastPath = false;
+    try {
+      for (const [i, call] of calls.entries()) {
+        const full = await post({ ...call, hookInstance: `${String(call.hookInstance)}-full` });
+        expect(full.status).toBe(200);
+        expect(fast[i]!.status).toBe(200);
+        expect((full.json.cards as unknown[]).length).toBe(1);
+        expect(withoutUuids(full.json)).toEqual(withoutUuids(fast[i]!.json));
+      }
+    } finally {
+      fastPath = true;
+    }
+  });
+
+  it('answers 412 naming a referenced Medication that no source can give, rather than missing the warning', async () => {
+    const response = await post(body('medref-none', draft('p1', { medicationReference: { reference: 'Medication/oxy' } }), { prefetch: fullPrefetch('p1') }));
+    expect(fastOutcomes.at(-1)).toBe('fallback');
+    expect(response.status).toBe(412);
+    expect(response.json.missing).toEqual([]);
+    expect(response.json.unresolved).toEqual([{ reference: 'Medication/oxy', reason: 'no-fhir-server', detail: 'not in the request, and no usable fhirServer; the local copy has no record of the patient' }]);
+    expect(response.json.detail).toContain('Medication/oxy');
+  });
+
+  it('answers 412 naming a searchset whose next page could not be read, never evaluating page one as all there is', async () => {
+    const firstPage = { resourceType: 'Bundle', type: 'searchset', total: 1, link: [{ relation: 'next', url: 'https://ehr.example/fhir/MedicationRequest?patient=p1&page=2' }], entry: [] };
+    const order = draft('p1', { medicationCodeableConcept: rx('1049621', 'oxycodone hydrochloride 5 MG Oral Tablet') });
+    const response = await post(body('partial-searchset', order, { prefetch: { ...fullPrefetch('p1'), medicationRequests: firstPage } }));
+    expect(response.status).toBe(412);
+    expect(response.json.missing).toEqual([{ key: 'medicationRequests', template: 'MedicationRequest?patient={{context.patientId}}', reason: 'incomplete' }]);
+    expect(response.json.detail).toContain('"medicationRequests"');
+  });
+
+  it('fills a call without prefetch from the local copy for a patient it holds, and answers 412 naming every key for one it does not', async () => {
+    const order = (patientId: string): Resource => draft(patientId, { medicationCodeableConcept: rx('1049621', 'oxycodone hydrochloride 5 MG Oral Tablet') });
+    const held = await post(body('local-held', order('p-local'), {}));
+    expect(held.status).toBe(200);
+    expect((held.json.cards as Card[]).map((c) => c.summary)).toEqual(['Opioid and benzodiazepine together raise the risk of fatal overdose']);
+    const absent = await post(body('local-absent', order('p-absent'), {}));
+    expect(absent.status).toBe(412);
+    expect((absent.json.missing as { key: string; reason: string }[]).map((m) => `${m.key}:${m.reason}`)).toEqual(['medicationRequests:no-fhir-server', 'medicationStatements:no-fhir-server', 'observations:no-fhir-server', 'patient:no-fhir-server']);
+    expect(absent.json.detail).toContain('the local copy has no record of the patient');
   });
 });

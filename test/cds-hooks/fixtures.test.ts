@@ -61,6 +61,16 @@ function resourcesOf(value: unknown): Resource[] {
 }
 
 /**
+ * aboutPrefetchedPatient sets context.patientId to the id of the Patient the prefetch holds: AHRQ's
+ * requests name one patient in the context (`1288992`, `2-1`) and prefetch another (`Patient/1`, a
+ * uuid), which we refuse to evaluate as the context patient (412, reason `other-patient`).
+ */
+function aboutPrefetchedPatient(request: Json): Json {
+  const patient = Object.values(request.prefetch as Json).flatMap(resourcesOf).find((r) => r.resourceType === 'Patient');
+  return patient?.id ? { ...request, context: { ...(request.context as Json), patientId: patient.id } } : request;
+}
+
+/**
  * byOurKeys re-keys a prefetch whose keys are resource types or arbitrary names (AHRQ: `Condition`,
  * opioid CDS: `item3`) to our template keys, by the resource type each value holds. Our keys the
  * publisher's service never asked for are `null` ("the client has no data"), which is what a
@@ -208,8 +218,15 @@ describe.skipIf(!HAS_SHARED)(title('AHRQ CQL Services fixtures (patient-view)'),
 
   const adapted = (name: string, options: { keepMissing?: readonly string[] } = {}): Json => {
     const { fhirServer: _server, fhirAuthorization: _auth, ...request } = readJson(...dir, `${name}.json`);
-    return { ...request, prefetch: byOurKeys(request.prefetch as Json, STATIN, options) };
+    return aboutPrefetchedPatient({ ...request, prefetch: byOurKeys(request.prefetch as Json, STATIN, options) });
   };
+
+  it('as published, the prefetched Patient is not the context patient: that key is missing (never evaluated as someone else)', async () => {
+    const { fhirServer: _server, fhirAuthorization: _auth, ...published } = readJson(...dir, 'active_person_invocation.json');
+    const response = await post(`/cds-services/${STATIN}`, { ...published, prefetch: byOurKeys(published.prefetch as Json, STATIN) });
+    expect(response.status).toBe(412);
+    expect(response.json.missing).toEqual([expect.objectContaining({ key: 'patient', reason: 'other-patient' })]);
+  });
 
   it.each(['active_person_invocation', 'lazy_person_invocation'])('%s re-keyed to our templates: 200, no card (no diabetes)', async (name) => {
     const response = await post(`/cds-services/${STATIN}`, adapted(name));
@@ -229,7 +246,7 @@ describe.skipIf(!HAS_SHARED)(title('AHRQ CQL Services fixtures (patient-view)'),
     const original = readJson(...dir, 'missing_prefetch_keys_invocation.json');
     const fetched = await post(`/cds-services/${STATIN}`, { ...body, fhirServer: ehr.base, fhirAuthorization: original.fhirAuthorization });
     expect(fetched.status).toBe(200);
-    expect(ehr.requests.slice(before).map((r) => r.path)).toEqual(['/fhir/Condition?patient=1288992']);
+    expect(ehr.requests.slice(before).map((r) => r.path)).toEqual([`/fhir/Condition?patient=${String((body.context as Json).patientId)}`]);
   });
 
   it('null_prefetch_values (Condition and Observation null): 200, null means "no data", not missing', async () => {
@@ -252,7 +269,7 @@ describe.skipIf(!HAS_SHARED)(title('AHRQ CQL Services fixtures (patient-view)'),
     for (const name of examples) {
       const { fhirServer: _server, ...request } = readJson('ahrq-cql-services', 'examples', 'hooks', 'R4', `${name}.json`);
       for (const id of [HBA1C, STATIN]) {
-        const response = await post(`/cds-services/${id}`, { ...request, prefetch: byOurKeys(request.prefetch as Json, id) });
+        const response = await post(`/cds-services/${id}`, aboutPrefetchedPatient({ ...request, prefetch: byOurKeys(request.prefetch as Json, id) }));
         expect(response.status, `${name} ${id}`).toBe(200);
         for (const card of response.json.cards as unknown[]) expect(cardIssues(card), `${name} ${id}`).toEqual([]);
       }

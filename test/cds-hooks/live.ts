@@ -12,13 +12,14 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { z } from 'zod';
 import { createClientAuthenticator, parseAuthConfig } from '../../src/cds-hooks/auth/index.ts';
-import { createEvaluationPool } from '../../src/cds-hooks/evaluation-pool.ts';
+import { createEvaluationPool, type CallEvaluator } from '../../src/cds-hooks/evaluation-pool.ts';
 import type { CdsHooksDeps } from '../../src/cds-hooks/routes.ts';
 import { ActiveKnowledge } from '../../src/evaluate/knowledge-service.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { CdsStore } from '../../src/cds-hooks/store.ts';
 import { createCdsStore } from '../../src/warehouse/cds-store.ts';
 import { openWarehouse, type Warehouse } from '../../src/warehouse/database.ts';
+import { readPatientResources } from '../../src/warehouse/patient-data.ts';
 import { PROJECT_ROOT, SHARED_FIXTURES, testDeps } from '../support/knowledge.ts';
 import { loopbackOnlyFetch } from './support.ts';
 
@@ -138,6 +139,10 @@ export interface LiveOptions {
   readonly evaluationThreads?: number;
   /** The algorithm the stand-in EHR signs its JWTs with (both are CDS Hooks' choices); default ES384, as the spec's example and the sandbox. */
   readonly signingAlg?: SigningAlg;
+  /** Falls back to the local analytical copy (this service's DuckDB) as `cairn serve` does; default off. */
+  readonly localCopy?: boolean;
+  /** Where calls whose data is all in the body are evaluated (default: this thread, or the pool of `evaluationThreads`). */
+  readonly evaluator?: CallEvaluator;
 }
 
 /**
@@ -158,7 +163,9 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
   const warehouse = await openWarehouse({ path: path.join(dir, 'cairn.duckdb') });
   const store = await createCdsStore(warehouse);
   const address = { base: '' };
-  const evaluator = options.evaluationThreads ? createEvaluationPool(options.evaluationThreads) : undefined;
+  const evaluator = options.evaluator ?? (options.evaluationThreads ? createEvaluationPool(options.evaluationThreads) : undefined);
+  // Its own connection, as `cairn serve` reads the local copy.
+  const reader = options.localCopy ? { ...warehouse, connection: await warehouse.connect() } : undefined;
   const cdsHooks: CdsHooksDeps = {
     knowledge: () => knowledge.current,
     authenticator,
@@ -170,6 +177,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
     fhirBudgetMs: options.fhirBudgetMs ?? 1000,
     fetch: loopbackOnlyFetch,
     ...(evaluator ? { evaluator } : {}),
+    ...(reader ? { localSource: (patientId: string, types: readonly string[]) => readPatientResources(reader, patientId, types) } : {}),
   };
   const app = await buildApp({ corsOrigins: [], bodyLimit: 4 * 1024 * 1024, cdsHooks, logger: options.logger ?? false });
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -191,6 +199,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
     async close() {
       await app.close();
       await evaluator?.close();
+      reader?.connection.closeSync();
       warehouse.close();
     },
   };
@@ -218,12 +227,15 @@ export interface EhrOptions {
   readonly pageSize?: number;
   /** The bearer token the server requires (default {@link EHR_TOKEN}). */
   readonly token?: string;
+  /** Medications, shared by every patient: read by id or searched with `Medication?_id=`. */
+  readonly medications?: readonly Resource[];
   /** Patients whose searches of these resource types answer only after `ms`. */
   readonly slow?: { readonly patientIds: readonly string[]; readonly types: readonly string[]; readonly ms: number };
 }
 
 /**
- * startEhrServer serves `Patient/{id}` reads and `{Type}?patient={id}` searchsets from `patients`
+ * startEhrServer serves `Patient/{id}` reads and `{Type}?patient={id}` searchsets from `patients`,
+ * and `Medication/{id}` reads and `Medication?_id=` searches from `medications`,
  * on 127.0.0.1, paginated by `pageSize` with absolute `next` links, answering 401 without the
  * bearer token and 404 OperationOutcomes for unknown reads; searches for an unknown patient are empty.
  */
@@ -247,6 +259,16 @@ export async function startEhrServer(options: EhrOptions): Promise<EhrServer> {
     if (read) {
       const patient = options.patients[read[1]!]?.find((r) => r.resourceType === 'Patient');
       return patient ? send(200, patient) : outcome(404, 'not-found', `${route} is not known`);
+    }
+    const medication = /^Medication\/([A-Za-z0-9\-.]{1,64})$/.exec(route)?.[1];
+    if (medication) {
+      const found = options.medications?.find((m) => m.id === medication);
+      return found ? send(200, found) : outcome(404, 'not-found', `${route} is not known`);
+    }
+    if (route === 'Medication') {
+      const wanted = (url.searchParams.get('_id') ?? '').split(',');
+      const found = (options.medications ?? []).filter((m) => m.id !== undefined && wanted.includes(m.id));
+      return send(200, { resourceType: 'Bundle', type: 'searchset', total: found.length, entry: found.map((resource) => ({ resource, search: { mode: 'match' } })) });
     }
     const patientId = (url.searchParams.get('patient') ?? '').replace(/^Patient\//, '');
     if (!/^[A-Z][A-Za-z]+$/.test(route) || !patientId) return outcome(404, 'not-found', `no route ${route}`);

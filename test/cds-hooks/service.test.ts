@@ -89,6 +89,20 @@ describe('service calls', () => {
     expect(cards[0]!.suggestions?.[0]?.actions?.[0]).toMatchObject({ type: 'delete' });
   });
 
+  it('answers order-select about the orders just selected: a card about an earlier-selected draft waits for order-sign', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const request = hookRequestFromCase(testCase, templates['medication-safety-order-select']!) as { context: { draftOrders: { entry: { resource: Record<string, unknown> }[] }; selections: string[] } };
+    const metformin = { resourceType: 'MedicationRequest', id: 'draft-2', status: 'draft', intent: 'order', subject: { reference: `Patient/${String((request.context as unknown as { patientId: string }).patientId)}` }, medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '860975', display: 'metformin 500 MG' }] } };
+    const bothDrafted = { ...request, context: { ...request.context, draftOrders: { ...request.context.draftOrders, entry: [...request.context.draftOrders.entry, { resource: metformin }] } } };
+    const opioidSelected = (await call(ORDER_SELECT, bothDrafted)).json() as { cards: Card[] };
+    expect(opioidSelected.cards).toHaveLength(1);
+    expect(JSON.stringify(opioidSelected.cards[0]!.extension)).toContain('MedicationRequest/draft-1');
+    const metforminSelected = await call(ORDER_SELECT, { ...bothDrafted, context: { ...bothDrafted.context, selections: ['MedicationRequest/draft-2'] } });
+    expect(metforminSelected.json()).toEqual({ cards: [] });
+    const signed = await call('/cds-services/medication-safety-order-sign', { ...bothDrafted, hook: 'order-sign', context: { ...bothDrafted.context, selections: undefined } });
+    expect((signed.json() as { cards: Card[] }).cards).toHaveLength(1);
+  });
+
   it('reads the body the same whatever its JSON text holds: UTF-8 beyond ASCII, and a text/plain content type', async () => {
     const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
     const request = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
@@ -118,6 +132,11 @@ describe('service calls', () => {
     { name: 'a hook that does not match the service', edit: (b) => ({ ...b, hook: 'patient-view' }), field: 'hook' },
     { name: 'fhirAuthorization without fhirServer', edit: (b) => ({ ...b, fhirAuthorization: { access_token: 't', token_type: 'Bearer', expires_in: 300, scope: 'user/*.read', subject: 'cds' } }), field: 'fhirServer' },
     { name: 'order-select context without selections', edit: (b) => ({ ...b, context: { ...(b.context as object), selections: undefined } }), field: 'context.selections' },
+    { name: 'a patientId that is a URL dot segment', edit: (b) => ({ ...b, context: { ...(b.context as object), patientId: 'Patient/..' } }), field: 'context.patientId' },
+    { name: 'a patientId outside the FHIR id grammar', edit: (b) => ({ ...b, context: { ...(b.context as object), patientId: 'p1/_history' } }), field: 'context.patientId' },
+    { name: 'an encounterId that is a URL dot segment', edit: (b) => ({ ...b, context: { ...(b.context as object), encounterId: '.' } }), field: 'context.encounterId' },
+    { name: 'a userId whose id is a URL dot segment', edit: (b) => ({ ...b, context: { ...(b.context as object), userId: 'Practitioner/..' } }), field: 'context.userId' },
+    { name: 'a selection that is not one of the draft orders', edit: (b) => ({ ...b, context: { ...(b.context as object), selections: ['MedicationRequest/nope'] } }), field: 'context.selections.0' },
     { name: 'draftOrders that is not a Bundle', edit: (b) => ({ ...b, context: { ...(b.context as object), draftOrders: { resourceType: 'MedicationRequest' } } }), field: 'context.draftOrders.resourceType' },
   ];
   for (const { name, edit, field } of invalid) {
@@ -145,6 +164,16 @@ describe('service calls', () => {
     const response = await call(ORDER_SELECT, { ...body, prefetch });
     expect(response.statusCode).toBe(412);
     expect((response.json() as { missing: { key: string }[] }).missing.map((m) => m.key)).toEqual(['medicationRequests']);
+  });
+
+  it('gives 412 for a prefetched Patient that is not the context patient, rather than evaluating another patient', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const prefetch = body.prefetch as Record<string, Record<string, unknown>>;
+    const key = Object.keys(prefetch).find((k) => prefetch[k]?.resourceType === 'Patient')!;
+    const response = await call(ORDER_SELECT, { ...body, prefetch: { ...prefetch, [key]: { ...prefetch[key], id: 'someone-else' } } });
+    expect(response.statusCode).toBe(412);
+    expect((response.json() as { missing: unknown[] }).missing).toEqual([{ key, template: templates['medication-safety-order-select']![key], reason: 'other-patient' }]);
   });
 
   it('treats null prefetch values as "no data", not as missing', async () => {
@@ -184,10 +213,58 @@ describe('service calls', () => {
       { numRuns: 60 },
     );
   });
+
+  it('never answers 5xx to a valid call with one value replaced or removed anywhere in it (property)', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const valid = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const paths = pathsOf(valid);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...paths), fc.option(fc.jsonValue({ maxDepth: 2 }), { nil: undefined }), async (at, value) => {
+        const response = await call(ORDER_SELECT, JSON.stringify(replaced(valid, at, value)));
+        expect(response.statusCode, `${at.join('.')} = ${JSON.stringify(value)}`).toBeLessThan(500);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('never answers 5xx to feedback with one value replaced or removed anywhere in it (property)', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const [card] = ((await call(ORDER_SELECT, hookRequestFromCase(testCase, templates['medication-safety-order-select']!))).json() as { cards: Card[] }).cards;
+    const valid = { feedback: [{ card: card!.uuid, outcome: 'overridden', acceptedSuggestions: [{ id: card!.suggestions![0]!.uuid }], overrideReason: { reason: { system: 'urn:x', code: 'snooze-30d', display: 'later' }, userComment: 'c' }, outcomeTimestamp: '2026-03-01T12:00:05Z' }] };
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...pathsOf(valid)), fc.option(fc.jsonValue({ maxDepth: 2 }), { nil: undefined }), async (at, value) => {
+        const response = await call(`${ORDER_SELECT}/feedback`, JSON.stringify(replaced(valid, at, value)));
+        expect(response.statusCode, `${at.join('.')} = ${JSON.stringify(value)}`).toBeLessThan(500);
+      }),
+      { numRuns: 100 },
+    );
+  });
 });
 
+/** Every path to a value inside `value` (objects and arrays), the root excluded. */
+function pathsOf(value: unknown, at: readonly (string | number)[] = []): (string | number)[][] {
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([key, child]) => {
+    const path = [...at, Array.isArray(value) ? Number(key) : key];
+    return [path, ...pathsOf(child, path)];
+  });
+}
+
+/** A deep copy of `value` with the value at `path` replaced, or removed when `replacement` is undefined. */
+function replaced(value: unknown, path: readonly (string | number)[], replacement: unknown): unknown {
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  let parent = copy;
+  for (const key of path.slice(0, -1)) parent = parent[key] as Record<string | number, unknown>;
+  const last = path.at(-1)!;
+  if (replacement === undefined) {
+    if (Array.isArray(parent)) parent.splice(Number(last), 1);
+    else delete parent[last];
+  } else parent[last] = replacement;
+  return copy;
+}
+
 describe('feedback', () => {
-  it('stores accepted and overridden outcomes idempotently, 404s unknown cards, and a snooze silences the rule for that patient', async () => {
+  it('stores accepted and overridden outcomes idempotently and 404s unknown cards (snoozes: feedback.test.ts)', async () => {
     const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
     const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
     const first = (await call(ORDER_SELECT, body)).json() as { cards: Card[] };
@@ -201,13 +278,8 @@ describe('feedback', () => {
     expect(unknown.statusCode).toBe(404);
     expect(unknown.headers['content-type']).toContain('application/problem+json');
 
-    const snooze = { feedback: [{ card: card.uuid, outcome: 'overridden', overrideReason: { reason: { system: 'http://cairn.health/fhir/CodeSystem/override-reason', code: 'snooze-30d' }, userComment: 'discussed' }, outcomeTimestamp: '2026-03-01T12:01:00Z' }] };
-    expect((await call(feedbackUrl, snooze)).statusCode).toBe(200);
-    service.setNow('2026-03-10T12:00:00Z');
-    expect(((await call(ORDER_SELECT, body)).json() as { cards: Card[] }).cards).toEqual([]);
-    service.setNow('2026-04-01T12:00:00Z');
-    expect(((await call(ORDER_SELECT, body)).json() as { cards: Card[] }).cards).toHaveLength(1);
-    service.setNow('2026-03-01T12:00:00Z');
+    const overridden = { feedback: [{ card: card.uuid, outcome: 'overridden', overrideReason: { reason: { system: 'http://cairn.health/fhir/CodeSystem/override-reason', code: 'benefit-outweighs-risk' }, userComment: 'discussed' }, outcomeTimestamp: '2026-03-01T12:01:00Z' }] };
+    expect((await call(feedbackUrl, overridden)).json()).toEqual({ stored: 1, duplicates: 0 });
   });
 });
 

@@ -91,10 +91,12 @@ type Resource = { resourceType: string; [k: string]: unknown };
 export function hookRequestFromCase(testCase: { hook?: string; context?: Record<string, unknown>; patient: { entry?: { resource: Resource }[] } | Resource[] }, templates: Record<string, string>): Record<string, unknown> {
   const resources = Array.isArray(testCase.patient) ? testCase.patient : (testCase.patient.entry ?? []).map((e) => e.resource);
   const prefetch: Record<string, unknown> = {};
+  // Medications the orders reference travel as `_include`d entries, as a FHIR server sends them.
+  const included = resources.filter((r) => r.resourceType === 'Medication').map((resource) => ({ resource, search: { mode: 'include' } }));
   for (const [key, template] of Object.entries(templates)) {
     const type = template.split(/[/?]/)[0] ?? '';
     if (type === 'Patient') prefetch[key] = resources.find((r) => r.resourceType === 'Patient') ?? null;
-    else prefetch[key] = { resourceType: 'Bundle', type: 'searchset', entry: resources.filter((r) => r.resourceType === type).map((resource) => ({ resource })) };
+    else prefetch[key] = { resourceType: 'Bundle', type: 'searchset', entry: [...resources.filter((r) => r.resourceType === type).map((resource) => ({ resource })), ...(type === 'MedicationRequest' ? included : [])] };
   }
   return { hook: testCase.hook, hookInstance: 'd1577c69-dfbe-44ad-ba6d-3e05e953b2ea', context: testCase.context, prefetch };
 }

@@ -45,9 +45,15 @@ describe('evaluatePatient', () => {
     expect((result.decisions[0] as CardDecision).card.summary).toBe('Test medication ordered with 1 active (age 55)');
   });
 
-  it('names no selection when the selected order is not one the rule is about', async () => {
-    const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context: { ...context, selections: ['MedicationRequest/other'] } });
-    expect((result.decisions[0] as CardDecision).card.extension?.[SELECTIONS_EXTENSION]).toBeUndefined();
+  it('leaves out, on order-select, a card about a draft order other than the selected ones (it was answered when that one was selected)', async () => {
+    const drafts = (context.draftOrders as Bundle).entry;
+    const other = { resourceType: 'MedicationRequest', id: 'draft-other', status: 'draft', intent: 'order' };
+    const withOther = { ...context, draftOrders: { ...(context.draftOrders as Bundle), entry: [...drafts, { resource: other }] } };
+    const result = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-select', context: { ...withOther, selections: ['MedicationRequest/draft-other'] } });
+    expect(result.decisions).toEqual([]);
+    // Without selections (order-sign) the card stands, naming no selection.
+    const signed = await evaluatePatient(prepared, patient, { evaluatedAt: AT, hook: 'order-sign', context: { ...withOther, selections: undefined } });
+    expect((signed.decisions[0] as CardDecision).card.extension?.[SELECTIONS_EXTENSION]).toBeUndefined();
   });
 
   it('fires nothing without the draft order, and never runs draft rules', async () => {

@@ -19,6 +19,8 @@ const FHIR_SHARE_WITH_LOCAL = 0.8;
 
 /**
  * LocalSource reads a patient's resources of the given types from the local analytical copy (DuckDB).
+ * It returns the Patient whenever the copy holds the patient (that is how the copy tells "no data"
+ * from "never heard of them"), and for `Medication` the Medications the patient's records reference.
  * It may return more than asked; it should honour `signal`.
  */
 export type LocalSource = (patientId: string, resourceTypes: readonly string[], options: { readonly signal: AbortSignal }) => Promise<readonly FhirResource[]>;
@@ -40,13 +42,24 @@ export interface AssembleInput {
   readonly budgetMs?: number;
   /** Searchset pages read per key, first page included (default {@link DEFAULT_MAX_PAGES}). */
   readonly maxPages?: number;
-  /** Read referenced resources of these types by id after the searches; only `Medication` is known. */
+  /**
+   * Referenced resources of these types must be in the data (only `Medication` is known: CairnCommon.cql
+   * resolves `medicationReference`): those missing are read by id from the FHIR server, then the local
+   * copy, and the ones still missing come back in `unresolved`.
+   */
   readonly followReferences?: readonly 'Medication'[];
   /** Aborts everything, e.g. when the client disconnects. */
   readonly signal?: AbortSignal;
   readonly fetch?: typeof fetch;
   /** Monotonic clock in ms, for timing only (default performance.now). */
   readonly now?: () => number;
+}
+
+/** A reference (`Medication/<id>`) that no resource in the data resolves, and why it could not be obtained. */
+export interface UnresolvedReference {
+  readonly reference: string;
+  readonly reason: MissingReason;
+  readonly detail?: string;
 }
 
 /** A searchset whose later pages could not be read: its key has partial data. */
@@ -65,6 +78,8 @@ export interface AssembledPatientData {
   readonly missing: readonly MissingPrefetch[];
   /** Keys with data whose later searchset pages could not be read. */
   readonly incomplete: readonly IncompletePrefetch[];
+  /** References `followReferences` asked for that no source could give. */
+  readonly unresolved: readonly UnresolvedReference[];
   /** Satisfied key -> where its data came from. */
   readonly satisfiedBy: Readonly<Record<string, DataSource>>;
   /** Every HTTP request made to the FHIR server. */
@@ -77,7 +92,8 @@ export interface AssembledPatientData {
  * assemblePatientData gathers a patient's data for one hook call from the prefetch, the FHIR server
  * (`fhirServer` with the `fhirAuthorization` bearer token) and a local source, within `budgetMs`.
  * It never throws for bad prefetch, server errors or timeouts: unsatisfied keys come back in
- * `missing`, partial searches in `incomplete`.
+ * `missing`, partial searches in `incomplete`, references not obtained in `unresolved`
+ * ({@link shortfallOf} sums them up).
  */
 export async function assemblePatientData(input: AssembleInput): Promise<AssembledPatientData> {
   const now = input.now ?? (() => performance.now());
@@ -103,6 +119,10 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
 
   const base = input.fhirServer === undefined ? undefined : parseFhirBase(input.fhirServer);
   if (input.fhirServer !== undefined && !base) warnings.push(`fhirServer "${String(input.fhirServer)}" is not an absolute http(s) URL; not used`);
+  const fromContext = contextResources(input.context);
+  const follow = input.followReferences?.includes('Medication') === true;
+  // Why referenced Medications still missing are: refined as the FHIR server and the local copy are asked.
+  let medicationGap: Gap = base ? { reason: 'absent', detail: 'referenced only by data from the local copy' } : { reason: 'no-fhir-server', detail: 'not in the request, and no usable fhirServer' };
   const deadline = budgetMs * (input.localSource ? FHIR_SHARE_WITH_LOCAL : 1);
   // The FHIR phase's timer and signal exist only when there is a server to ask (most calls have all they need).
   const fhirPhase = base ? phaseSignal(input.signal, Math.max(0, deadline - (now() - started))) : undefined;
@@ -118,7 +138,8 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
         log,
       };
       await fetchMissing(connection, state, queries, reading.pending);
-      if (input.followReferences?.includes('Medication')) await fetchReferencedMedications(connection, state, warnings);
+      const ids = follow ? unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).flatMap((reference) => idOf(reference) ?? []) : [];
+      if (ids.length > 0) medicationGap = await fetchReferencedMedications(connection, state, ids);
     } else {
       for (const { key, url } of reading.pending) state.incomplete(key, url, 'searchset has a next page and no usable fhirServer to read it from');
       for (const key of state.missingKeys()) if (queries[key] !== undefined) state.note(key, 'no-fhir-server');
@@ -130,16 +151,20 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
   let localMs: number | undefined;
   if (input.localSource && patientId) {
     const localStarted = now();
-    await fillFromLocal(input.localSource, patientId, state, Math.max(0, budgetMs - (localStarted - started)), input.signal, warnings);
+    const medications = !follow ? 'no' : unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).length > 0 ? 'needed' : 'with-orders';
+    const note = await fillFromLocal(input.localSource, patientId, state, medications, Math.max(0, budgetMs - (localStarted - started)), input.signal, warnings);
+    if (note) medicationGap = { ...medicationGap, detail: `${medicationGap.detail}; ${note}` };
     localMs = Math.round(now() - localStarted);
   }
 
+  const resources = mergeResources(fromContext, state.resourcesInOrder());
   const totalMs = Math.round(now() - started);
   return {
     patientId,
-    resources: mergeResources(contextResources(input.context), state.resourcesInOrder()),
+    resources,
     missing: state.missingList(),
     incomplete: state.incompleteList(),
+    unresolved: follow ? unresolvedMedications(resources).map((reference) => ({ reference, ...(idOf(reference) ? medicationGap : NOT_AN_ID) })) : [],
     satisfiedBy: state.sources(),
     fetched: log,
     warnings,
@@ -177,6 +202,38 @@ export function contextResources(context: Readonly<Record<string, unknown>>): Fh
   return out;
 }
 
+/** A prefetch key a 412 answer names: not obtained (its MissingReason), or obtained only in part. */
+export interface ShortKey {
+  readonly key: string;
+  readonly template: string;
+  readonly reason: MissingReason | 'incomplete';
+}
+
+/** What keeps assembled data from being evaluated: the body of a 412 answer. */
+export interface Shortfall {
+  readonly missing: readonly ShortKey[];
+  readonly unresolved: readonly UnresolvedReference[];
+  /** One sentence per key or reference, with why. */
+  readonly detail: string;
+}
+
+/**
+ * shortfallOf says what keeps `data` from being evaluated as complete (missing keys, searchsets still
+ * incomplete, references not obtained), or undefined when nothing does. Partial data is never
+ * evaluated as if complete: a missed page may hold the order a warning is about. Both service-call
+ * paths ask it, so they agree on when data is complete; `templates` names incomplete keys' templates.
+ */
+export function shortfallOf(data: AssembledPatientData, templates: Readonly<Record<string, string>>): Shortfall | undefined {
+  if (data.missing.length === 0 && data.incomplete.length === 0 && data.unresolved.length === 0) return undefined;
+  const partial = data.incomplete.map((i) => ({ key: i.key, template: templates[i.key] ?? '', reason: 'incomplete' as const, detail: i.reason }));
+  const keys = [...data.missing, ...partial].sort((a, b) => compare(a.key, b.key));
+  const sentences = [
+    ...keys.map((k) => `prefetch "${k.key}" (${k.template}) ${k.reason === 'incomplete' ? 'incomplete' : 'not obtained'}: ${k.detail ?? k.reason}`),
+    ...data.unresolved.map((u) => `${u.reference} not obtained: ${u.detail ?? u.reason}`),
+  ];
+  return { missing: keys.map(({ key, template, reason }) => ({ key, template, reason })), unresolved: data.unresolved, detail: sentences.join('; ') };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function fetchMissing(connection: FhirConnection, state: KeyState, queries: Readonly<Record<string, string>>, pending: readonly { key: string; url: string }[]): Promise<void> {
@@ -204,28 +261,61 @@ function applyOutcome(state: KeyState, key: string, outcome: FetchOutcome, isFol
   if (outcome.incomplete) state.incomplete(key, outcome.incomplete.url, outcome.incomplete.reason);
 }
 
-const MEDICATION_HOLDERS = new Set(['MedicationRequest', 'MedicationStatement', 'MedicationDispense', 'MedicationAdministration']);
-
-/** Medications referenced by medication resources but not present are read with one `Medication?_id=` search (in the recommended subset). */
-async function fetchReferencedMedications(connection: FhirConnection, state: KeyState, warnings: string[]): Promise<void> {
-  const have = new Set(state.resourcesInOrder().filter((r) => r.resourceType === 'Medication' && r.id).map((r) => r.id));
-  const wanted = new Set<string>();
-  for (const resource of state.resourcesInOrder()) {
-    if (!MEDICATION_HOLDERS.has(resource.resourceType)) continue;
-    const reference = isRecord(resource.medicationReference) ? resource.medicationReference.reference : undefined;
-    const id = typeof reference === 'string' ? /^Medication\/([A-Za-z0-9\-.]{1,64})$/.exec(reference)?.[1] : undefined;
-    if (id && !have.has(id)) wanted.add(id);
-  }
-  if (wanted.size === 0) return;
-  const outcome = await fetchQuery(connection, 'Medication', `Medication?_id=${[...wanted].sort(compare).join(',')}`);
-  if (outcome.ok) state.addExtra(outcome.resources);
-  else warnings.push(`referenced Medications could not be read: ${outcome.detail}`);
+/** Why referenced resources not in the data are not there. */
+interface Gap {
+  readonly reason: MissingReason;
+  readonly detail: string;
 }
 
-async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<void> {
+const MEDICATION_HOLDERS = new Set(['MedicationRequest', 'MedicationStatement', 'MedicationDispense', 'MedicationAdministration']);
+/** Why a `Medication/<id>` reference whose id is not a FHIR id is not read: it is never put in a query. */
+const NOT_AN_ID: Gap = { reason: 'invalid', detail: 'not a FHIR resource id' };
+/** Why the local copy gave nothing for a patient it does not hold. */
+const LOCAL_UNKNOWN = 'the local copy has no record of the patient';
+
+/**
+ * unresolvedMedications lists, sorted, the `Medication/<id>` references of medication resources that no
+ * Medication among `resources` resolves. CQL matches the reference against `'Medication/' + id`, so a
+ * contained (`#id`) reference resolves within its resource and an absolute URL never does.
+ */
+function unresolvedMedications(resources: readonly FhirResource[]): string[] {
+  const held = new Set<string>();
+  const wanted = new Set<string>();
+  for (const resource of resources) {
+    if (resource.resourceType === 'Medication' && typeof resource.id === 'string') held.add(`Medication/${resource.id}`);
+    else if (MEDICATION_HOLDERS.has(resource.resourceType) && isRecord(resource.medicationReference)) {
+      const reference = resource.medicationReference.reference;
+      if (typeof reference === 'string' && reference.startsWith('Medication/')) wanted.add(reference);
+    }
+  }
+  return [...wanted].filter((reference) => !held.has(reference)).sort(compare);
+}
+
+/** idOf returns the id of a `Medication/<id>` reference when it is a FHIR id. */
+function idOf(reference: string): string | undefined {
+  const id = reference.slice('Medication/'.length);
+  return /^[A-Za-z0-9\-.]{1,64}$/.test(id) ? id : undefined;
+}
+
+/** fetchReferencedMedications reads Medications with one `Medication?_id=` search (in the recommended subset) and says why any not found are missing. */
+async function fetchReferencedMedications(connection: FhirConnection, state: KeyState, ids: readonly string[]): Promise<Gap> {
+  const outcome = await fetchQuery(connection, 'Medication', `Medication?_id=${ids.join(',')}`);
+  if (!outcome.ok) return { reason: outcome.timeout ? 'timeout' : 'fetch-failed', detail: outcome.detail };
+  state.addExtra(outcome.resources.filter((r) => r.resourceType === 'Medication'));
+  return { reason: 'absent', detail: outcome.incomplete ? `not on the fhirServer pages read (${outcome.incomplete.reason})` : 'not on the fhirServer' };
+}
+
+/**
+ * fillFromLocal fills missing and partial keys from the local copy, when it holds the patient, and
+ * adds the Medications it gives: `medications` says whether to ask for them ('with-orders': only
+ * alongside keys, for the orders these may bring). It returns why Medications still missing are
+ * not in the local copy (undefined when it was not asked or failed).
+ */
+async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, medications: 'no' | 'with-orders' | 'needed', budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<string | undefined> {
   const keys = [...new Set([...state.missingKeys(), ...state.incompleteList().map((i) => i.key)])].filter((key) => state.resourceType(key));
-  const types = [...new Set(keys.map((key) => state.resourceType(key) ?? ''))].sort(compare);
-  if (types.length === 0) return;
+  const keyTypes = keys.map((key) => state.resourceType(key) ?? '');
+  if (keyTypes.length === 0 && medications !== 'needed') return undefined;
+  const types = [...new Set([...keyTypes, ...(medications === 'no' ? [] : ['Medication'])])].sort(compare);
   const phase = phaseSignal(outer, budgetMs);
   try {
     const resources = await Promise.race([
@@ -233,9 +323,17 @@ async function fillFromLocal(source: LocalSource, patientId: string, state: KeyS
       new Promise<never>((_, reject) => phase.signal.addEventListener('abort', () => reject(new Error('time budget spent')), { once: true })),
     ]);
     const valid = Array.isArray(resources) ? resources.filter(isResource) : [];
+    // An empty answer about a patient the copy has never heard of is not "no data": those keys stay missing.
+    if (!valid.some((r) => r.resourceType === 'Patient' && r.id === patientId)) {
+      for (const key of keys) state.annotate(key, LOCAL_UNKNOWN);
+      return LOCAL_UNKNOWN;
+    }
     for (const key of keys) state.fillLocal(key, valid.filter((r) => r.resourceType === state.resourceType(key)));
+    if (medications !== 'no') state.addExtra(valid.filter((r) => r.resourceType === 'Medication'));
+    return 'not in the local copy';
   } catch (error) {
     warnings.push(`local source failed for ${types.join(', ')}: ${error instanceof Error ? error.message : String(error)}`);
+    return undefined;
   } finally {
     phase.dispose();
   }
@@ -292,6 +390,14 @@ class KeyState {
   note(key: string, reason: MissingReason): void {
     const current = this.missing.get(key);
     if (current?.reason === 'absent') this.missing.set(key, { reason, detail: 'not in prefetch, and no usable fhirServer' });
+  }
+
+  /** annotate adds why to a key that stays missing or partial (e.g. the local copy does not hold the patient). */
+  annotate(key: string, note: string): void {
+    const missing = this.missing.get(key);
+    if (missing) this.missing.set(key, { reason: missing.reason, detail: missing.detail === undefined ? note : `${missing.detail}; ${note}` });
+    const partial = this.partial.get(key);
+    if (partial) this.partial.set(key, { ...partial, reason: `${partial.reason}; ${note}` });
   }
 
   incomplete(key: string, url: string, reason: string): void {

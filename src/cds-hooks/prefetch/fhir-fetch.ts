@@ -1,7 +1,8 @@
 /**
  * Reading from the CDS Client's FHIR server ({@link https://cds-hooks.hl7.org/2.0/#fhir-resource-access})
  * with the request's bearer token: one read or search, following searchset `next` links up to a page
- * limit and only on the fhirServer's own origin (a token is never sent anywhere else).
+ * limit and only under the fhirServer's base URL (a token is never sent anywhere else, nor over plain
+ * http except to a loopback host).
  */
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
 import { classifyFhirJson } from './read.ts';
@@ -34,7 +35,8 @@ export type FetchOutcome =
 
 /**
  * parseFhirBase checks a request's `fhirServer`: an absolute http(s) URL without credentials.
- * The returned URL's path ends with `/` so relative queries resolve under it.
+ * The returned URL's path ends with `/` so relative queries resolve under it. Plain http is
+ * accepted here; getJson refuses to send a bearer token over it.
  */
 export function parseFhirBase(fhirServer: unknown): URL | undefined {
   if (typeof fhirServer !== 'string') return undefined;
@@ -51,10 +53,22 @@ export function parseFhirBase(fhirServer: unknown): URL | undefined {
   return url;
 }
 
-/** fetchQuery reads a relative query (`Patient/1`, `Observation?patient=1`) under the connection's base, with its pages. */
+/** A `.` or `..` path segment, plain or percent-encoded: URL resolution drops it (`Patient/.` reads `Patient/`, every patient). */
+const DOT_SEGMENT = /(?:^|[/\\])(?:\.|%2e){1,2}(?:[/\\]|$)/i;
+
+/**
+ * fetchQuery reads a relative query (`Patient/1`, `Observation?patient=1`) under the connection's base,
+ * with its pages. A query whose path has a dot segment or leaves the base is never sent.
+ */
 export async function fetchQuery(connection: FhirConnection, key: string, query: string): Promise<FetchOutcome> {
-  const url = new URL(query.replace(/^\/+/, ''), connection.base);
-  const first = await getJson(connection, key, url.href);
+  const relative = query.replace(/^\/+/, '');
+  const url = DOT_SEGMENT.test(relative.split(/[?#]/, 1)[0] ?? '') ? undefined : underBaseUrl(connection.base, relative);
+  if (!url) {
+    const detail = 'query path has a dot segment or leaves the fhirServer base URL; not sent';
+    connection.log.push({ key, url: relative, status: 0, ms: 0, error: detail });
+    return { ok: false, timeout: false, detail };
+  }
+  const first = await getJson(connection, key, url);
   if (!first.ok) return first;
   const value = classifyFhirJson(first.body);
   if (value.kind === 'outcome') return { ok: false, timeout: false, detail: value.detail };
@@ -66,18 +80,18 @@ export async function fetchQuery(connection: FhirConnection, key: string, query:
 
 /**
  * followPages follows `next` links from `next`, adding each page's resources to `resources`;
- * `pagesSoFar` counts pages already read for this key. A page that fails, a link off the
- * fhirServer's origin or the page limit leaves the result `incomplete`.
+ * `pagesSoFar` counts pages already read for this key. A page that fails, a link outside the
+ * fhirServer's base URL or the page limit leaves the result `incomplete`.
  */
 export async function followPages(connection: FhirConnection, key: string, resources: readonly FhirResource[], next: string, pagesSoFar: number): Promise<FetchOutcome> {
   const found = [...resources];
   let link: string | undefined = next;
   let pages = pagesSoFar;
   while (link) {
-    const url = sameOriginUrl(connection.base, link);
+    const url = underBaseUrl(connection.base, link);
     if (!url) {
-      connection.log.push({ key, url: link, status: 0, ms: 0, error: 'next link is not on the fhirServer origin; not followed' });
-      return { ok: true, resources: found, incomplete: { url: link, reason: 'next link is not on the fhirServer origin' } };
+      connection.log.push({ key, url: link, status: 0, ms: 0, error: 'next link is outside the fhirServer base URL; not followed' });
+      return { ok: true, resources: found, incomplete: { url: link, reason: 'next link is outside the fhirServer base URL' } };
     }
     if (pages >= connection.maxPages) return { ok: true, resources: found, incomplete: { url, reason: `page limit ${connection.maxPages} reached` } };
     const page = await getJson(connection, key, url);
@@ -93,14 +107,30 @@ export async function followPages(connection: FhirConnection, key: string, resou
   return { ok: true, resources: found };
 }
 
-/** sameOriginUrl resolves `link` against `base` and returns it only when it stays on the base's origin. */
-export function sameOriginUrl(base: URL, link: string): string | undefined {
+/**
+ * underBaseUrl resolves `link` against `base` (a parseFhirBase result) and returns it only when it
+ * stays under the base's path on its origin: another path on a shared host may be another tenant.
+ * The base itself without its final `/` counts (HAPI pages with `{base}?_getpages=`).
+ */
+export function underBaseUrl(base: URL, link: string): string | undefined {
   try {
     const url = new URL(link, base);
-    return url.origin === base.origin && (url.protocol === 'http:' || url.protocol === 'https:') && !url.username && !url.password ? url.href : undefined;
+    const underBase = url.pathname.startsWith(base.pathname) || url.pathname === base.pathname.slice(0, -1);
+    return url.origin === base.origin && underBase && !url.username && !url.password ? url.href : undefined;
   } catch {
     return undefined;
   }
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * A bearer token goes only over TLS (RFC 6750 §5.3), or to a loopback host (tests, local trials).
+ * CDS Hooks 2.0 makes https only a SHOULD for fhirServer, and a call its prefetch covers needs no
+ * server, so an http fhirServer is not a 400: the data it would give is missing (412 if required).
+ */
+function mayCarryToken(url: URL): boolean {
+  return url.protocol === 'https:' || LOOPBACK_HOSTS.has(url.hostname);
 }
 
 type JsonResult = { readonly ok: true; readonly body: unknown } | { readonly ok: false; readonly timeout: boolean; readonly detail: string };
@@ -112,6 +142,11 @@ async function getJson(connection: FhirConnection, key: string, url: string): Pr
   const record = (status: number, error?: string): void => {
     connection.log.push({ key, url, status, ms: Math.round(connection.now() - started), ...(error ? { error } : {}) });
   };
+  if (connection.accessToken && !mayCarryToken(new URL(url))) {
+    const detail = 'fhirServer is not https: the bearer token is not sent over plain http';
+    record(0, detail);
+    return { ok: false, timeout: false, detail };
+  }
   if (connection.signal.aborted) {
     record(0, 'time budget spent before the request');
     return { ok: false, timeout: true, detail: 'time budget spent' };

@@ -10,7 +10,7 @@ import { compare, isRecord, isResource } from './json.ts';
 import { normalizePatientId } from './tokens.ts';
 
 /** Why a prefetch key has no usable data. */
-export type MissingReason = 'absent' | 'operation-outcome' | 'invalid' | 'unresolved-token' | 'fetch-failed' | 'timeout' | 'no-fhir-server';
+export type MissingReason = 'absent' | 'operation-outcome' | 'invalid' | 'other-patient' | 'unresolved-token' | 'fetch-failed' | 'timeout' | 'no-fhir-server';
 
 /** A template key that is not satisfied, with its template (what a 412 problem body names). */
 export interface MissingPrefetch {
@@ -51,7 +51,8 @@ export type PrefetchValue =
  * readPrefetch checks `prefetch` against the service's templates: which keys are satisfied, which
  * are missing and why, which searchsets continue on a `next` page. Keys not in `templates` are
  * ignored (with a warning): a service only uses data it asked for. `patientId` (with or without
- * `Patient/`), when given, is compared with a prefetched Patient's id.
+ * `Patient/`), when given, is compared with each prefetched Patient's id: a key holding another
+ * patient is missing (`other-patient`), since evaluation takes the patient from the data.
  */
 export function readPrefetch(templates: Readonly<Record<string, string>>, prefetch: unknown, options: { readonly patientId?: string } = {}): PrefetchReading {
   const values = isRecord(prefetch) ? prefetch : {};
@@ -79,16 +80,16 @@ export function readPrefetch(templates: Readonly<Record<string, string>>, prefet
       missing.push({ key, template, reason: 'invalid', detail: value.detail });
       continue;
     }
-    satisfied.push(key);
     const found = value.kind === 'resources' ? value.resources : [];
+    const other = patientId === undefined ? undefined : otherPatient(found, patientId);
+    if (other !== undefined) {
+      missing.push({ key, template, reason: 'other-patient', detail: other });
+      continue;
+    }
+    satisfied.push(key);
     byKey[key] = found;
     resources.push(...found);
     if (value.kind === 'resources' && value.next) pending.push({ key, url: value.next });
-    for (const resource of found) {
-      if (patientId && resource.resourceType === 'Patient' && resource.id !== undefined && resource.id !== patientId) {
-        warnings.push(`prefetch ${key}: Patient/${String(resource.id)} is not the context patient ${patientId}`);
-      }
-    }
   }
   for (const key of Object.keys(values).sort(compare)) {
     if (!Object.hasOwn(templates, key)) warnings.push(`prefetch key "${key}" is not one of this service's templates; ignored`);
@@ -148,6 +149,12 @@ function legacyWrapped(value: unknown): PrefetchValue | undefined {
   if (status && !/^2\d\d\b/.test(status)) return { kind: 'outcome', detail: `prefetch response status ${status.slice(0, 40)}` };
   if (value.resource === null) return { kind: 'empty' };
   return isResource(value.resource) ? classifyFhirJson(value.resource) : { kind: 'invalid', detail: 'a prefetch wrapper without a FHIR resource' };
+}
+
+/** otherPatient describes the first Patient in `resources` with an id that is not `patientId`, if any. */
+function otherPatient(resources: readonly FhirResource[], patientId: string): string | undefined {
+  const other = resources.find((r) => r.resourceType === 'Patient' && String(r.id ?? patientId) !== patientId);
+  return other && `holds Patient/${String(other.id)}, not the context patient ${patientId}`;
 }
 
 function isErrorOutcome(outcome: Readonly<Record<string, unknown>>): boolean {

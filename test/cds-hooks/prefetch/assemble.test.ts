@@ -70,7 +70,18 @@ describe('assemblePatientData with a real FHIR server', () => {
     expect(other.requests).toEqual([]);
     expect(ids(result.resources)).toEqual(['Condition/c1']);
     expect(result.satisfiedBy).toEqual({ conditions: 'fhir' });
-    expect(result.incomplete).toEqual([{ key: 'conditions', url: `${other.origin}/fhir/Condition?patient=p1&page=2`, reason: 'next link is not on the fhirServer origin' }]);
+    expect(result.incomplete).toEqual([{ key: 'conditions', url: `${other.origin}/fhir/Condition?patient=p1&page=2`, reason: 'next link is outside the fhirServer base URL' }]);
+  });
+
+  it('fetches the context patient when the prefetched Patient is another one, and never uses the other', async () => {
+    const templates = { patient: `Patient/${P}` };
+    const prefetch = { patient: { resourceType: 'Patient', id: 'p2' } };
+    const fetched = await assemblePatientData({ templates, context, prefetch, fhirServer: fhir.base, fhirAuthorization: auth });
+    expect(fetched.satisfiedBy).toEqual({ patient: 'fhir' });
+    expect(ids(fetched.resources)).toEqual(['Patient/p1']);
+    const without = await assemblePatientData({ templates, context, prefetch });
+    expect(without.missing).toEqual([{ key: 'patient', template: templates.patient, reason: 'other-patient', detail: 'holds Patient/p2, not the context patient p1' }]);
+    expect(without.resources).toEqual([]);
   });
 
   it('bounds the pages read per key', async () => {
@@ -96,7 +107,8 @@ describe('assemblePatientData with a real FHIR server', () => {
     const templates = { conditions: `Condition?patient=${P}` };
     const withoutLocal = await assemblePatientData({ templates, context, prefetch: { conditions: failed }, fhirServer: fhir.base, fhirAuthorization: auth });
     expect(withoutLocal.missing).toEqual([{ key: 'conditions', template: templates.conditions, reason: 'operation-outcome', detail: 'OperationOutcome: error too-costly' }]);
-    const localSource: LocalSource = async () => [{ resourceType: 'Condition', id: 'c-local' }];
+    // The copy holds the patient (it returns the Patient), so what it has for them counts.
+    const localSource: LocalSource = async () => [{ resourceType: 'Patient', id: 'p1' }, { resourceType: 'Condition', id: 'c-local' }];
     const withLocal = await assemblePatientData({ templates, context, prefetch: { conditions: failed }, fhirServer: fhir.base, fhirAuthorization: auth, localSource });
     expect(withLocal.satisfiedBy).toEqual({ conditions: 'local' });
     expect(ids(withLocal.resources)).toEqual(['Condition/c-local']);

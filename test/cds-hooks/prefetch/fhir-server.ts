@@ -67,6 +67,8 @@ function searchset(resources: readonly unknown[], next?: string): unknown {
 }
 
 const subject = { reference: 'Patient/p1' };
+/** The only Medication the server holds: `Medication?_id=` searches find it, and nothing else. */
+const MEDICATIONS = [{ resourceType: 'Medication', id: 'med1', code: { text: 'alprazolam 0.5 mg' } }];
 
 /** startOtherHost is a second server (another origin) that must never be called. */
 export function startOtherHost(): Promise<TestServer> {
@@ -89,7 +91,7 @@ export function startFhirServer(options: { otherHost: string; slowMs?: number })
       return send(res, 200, searchset([{ resourceType: 'MedicationRequest', id: 'mr3', status: 'stopped', intent: 'order', subject }]));
     }
     if (path === 'MedicationStatement') return send(res, 200, searchset([]));
-    if (path === 'Medication' && q.get('_id') === 'med1') return send(res, 200, searchset([{ resourceType: 'Medication', id: 'med1', code: { text: 'alprazolam 0.5 mg' } }]));
+    if (path === 'Medication') return send(res, 200, searchset(MEDICATIONS.filter((m) => (q.get('_id') ?? '').split(',').includes(m.id))));
     if (path === 'Observation') {
       const timer = setTimeout(() => send(res, 200, searchset([{ resourceType: 'Observation', id: 'late', subject }])), options.slowMs ?? 5000);
       res.on('close', () => clearTimeout(timer));

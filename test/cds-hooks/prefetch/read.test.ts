@@ -139,6 +139,26 @@ describe('readPrefetch', () => {
   });
 
   it.each([
+    { name: 'the context patient', value: { resourceType: 'Patient', id: 'p1' }, satisfied: ['patient'] },
+    { name: 'a Patient without an id', value: { resourceType: 'Patient', gender: 'female' }, satisfied: ['patient'] },
+    { name: 'another patient', value: { resourceType: 'Patient', id: 'p2' }, satisfied: [], detail: 'holds Patient/p2, not the context patient p1' },
+    { name: 'a searchset with the context patient and another', value: { resourceType: 'Bundle', entry: [{ resource: { resourceType: 'Patient', id: 'p1' } }, { resource: { resourceType: 'Patient', id: 'p2' } }] }, satisfied: [], detail: 'holds Patient/p2, not the context patient p1' },
+  ])('a prefetched Patient: $name', ({ value, satisfied, detail }) => {
+    const template = 'Patient/{{context.patientId}}';
+    const reading = readPrefetch({ patient: template }, { patient: value }, { patientId: 'Patient/p1' });
+    expect(reading.satisfied).toEqual(satisfied);
+    expect(reading.missing).toEqual(detail ? [{ key: 'patient', template, reason: 'other-patient', detail }] : []);
+    expect(reading.resources).toEqual(detail ? [] : [value]);
+  });
+
+  it('does not page through the searchset of another patient', () => {
+    const value = { resourceType: 'Bundle', link: [{ relation: 'next', url: 'https://ehr.example.org/fhir/Patient?page=2' }], entry: [{ resource: { resourceType: 'Patient', id: 'p2' } }] };
+    const reading = readPrefetch({ patient: 'Patient?_id={{context.patientId}}' }, { patient: value }, { patientId: 'p1' });
+    expect(reading.pending).toEqual([]);
+    expect(reading.missing.map((m) => m.reason)).toEqual(['other-patient']);
+  });
+
+  it.each([
     { name: 'a string', value: '123', kind: 'invalid' },
     { name: 'an object without resourceType', value: { id: '1' }, kind: 'invalid' },
     { name: 'an array of resources', value: [{ resourceType: 'Observation', id: '1' }], kind: 'resources' },
@@ -152,12 +172,18 @@ describe('readPrefetch', () => {
 
   it.skipIf(!HAS_SHARED)(`AHRQ missing_prefetch_keys: the absent Condition key is missing (${SHARED_MISSING})`, async () => {
     const request = await readJson<Json>(path.join(CDS, 'ahrq-cql-services/fixtures/hooks-patients/R4/missing_prefetch_keys_invocation.json'));
-    const reading = readPrefetch(AHRQ_TEMPLATES, request.prefetch, { patientId: '1288992' });
+    const reading = readPrefetch(AHRQ_TEMPLATES, request.prefetch);
     expect(reading.satisfied).toEqual(['Observation', 'Patient']);
     expect(reading.missing).toEqual([{ key: 'Condition', template: AHRQ_TEMPLATES.Condition, reason: 'absent' }]);
     expect(reading.resources.map((r) => `${r.resourceType}/${r.id}`)).toEqual(['Observation/2', 'Patient/1']);
-    // The fixture's Patient is not the context patient: reported, not hidden.
-    expect(reading.warnings).toEqual(['prefetch Patient: Patient/1 is not the context patient 1288992']);
+    expect(reading.warnings).toEqual([]);
+    // The fixture's Patient (id 1) is not its context patient (1288992): that key is not satisfied.
+    const checked = readPrefetch(AHRQ_TEMPLATES, request.prefetch, { patientId: (request.context as Json).patientId as string });
+    expect(checked.satisfied).toEqual(['Observation']);
+    expect(checked.missing).toEqual([
+      { key: 'Condition', template: AHRQ_TEMPLATES.Condition, reason: 'absent' },
+      { key: 'Patient', template: AHRQ_TEMPLATES.Patient, reason: 'other-patient', detail: 'holds Patient/1, not the context patient 1288992' },
+    ]);
   });
 
   it.skipIf(!HAS_SHARED)(`AHRQ null_prefetch_values: null keys are satisfied with nothing (${SHARED_MISSING})`, async () => {

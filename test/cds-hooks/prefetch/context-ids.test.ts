@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import type { HookId } from '../../../src/domain/hooks.ts';
+import { parseHookRequest } from '../../../src/cds-hooks/request.ts';
+
+/**
+ * The context ids that end up in FHIR URLs (`Patient/{{context.patientId}}`, `{{context.userId}}`,
+ * `Encounter/{{context.encounterId}}`) must be FHIR ids: `.` and `..` match the id grammar's
+ * characters but are URL dot segments (`Patient/.` reads `Patient/`, a search over every patient).
+ */
+const request = (hook: HookId, context: Record<string, unknown>): unknown => ({ hook, hookInstance: 'x', context: { userId: 'Practitioner/u1', patientId: 'p1', ...context } });
+const fieldsOf = (hook: HookId, context: Record<string, unknown>): string[] => {
+  const parsed = parseHookRequest(request(hook, context), hook);
+  return parsed.ok ? [] : parsed.issues.map((i) => i.field);
+};
+
+describe('context ids', () => {
+  it.each([
+    { name: 'a bare id', input: '123', want: '123' },
+    { name: 'a Patient/ reference (tolerated, as opioid-cds-r4 sends it)', input: 'Patient/123', want: '123' },
+    { name: 'dots and dashes inside an id', input: 'example-rec-11.v2', want: 'example-rec-11.v2' },
+    { name: '64 characters', input: 'a'.repeat(64), want: 'a'.repeat(64) },
+    { name: 'surrounding spaces', input: ' 1288992 ', want: '1288992' },
+  ])('patientId: accepts $name', ({ input, want }) => {
+    const parsed = parseHookRequest(request('patient-view', { patientId: input }), 'patient-view');
+    expect(parsed.ok ? parsed.context.patientId : parsed.issues).toBe(want);
+  });
+
+  it.each([
+    { name: 'a single dot', input: '.' },
+    { name: 'two dots', input: '..' },
+    { name: 'Patient/.', input: 'Patient/.' },
+    { name: 'Patient/..', input: 'Patient/..' },
+    { name: 'an empty id after the prefix', input: 'Patient/' },
+    { name: 'a slash', input: 'a/b' },
+    { name: 'a path that climbs', input: '../Observation' },
+    { name: 'a percent-encoded dot segment', input: '%2e%2e' },
+    { name: 'a query', input: '1?_include=*' },
+    { name: 'a space', input: 'a b' },
+    { name: '65 characters', input: 'a'.repeat(65) },
+    { name: 'a full URL', input: 'https://ehr.example.org/fhir/Patient/1' },
+  ])('patientId: refuses $name with a 400 naming context.patientId', ({ input }) => {
+    expect(fieldsOf('patient-view', { patientId: input })).toEqual(['context.patientId']);
+  });
+
+  it.each([
+    { hook: 'patient-view' as const, encounterId: '..' },
+    { hook: 'patient-view' as const, encounterId: 'Encounter/.' },
+    { hook: 'encounter-start' as const, encounterId: 'a/b' },
+    { hook: 'encounter-discharge' as const, encounterId: 'Encounter/..' },
+  ])('encounterId: refuses "$encounterId" in $hook', ({ hook, encounterId }) => {
+    expect(fieldsOf(hook, { encounterId })).toEqual(['context.encounterId']);
+  });
+
+  it('encounterId: accepts a bare id or an Encounter/ reference, as the bare id', () => {
+    for (const encounterId of ['456', 'Encounter/456']) {
+      const parsed = parseHookRequest(request('encounter-start', { encounterId }), 'encounter-start');
+      expect(parsed.ok ? parsed.context.encounterId : parsed.issues).toBe('456');
+    }
+  });
+
+  it.each(['Practitioner/.', 'Practitioner/..', 'PractitionerRole/..', 'Practitioner/a/b', 'Device/1'])('userId: refuses %s', (userId) => {
+    expect(fieldsOf('patient-view', { userId })).toEqual(['context.userId']);
+  });
+});
