@@ -98,13 +98,25 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   let inFlight = 0;
   const maxInFlight = deps.maxInFlight ?? 64;
   app.post<{ Params: ServiceParams }>('/cds-services/:id', async (request, reply) => {
+    const started = performance.now();
+    const prepared = deps.knowledge();
+    const service = servicesOf(prepared).get(request.params.id);
+    if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
+    // A call answered without cards (busy, invalid, failed) is an invocation too; ids it did not give are ''.
+    const unanswered = (status: number): Promise<void> =>
+      audit({ service, prepared, started, client: request.cdsClient, hookInstance: '', patientId: '' }, status, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
     if (inFlight >= maxInFlight) {
+      await unanswered(503);
       reply.header('Retry-After', '1');
       return sendProblem(reply, { title: 'Service busy', status: 503, detail: `${inFlight} calls are being evaluated; retry in a second` });
     }
     inFlight++;
     try {
-      return await answerServiceCall(request, reply);
+      return await answerServiceCall(request, reply, { service, prepared, started }, unanswered);
+    } catch (error) {
+      const status = (error as { statusCode?: unknown }).statusCode;
+      await unanswered(typeof status === 'number' && status >= 400 && status < 600 ? status : 500);
+      throw error;
     } finally {
       inFlight--;
     }
@@ -113,21 +125,28 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   const invalidRequest = (reply: FastifyReply, issues: readonly RequestIssue[]): FastifyReply =>
     sendProblem(reply, { title: 'Invalid CDS Hooks request', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
 
-  const answerServiceCall = async (request: FastifyRequest<{ Params: ServiceParams }>, reply: FastifyReply): Promise<unknown> => {
-    const started = performance.now();
-    const prepared = deps.knowledge();
-    const service = servicesOf(prepared).get(request.params.id);
-    if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
+  const answerServiceCall = async (
+    request: FastifyRequest<{ Params: ServiceParams }>,
+    reply: FastifyReply,
+    { service, prepared, started }: Pick<Invocation, 'service' | 'prepared' | 'started'>,
+    unanswered: (status: number) => Promise<void>,
+  ): Promise<unknown> => {
     const raw = rawBody(request);
     const quick = raw !== undefined ? await evaluator.evaluate(prepared, service, raw, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
-    if (quick.kind === 'invalid') return invalidRequest(reply, quick.issues);
+    if (quick.kind === 'invalid') {
+      await unanswered(400);
+      return invalidRequest(reply, quick.issues);
+    }
     if (quick.kind === 'evaluated') {
       const { evaluation } = quick;
       return respond({ service, prepared, started, client: request.cdsClient, hookInstance: quick.hookInstance, patientId: quick.patientId, evaluation, log: request.log });
     }
     // The full path: the body parsed here, missing data fetched from the FHIR server or the local copy.
     const parsed = parseHookRequest(await jsonOf(request), service.hook);
-    if (!parsed.ok) return invalidRequest(reply, parsed.issues);
+    if (!parsed.ok) {
+      await unanswered(400);
+      return invalidRequest(reply, parsed.issues);
+    }
     const { request: hookRequest, context } = parsed;
     const data = await assemblePatientData({
       templates: service.prefetch,

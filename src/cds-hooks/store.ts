@@ -15,7 +15,11 @@ export interface IssuedCard {
   readonly issuedAt: string;
 }
 
-/** One service invocation, for the audit trail: ids and counts, never patient data. */
+/**
+ * One service invocation, for the audit trail: ids and counts, never patient data. A call answered
+ * without evaluating it (400, 503, an error) has `''` for the hookInstance and patient id it did not
+ * give (or gave invalid).
+ */
 export interface InvocationRecord {
   readonly serviceId: string;
   readonly hook: HookId;

@@ -144,11 +144,15 @@ describe('CDS Hooks over a real socket with a real FHIR server', () => {
     }
   });
 
-  it('keeps an audit row per authenticated invocation (200 and 412), holding ids and counts only, never names or resources', async () => {
+  it('keeps an audit row per authenticated invocation (200, 412 and 400), holding ids and counts only, never names or resources', async () => {
+    const { hookInstance: _dropped, ...invalid } = hookRequest('p1', 'unused');
+    expect((await call(SERVICE, invalid)).status).toBe(400);
     await live.store.flush();
     const rows = await queryRows(live.warehouse.connection, `SELECT service_id, hook, hook_instance, client, patient_id, status, cards, suppressed, rule_errors FROM cds_invocation ORDER BY hook_instance`);
     const row = { service_id: 'medication-safety-order-sign', hook: 'order-sign', client: 'live-ehr', suppressed: 0, rule_errors: 0 };
     expect(rows).toEqual([
+      // A call answered without evaluating it: the ids it did not give (or gave invalid) are ''.
+      { ...row, hook_instance: '', patient_id: '', status: 400, cards: 0 },
       { ...row, hook_instance: 'e2e-instance-1', patient_id: 'p1', status: 200, cards: 1 },
       { ...row, hook_instance: 'e2e-instance-2', patient_id: 'slow1', status: 412, cards: 0 },
     ]);
