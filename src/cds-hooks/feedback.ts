@@ -16,6 +16,11 @@ export const FeedbackRequestSchema = z.looseObject({
           })
           .optional(),
         outcomeTimestamp: z.iso.datetime({ offset: true }),
+      })
+      // Each field belongs to one outcome (CDS Hooks 2.0 feedback); an empty list says nothing either way.
+      .superRefine((item, ctx) => {
+        if (item.outcome === 'overridden' && item.acceptedSuggestions?.length) ctx.addIssue({ code: 'custom', path: ['acceptedSuggestions'], message: 'only with outcome "accepted"' });
+        if (item.outcome === 'accepted' && item.overrideReason) ctx.addIssue({ code: 'custom', path: ['overrideReason'], message: 'only with outcome "overridden"' });
       }),
     )
     .min(1),

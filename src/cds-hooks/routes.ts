@@ -229,6 +229,8 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       knowledgeVersion: d.knowledgeVersion,
       indicator: d.card.indicator,
       issuedAt: evaluatedAt,
+      client: call.client ?? 'unknown',
+      suggestions: (d.card.suggestions ?? []).flatMap((suggestion) => (suggestion.uuid ? [suggestion.uuid] : [])),
     }));
     await audit(call, 200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
     const systemActions = evaluation.decisions.flatMap((d) => (d.kind === 'system-action' && !snoozed.has(d.ruleId) ? d.actions : []));
@@ -245,14 +247,26 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     }
     const uuids = parsed.data.feedback.map((f) => f.card);
     const issued = await deps.store.findCards(uuids);
-    const unknown = uuids.filter((uuid) => issued.get(uuid)?.serviceId !== service.id);
+    const client = request.cdsClient ?? 'unknown';
+    // A card issued to another client is unknown to this one (feedback, and snoozes, are the issuing EHR's to give).
+    const unknown = uuids.filter((uuid) => {
+      const card = issued.get(uuid);
+      return card?.serviceId !== service.id || (card.client !== '' && card.client !== client);
+    });
     if (unknown.length > 0) {
       return sendProblem(reply, { title: 'Unknown card', status: 404, detail: `service "${service.id}" never issued card ${unknown.join(', ')}` });
     }
+    const notOffered = parsed.data.feedback.flatMap((item, i) =>
+      (item.acceptedSuggestions ?? []).flatMap((suggestion, j) => {
+        const offered = issued.get(item.card)?.suggestions;
+        return offered && !offered.includes(suggestion.id) ? [{ field: `feedback.${i}.acceptedSuggestions.${j}.id`, message: `card ${item.card} offered no suggestion "${suggestion.id}"` }] : [];
+      }),
+    );
+    if (notOffered.length > 0) return sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: notOffered.map((i) => `${i.field}: ${i.message}`).join('; '), issues: notOffered });
     const rules = deps.knowledge().knowledge.rules;
     const { records, snoozes } = toRecords(parsed.data, {
       serviceId: service.id,
-      client: request.cdsClient ?? 'unknown',
+      client,
       receivedAt: deps.now().toISOString(),
       cardOwner: (uuid) => issued.get(uuid),
       offeredReasons: (ruleId) => rules.find(({ rule }) => rule.id === ruleId)?.rule.outcome.card?.overrideReasons,

@@ -13,6 +13,10 @@ export interface IssuedCard {
   readonly knowledgeVersion: string;
   readonly indicator: string;
   readonly issuedAt: string;
+  /** The CDS client it was issued to: only that client's feedback is about it. */
+  readonly client: string;
+  /** Its suggestions' uuids: an accepted suggestion must be one of them (unknown for cards stored before they were kept). */
+  readonly suggestions: readonly string[] | undefined;
 }
 
 /**

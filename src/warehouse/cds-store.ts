@@ -12,7 +12,10 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS cds_card (
      uuid VARCHAR PRIMARY KEY, service_id VARCHAR NOT NULL, hook VARCHAR NOT NULL, hook_instance VARCHAR NOT NULL,
      patient_id VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, rule_version VARCHAR NOT NULL, knowledge_version VARCHAR NOT NULL,
-     indicator VARCHAR NOT NULL, issued_at TIMESTAMPTZ NOT NULL)`,
+     indicator VARCHAR NOT NULL, issued_at TIMESTAMPTZ NOT NULL, client VARCHAR, suggestions JSON)`,
+  // Cards stored before feedback was checked against the issuing client and the suggestions offered.
+  `ALTER TABLE cds_card ADD COLUMN IF NOT EXISTS client VARCHAR`,
+  `ALTER TABLE cds_card ADD COLUMN IF NOT EXISTS suggestions JSON`,
   `CREATE TABLE IF NOT EXISTS cds_feedback (
      card_uuid VARCHAR NOT NULL, service_id VARCHAR NOT NULL, outcome VARCHAR NOT NULL, outcome_timestamp TIMESTAMPTZ NOT NULL,
      accepted_suggestions JSON NOT NULL, override_system VARCHAR, override_code VARCHAR, override_display VARCHAR,
@@ -93,6 +96,9 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
       if (i > 0 && i % ROWS_PER_TURN === 0) await nextTurn();
       for (const text of [card.uuid, card.serviceId, card.hook, card.hookInstance, card.patientId, card.ruleId, card.ruleVersion, card.knowledgeVersion, card.indicator]) appender.appendVarchar(text);
       appender.appendTimestampTZ(instant(card.issuedAt));
+      appender.appendVarchar(card.client);
+      if (card.suggestions) appender.appendVarchar(JSON.stringify(card.suggestions));
+      else appender.appendNull();
       appender.endRow();
     }
     appender.closeSync();
@@ -163,6 +169,9 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
           knowledgeVersion: String(row.knowledge_version),
           indicator: String(row.indicator),
           issuedAt: String(row.issued),
+          // Cards from before the client was kept name none: any client allowed the service may answer them.
+          client: row.client === null ? '' : String(row.client),
+          suggestions: row.suggestions === null ? undefined : (JSON.parse(String(row.suggestions)) as string[]),
         } satisfies IssuedCard]));
       });
     },

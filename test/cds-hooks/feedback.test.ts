@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snoozeDays, MAX_SNOOZE_DAYS } from '../../src/cds-hooks/feedback.ts';
 import type { Card } from '../../src/domain/decisions.ts';
 import { PROJECT_ROOT } from '../support/knowledge.ts';
-import { hookRequestFromCase, startService, type TestService } from './support.ts';
+import { hookRequestFromCase, OTHER_ISSUER, startService, type TestService } from './support.ts';
 
 let service: TestService;
 let templates: Record<string, Record<string, string>>;
@@ -17,8 +17,8 @@ async function requestFor(rule: string, name: string, serviceId: string): Promis
   return hookRequestFromCase(testCase, templates[serviceId]!);
 }
 
-async function call(url: string, body: unknown) {
-  return service.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', authorization: `Bearer ${await service.token(url)}` }, payload: JSON.stringify(body) });
+async function call(url: string, body: unknown, issuer?: string) {
+  return service.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', authorization: `Bearer ${await service.token(url, {}, issuer)}` }, payload: JSON.stringify(body) });
 }
 
 const cardsOf = async (url: string, body: unknown): Promise<Card[]> => ((await call(url, body)).json() as { cards: Card[] }).cards;
@@ -67,6 +67,34 @@ describe('snooze feedback', () => {
     const [card] = await cardsOf(HBA1C, body);
     const huge = await call(`${HBA1C}/feedback`, overridden(card!, { system: OVERRIDE, code: 'snooze-999999999999d' }, '2026-05-01T12:00:08Z'));
     expect(huge.statusCode).toBe(200);
+  });
+});
+
+describe('feedback checked against the card', () => {
+  it('refuses feedback on a card issued to another client (404, as for a card never issued)', async () => {
+    service.setNow('2026-06-01T12:00:00Z');
+    const body = await requestFor('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine', 'medication-safety-order-select');
+    const [card] = await cardsOf(ORDER_SELECT, body);
+    const accepted = { feedback: [{ card: card!.uuid, outcome: 'accepted', acceptedSuggestions: [{ id: card!.suggestions![0]!.uuid }], outcomeTimestamp: '2026-06-01T12:00:05Z' }] };
+    expect((await call(`${ORDER_SELECT}/feedback`, accepted, OTHER_ISSUER)).statusCode).toBe(404);
+    expect((await call(`${ORDER_SELECT}/feedback`, accepted)).statusCode).toBe(200);
+  });
+
+  it('refuses a suggestion the card did not offer, and fields of the other outcome (400 naming them)', async () => {
+    service.setNow('2026-06-02T12:00:00Z');
+    const body = await requestFor('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine', 'medication-safety-order-select');
+    const [card] = await cardsOf(ORDER_SELECT, body);
+    const item = { card: card!.uuid, outcomeTimestamp: '2026-06-02T12:00:05Z' };
+    const cases = [
+      { feedback: { ...item, outcome: 'accepted', acceptedSuggestions: [{ id: 'not-a-suggestion' }] }, field: 'feedback.0.acceptedSuggestions.0.id' },
+      { feedback: { ...item, outcome: 'accepted', overrideReason: { reason: { system: OVERRIDE, code: 'benefit-outweighs-risk' } } }, field: 'feedback.0.overrideReason' },
+      { feedback: { ...item, outcome: 'overridden', acceptedSuggestions: [{ id: card!.suggestions![0]!.uuid }] }, field: 'feedback.0.acceptedSuggestions' },
+    ];
+    for (const { feedback, field } of cases) {
+      const response = await call(`${ORDER_SELECT}/feedback`, { feedback: [feedback] });
+      expect(response.statusCode, field).toBe(400);
+      expect((response.json() as { issues: { field: string }[] }).issues.map((i) => i.field)).toEqual([field]);
+    }
   });
 });
 

@@ -12,6 +12,8 @@ import { PROJECT_ROOT, testDeps } from '../support/knowledge.ts';
 
 export const BASE_URL = 'https://cairn.test';
 export const ISSUER = 'https://ehr.test';
+/** A second trusted EHR (same key, its own iss): feedback on another client's cards is refused. */
+export const OTHER_ISSUER = 'https://other-ehr.test';
 
 /** Only loopback may be fetched in tests: published fixtures name real FHIR servers we must never call. */
 export const loopbackOnlyFetch: typeof fetch = async (input, init) => {
@@ -25,7 +27,7 @@ export interface TestService {
   readonly warehouse: Warehouse;
   readonly knowledge: ActiveKnowledge;
   /** token signs a CDS Hooks client JWT for `path` (audience = base URL + path). */
-  token(path: string, claims?: Record<string, unknown>): Promise<string>;
+  token(path: string, claims?: Record<string, unknown>, issuer?: string): Promise<string>;
   setNow(iso: string): void;
   close(): Promise<void>;
 }
@@ -38,7 +40,7 @@ export async function startService(options: { knowledgeRoot?: string; bodyLimit?
   const jwk = { ...(await exportJWK(keyPair.publicKey)), kid: 'test-key', alg: 'ES384', use: 'sig' };
   let now = Date.parse('2026-03-01T12:00:00Z');
   const authenticator = createClientAuthenticator(
-    parseAuthConfig({ mode: 'required', clients: [{ name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] } }] }),
+    parseAuthConfig({ mode: 'required', clients: [{ name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] } }, { name: 'other-ehr', iss: OTHER_ISSUER, jwks: { keys: [jwk] } }] }),
     { now: () => now },
   );
   await authenticator.ready();
@@ -65,11 +67,11 @@ export async function startService(options: { knowledgeRoot?: string; bodyLimit?
     app,
     warehouse,
     knowledge,
-    async token(urlPath, claims = {}) {
+    async token(urlPath, claims = {}, issuer = ISSUER) {
       const seconds = Math.floor(now / 1000);
       return new SignJWT({ jti: `jti-${++jti}-${Math.random()}`, ...claims })
         .setProtectedHeader({ alg: 'ES384', kid: 'test-key', typ: 'JWT' })
-        .setIssuer(ISSUER)
+        .setIssuer(issuer)
         .setAudience(`${BASE_URL}${urlPath}`)
         .setIssuedAt(seconds)
         .setExpirationTime(seconds + 300)

@@ -74,7 +74,7 @@ async function recordCards(warehouse: Warehouse, knowledgeVersion: string): Prom
     const day = `2026-02-${26 + (i % 3)}`;
     const uuid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
     const at = `${day}T10:${String(i % 60).padStart(2, '0')}:00.000Z`;
-    const card = { uuid, serviceId: 'svc', hook: 'patient-view' as const, hookInstance: `hi-${i}`, patientId: String(alert.patient_id), ruleId: String(alert.rule_id), ruleVersion: String(alert.rule_version), knowledgeVersion, indicator: 'warning', issuedAt: at };
+    const card = { uuid, serviceId: 'svc', hook: 'patient-view' as const, hookInstance: `hi-${i}`, patientId: String(alert.patient_id), ruleId: String(alert.rule_id), ruleVersion: String(alert.rule_version), knowledgeVersion, indicator: 'warning', issuedAt: at, client: 'test-ehr', suggestions: [] };
     await store.recordInvocation({ serviceId: 'svc', hook: 'patient-view', hookInstance: `hi-${i}`, client: 'test-ehr', patientId: card.patientId, knowledgeVersion, at, durationMs: 12, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
     n++;
     if (i % 4 === 3) continue; // no feedback on every fourth card

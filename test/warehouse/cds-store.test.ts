@@ -24,7 +24,7 @@ describe('CDS store: invocations written behind responses', () => {
         const at = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
         // Every tenth call repeats the previous card (same uuid): stored once, as INSERT OR IGNORE did.
         const uuid = `00000000-0000-4000-8000-${String(i % 10 === 9 ? i - 1 : i).padStart(12, '0')}`;
-        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: `p${i % 7}`, ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at };
+        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: `p${i % 7}`, ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at, client: 'ehr', suggestions: [] };
         await store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, client: 'ehr', patientId: card.patientId, knowledgeVersion: 'k', at, durationMs: i % 50, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
       }
       await store.flush();
@@ -43,7 +43,7 @@ describe('CDS store: invocations written behind responses', () => {
     await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
       const store = await createCdsStore(warehouse);
       const awkward = `it's "quoted" \\ back\\slash, new\nline, tab\t, é, 💊, \u0000 NUL, $1 '${'x'.repeat(300)}`;
-      const card: IssuedCard = { uuid: 'u-1', serviceId: 'svc', hook: 'order-sign', hookInstance: awkward, patientId: awkward, ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: '2026-01-01T01:00:00.250+01:00' };
+      const card: IssuedCard = { uuid: 'u-1', serviceId: 'svc', hook: 'order-sign', hookInstance: awkward, patientId: awkward, ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: '2026-01-01T01:00:00.250+01:00', client: 'ehr', suggestions: [] };
       await store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: awkward, client: awkward, patientId: awkward, knowledgeVersion: 'k', at: '2026-01-01T01:00:00.250+01:00', durationMs: 7, status: 200, cards: [card], suppressed: 1, ruleErrors: 2 });
       await store.flush();
       const [invocation] = await queryRows(warehouse.connection, `SELECT hook_instance, client, patient_id, strftime(invoked_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%g') AS at, duration_ms, status, cards, suppressed, rule_errors FROM cds_invocation`);
@@ -58,7 +58,7 @@ describe('CDS store: invocations written behind responses', () => {
     await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
       const store = await createCdsStore(warehouse);
       const call = (hookInstance: string, uuid: string, at: string) => {
-        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at };
+        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at, client: 'ehr', suggestions: [] };
         return store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance, client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at, durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
       };
       const repeated = '00000000-0000-4000-8000-00000000000a';
@@ -81,7 +81,7 @@ describe('CDS store: invocations written behind responses', () => {
       const store = await createCdsStore(warehouse);
       const call = (i: number) => {
         const at = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
-        const card: IssuedCard = { uuid: `card-${i}`, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at };
+        const card: IssuedCard = { uuid: `card-${i}`, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at, client: 'ehr', suggestions: [] };
         return store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at, durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
       };
       for (let i = 0; i < 200; i++) await call(i);
@@ -102,6 +102,26 @@ describe('CDS store: invocations written behind responses', () => {
       await store.flush();
       const [all] = await queryRows(warehouse.connection, 'SELECT count(*)::INTEGER AS invocations, count(DISTINCT hook_instance)::INTEGER AS instances, max(duration_ms)::INTEGER AS d FROM cds_invocation');
       expect(all).toEqual({ invocations: next, instances: next, d: 1 });
+    });
+  });
+});
+
+describe('CDS store: a database written before cards kept their client and suggestions', () => {
+  it('adds the columns, reads old cards as from no client with suggestions unknown, and keeps both for new ones', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      await warehouse.connection.run(`CREATE TABLE cds_card (
+        uuid VARCHAR PRIMARY KEY, service_id VARCHAR NOT NULL, hook VARCHAR NOT NULL, hook_instance VARCHAR NOT NULL,
+        patient_id VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, rule_version VARCHAR NOT NULL, knowledge_version VARCHAR NOT NULL,
+        indicator VARCHAR NOT NULL, issued_at TIMESTAMPTZ NOT NULL)`);
+      await warehouse.connection.run(`INSERT INTO cds_card VALUES ('old', 'svc', 'order-sign', 'hi-0', 'p1', 'r', '1', 'k', 'warning', '2026-01-01T00:00:00Z')`);
+      const store = await createCdsStore(warehouse);
+      const at = '2026-01-02T00:00:00.000Z';
+      const card: IssuedCard = { uuid: 'new', serviceId: 'svc', hook: 'order-sign', hookInstance: 'hi-1', patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: at, client: 'ehr', suggestions: ['s-1'] };
+      await store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: 'hi-1', client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at, durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      const found = await store.findCards(['old', 'new']);
+      expect(found.get('old')).toMatchObject({ client: '', suggestions: undefined });
+      expect(found.get('new')).toMatchObject({ client: 'ehr', suggestions: ['s-1'] });
     });
   });
 });
