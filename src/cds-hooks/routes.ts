@@ -241,10 +241,8 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const service = servicesOf(deps.knowledge()).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"` });
     const parsed = FeedbackRequestSchema.safeParse(await jsonOf(request));
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }));
-      return sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
-    }
+    const invalidFeedback = (issues: readonly RequestIssue[]): FastifyReply => sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
+    if (!parsed.success) return invalidFeedback(parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
     const uuids = parsed.data.feedback.map((f) => f.card);
     const issued = await deps.store.findCards(uuids);
     const client = request.cdsClient ?? 'unknown';
@@ -262,7 +260,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
         return offered && !offered.includes(suggestion.id) ? [{ field: `feedback.${i}.acceptedSuggestions.${j}.id`, message: `card ${item.card} offered no suggestion "${suggestion.id}"` }] : [];
       }),
     );
-    if (notOffered.length > 0) return sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: notOffered.map((i) => `${i.field}: ${i.message}`).join('; '), issues: notOffered });
+    if (notOffered.length > 0) return invalidFeedback(notOffered);
     const rules = deps.knowledge().knowledge.rules;
     const { records, snoozes } = toRecords(parsed.data, {
       serviceId: service.id,
