@@ -46,18 +46,20 @@ async function serveSettings(config: Config, problems: Problem[], scheduleFlag: 
 /** requiredAuthenticator reads the trusted clients (the config's `auth.clients`, then `clientsDir`'s files), adding any problem to `problems`. */
 async function requiredAuthenticator(config: Config, problems: Problem[]): Promise<ClientAuthenticator | undefined> {
   const raw: unknown = config.auth.raw ?? {};
+  // Problems name the config file only when there is one (the default name may not exist).
+  const file = config.configFile !== undefined && existsSync(config.configFile) ? config.configFile : undefined;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    problems.push({ code: 'CONFIG_INVALID', file: config.configFile, path: '$.auth', message: 'must be an object' });
+    problems.push({ code: 'CONFIG_INVALID', file, path: '$.auth', message: 'must be an object' });
     return undefined;
   }
   // The default folder may be absent (a start from another folder); one the config names may not.
   let fileClients: readonly unknown[] | undefined = [];
   if (existsSync(config.clientsDir)) fileClients = await configProblems(problems, () => readClientConfigFiles(config.clientsDir));
-  else if (config.clientsDirConfigured) problems.push({ code: 'CONFIG_INVALID', file: config.configFile, path: '$.clientsDir', message: `folder ${config.clientsDir} does not exist` });
+  else if (config.clientsDirConfigured) problems.push({ code: 'CONFIG_INVALID', file, path: '$.clientsDir', message: `folder ${config.clientsDir} does not exist` });
   const inline: unknown = (raw as { clients?: unknown }).clients ?? [];
   // Inline clients that are not a list are reported by the schema, as they are.
   const clients = Array.isArray(inline) && fileClients ? [...(inline as unknown[]), ...fileClients] : inline;
-  const auth = await configProblems(problems, async () => parseAuthConfig({ mode: 'required', ...raw, clients }, { file: config.configFile, pathPrefix: '$.auth' }));
+  const auth = await configProblems(problems, async () => parseAuthConfig({ mode: 'required', ...raw, clients }, { ...(file ? { file } : {}), pathPrefix: '$.auth' }));
   if (!auth) return undefined;
   const authenticator = createClientAuthenticator(auth, { now: Date.now });
   await configProblems(problems, () => authenticator.ready());

@@ -38,6 +38,8 @@ export function formatProblem(problem: Problem): string {
   if (problem.line !== undefined) where += `:${problem.line}:${problem.column ?? 1}`;
   if (problem.path) where += ` ${problem.path}`;
   const hint = problem.hint ? ` (hint: ${problem.hint})` : '';
+  // A path without a file: no leading space.
+  where = where.trim();
   return `${where ? `${where} ` : ''}[${problem.code}] ${problem.message}${hint}`;
 }
 

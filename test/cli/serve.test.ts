@@ -46,6 +46,15 @@ describe('cairn serve with a bad configuration', () => {
     expect(err).not.toContain('TypeError');
   });
 
+  it('with no trusted client anywhere (config/clients ships empty), says how to add one, naming no config file that does not exist', async () => {
+    const dir = await tempDir();
+    const { code, err } = await runCli(path.join(dir, 'data'), 'serve', '--no-watch');
+    expect(code).not.toBe(0);
+    expect(err).toContain('$.auth.clients [CONFIG_INVALID] no trusted CDS client');
+    expect(err).toContain('CAIRN_AUTH=off');
+    expect(err).not.toContain('cairn.config.json');
+  });
+
   it('names the --schedule flag when it is the bad one', async () => {
     const dir = await tempDir();
     const config = path.join(dir, 'cairn.config.json');
