@@ -6,7 +6,7 @@
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
 import { fetchQuery, followPages, parseFhirBase, type FetchOutcome, type FetchRecord, type FhirConnection } from './fhir-fetch.ts';
 import { compare, isRecord, isResource } from './json.ts';
-import { readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
+import { otherPatient, readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
 import { resourceTypeOfTemplate } from './templates.ts';
 import { normalizePatientId, resolvePrefetchTemplates } from './tokens.ts';
 
@@ -137,7 +137,7 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
         now,
         log,
       };
-      await fetchMissing(connection, state, queries, reading.pending);
+      await fetchMissing(connection, state, queries, reading.pending, patientId);
       const ids = follow ? unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).flatMap((reference) => idOf(reference) ?? []) : [];
       if (ids.length > 0) medicationGap = await fetchReferencedMedications(connection, state, ids);
     } else {
@@ -236,7 +236,7 @@ export function shortfallOf(data: AssembledPatientData, templates: Readonly<Reco
 
 // ---------------------------------------------------------------------------------------------
 
-async function fetchMissing(connection: FhirConnection, state: KeyState, queries: Readonly<Record<string, string>>, pending: readonly { key: string; url: string }[]): Promise<void> {
+async function fetchMissing(connection: FhirConnection, state: KeyState, queries: Readonly<Record<string, string>>, pending: readonly { key: string; url: string }[], patientId: string | undefined): Promise<void> {
   // A prefetch OperationOutcome means the client already tried and failed: the spec sends it so the
   // service does not repeat the query (CDS Hooks 2.0 §Prefetch Template). The local copy may still fill it.
   const searches = state.missingKeys().flatMap((key) => {
@@ -246,14 +246,21 @@ async function fetchMissing(connection: FhirConnection, state: KeyState, queries
   const follows = pending.map(({ key, url }) => ({ key, run: () => followPages(connection, key, [], url, 1) }));
   const settled = await Promise.all([...searches, ...follows].map(async ({ key, run }) => ({ key, outcome: await run() })));
   const followed = new Set(follows.map((f) => f.key));
-  for (const { key, outcome } of settled) applyOutcome(state, key, outcome, followed.has(key));
+  for (const { key, outcome } of settled) applyOutcome(state, key, outcome, followed.has(key), patientId);
 }
 
-function applyOutcome(state: KeyState, key: string, outcome: FetchOutcome, isFollow: boolean): void {
+function applyOutcome(state: KeyState, key: string, outcome: FetchOutcome, isFollow: boolean, patientId: string | undefined): void {
   if (!outcome.ok) {
     // A failed first page leaves the key missing; a follow-up failure only makes prefetched data partial.
     if (isFollow) state.incomplete(key, '', outcome.detail);
     else state.miss(key, outcome.timeout ? 'timeout' : 'fetch-failed', outcome.detail);
+    return;
+  }
+  // A server that answers with another patient is not believed, as a prefetch holding one is not.
+  const other = patientId === undefined ? undefined : otherPatient(outcome.resources, patientId);
+  if (other !== undefined) {
+    if (isFollow) state.incomplete(key, '', `a next page ${other}`);
+    else state.miss(key, 'other-patient', `the fhirServer's answer ${other}`);
     return;
   }
   if (isFollow) state.add(key, outcome.resources);

@@ -116,7 +116,9 @@ export function underBaseUrl(base: URL, link: string): string | undefined {
   try {
     const url = new URL(link, base);
     const underBase = url.pathname.startsWith(base.pathname) || url.pathname === base.pathname.slice(0, -1);
-    return url.origin === base.origin && underBase && !url.username && !url.password ? url.href : undefined;
+    // An encoded slash or backslash is one segment to the URL parser but may be a separator to the server (`..%2F` climbs out).
+    const encodedSeparator = /%2f|%5c/i.test(url.pathname);
+    return url.origin === base.origin && underBase && !encodedSeparator && !url.username && !url.password ? url.href : undefined;
   } catch {
     return undefined;
   }

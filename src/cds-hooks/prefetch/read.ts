@@ -152,7 +152,7 @@ function legacyWrapped(value: unknown): PrefetchValue | undefined {
 }
 
 /** otherPatient describes the first Patient in `resources` with an id that is not `patientId`, if any. */
-function otherPatient(resources: readonly FhirResource[], patientId: string): string | undefined {
+export function otherPatient(resources: readonly FhirResource[], patientId: string): string | undefined {
   const other = resources.find((r) => r.resourceType === 'Patient' && String(r.id ?? patientId) !== patientId);
   return other && `holds Patient/${String(other.id)}, not the context patient ${patientId}`;
 }

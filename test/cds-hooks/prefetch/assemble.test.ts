@@ -84,6 +84,13 @@ describe('assemblePatientData with a real FHIR server', () => {
     expect(without.resources).toEqual([]);
   });
 
+  it('does not believe a fhirServer that answers with another patient: the key is missing', async () => {
+    const templates = { patient: 'Patient/{{context.patientId}}' };
+    const result = await assemblePatientData({ templates, context: { ...context, patientId: 'mixed-up' }, prefetch: {}, fhirServer: fhir.base, fhirAuthorization: auth });
+    expect(result.missing).toEqual([{ key: 'patient', template: templates.patient, reason: 'other-patient', detail: "the fhirServer's answer holds Patient/p2, not the context patient mixed-up" }]);
+    expect(result.resources).toEqual([]);
+  });
+
   it('bounds the pages read per key', async () => {
     const result = await assemblePatientData({ templates: { encounters: `Encounter?patient=${P}` }, context, fhirServer: fhir.base, fhirAuthorization: auth, maxPages: 3 });
     expect(ids(result.resources)).toEqual(['Encounter/e1', 'Encounter/e2', 'Encounter/e3']);

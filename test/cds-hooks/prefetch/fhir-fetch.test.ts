@@ -32,6 +32,8 @@ describe('underBaseUrl', () => {
     { name: 'a sibling path sharing the prefix', link: 'https://ehr.example.org/fhir/r4-other/Observation', want: undefined },
     { name: 'a link that climbs out', link: 'https://ehr.example.org/fhir/r4/../r5/Observation', want: undefined },
     { name: 'a link that climbs out percent-encoded', link: '/fhir/r4/%2e%2e/r5/Observation', want: undefined },
+    { name: 'an encoded slash a server may decode (..%2F climbs out)', link: '/fhir/r4/..%2Fr5/Observation', want: undefined },
+    { name: 'an encoded backslash', link: '/fhir/r4/..%5cr5/Observation', want: undefined },
     { name: 'a root-relative link elsewhere', link: '/Observation?page=2', want: undefined },
     { name: 'another host', link: 'https://other.example.org/fhir/r4/Observation', want: undefined },
     { name: 'a downgrade to http', link: 'http://ehr.example.org/fhir/r4/Observation', want: undefined },

@@ -84,6 +84,8 @@ export function startFhirServer(options: { otherHost: string; slowMs?: number })
     const page = Number(q.get('page') ?? '1');
     if (path === 'Patient/p1') return send(res, 200, { resourceType: 'Patient', id: 'p1', gender: 'female', birthDate: '1970-01-01' });
     if (path === 'Patient/p404') return send(res, 404, outcome('not-found', 'Patient/p404 is not known'));
+    // A misbehaving server: asked for one patient, it answers with another.
+    if (path === 'Patient/mixed-up') return send(res, 200, { resourceType: 'Patient', id: 'p2' });
     if (path === 'MedicationRequest' && q.get('patient') === 'p1') {
       if (page === 1) return send(res, 200, searchset([{ resourceType: 'MedicationRequest', id: 'mr1', status: 'active', intent: 'order', subject }], `${server.base}/MedicationRequest?patient=p1&page=2`));
       // A relative next link: resolved against the fhirServer base.
