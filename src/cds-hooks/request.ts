@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FHIR_ID_CHARS } from '../domain/fhir-id.ts';
 import { HOOK_IDS, type HookId } from '../domain/hooks.ts';
 
 /**
@@ -16,7 +17,7 @@ const Bundle = z.looseObject({
  * A FHIR id ({@link https://hl7.org/fhir/R4/datatypes.html#id}) that is not `.` or `..`: those match
  * the grammar but are URL dot segments, so `Patient/..` would read another URL with the bearer token.
  */
-const ID = '(?!\\.{1,2}$)[A-Za-z0-9\\-.]{1,64}';
+const ID = `(?!\\.{1,2}$)${FHIR_ID_CHARS}`;
 
 /** contextId parses a context id of `type`, bare as the spec says or `Type/id` as some clients send it, to the bare id. */
 function contextId(type: string) {

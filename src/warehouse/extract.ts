@@ -5,8 +5,6 @@
  * so these only cover what queries filter on.
  */
 
-/** FHIR_ID matches a valid FHIR id ({@link https://hl7.org/fhir/R4/datatypes.html#id}). */
-export const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 const FHIR_ID_SQL = `'^[A-Za-z0-9.-]{1,64}$'`;
 
 /** PATHS are the JSON paths read from every resource, by name; order fixes the list index. */

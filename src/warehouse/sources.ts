@@ -8,7 +8,8 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { CairnError, type Problem } from '../domain/errors.ts';
-import { FHIR_ID, normalizeDateTime } from './extract.ts';
+import { FHIR_ID } from '../domain/fhir-id.ts';
+import { normalizeDateTime } from './extract.ts';
 
 /** IngestSink receives everything read; calls are synchronous so the reader stays simple. */
 export interface IngestSink {

@@ -4,6 +4,7 @@
  * missing from the local analytical copy, then the hook context's own resources on top.
  */
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
+import { FHIR_ID } from '../../domain/fhir-id.ts';
 import { fetchQuery, followPages, parseFhirBase, type FetchOutcome, type FetchRecord, type FhirConnection } from './fhir-fetch.ts';
 import { compare, isRecord, isResource } from './json.ts';
 import { otherPatient, readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
@@ -301,7 +302,7 @@ function unresolvedMedications(resources: readonly FhirResource[]): string[] {
 /** idOf returns the id of a `Medication/<id>` reference when it is a FHIR id. */
 function idOf(reference: string): string | undefined {
   const id = reference.slice('Medication/'.length);
-  return /^[A-Za-z0-9\-.]{1,64}$/.test(id) ? id : undefined;
+  return FHIR_ID.test(id) ? id : undefined;
 }
 
 /** fetchReferencedMedications reads Medications with one `Medication?_id=` search (in the recommended subset) and says why any not found are missing. */
