@@ -122,8 +122,10 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     }
   });
 
-  const invalidRequest = (reply: FastifyReply, issues: readonly RequestIssue[]): FastifyReply =>
-    sendProblem(reply, { title: 'Invalid CDS Hooks request', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
+  /** A 400 problem listing each field at fault. */
+  const invalid = (reply: FastifyReply, title: string, issues: readonly RequestIssue[]): FastifyReply =>
+    sendProblem(reply, { title, status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
+  const invalidRequest = (reply: FastifyReply, issues: readonly RequestIssue[]): FastifyReply => invalid(reply, 'Invalid CDS Hooks request', issues);
 
   const answerServiceCall = async (
     request: FastifyRequest<{ Params: ServiceParams }>,
@@ -241,7 +243,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const service = servicesOf(deps.knowledge()).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"` });
     const parsed = FeedbackRequestSchema.safeParse(await jsonOf(request));
-    const invalidFeedback = (issues: readonly RequestIssue[]): FastifyReply => sendProblem(reply, { title: 'Invalid feedback', status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
+    const invalidFeedback = (issues: readonly RequestIssue[]): FastifyReply => invalid(reply, 'Invalid feedback', issues);
     if (!parsed.success) return invalidFeedback(parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
     const uuids = parsed.data.feedback.map((f) => f.card);
     const issued = await deps.store.findCards(uuids);
