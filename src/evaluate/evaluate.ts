@@ -79,10 +79,9 @@ export async function evaluatePatient(prepared: PreparedKnowledge, patientData: 
       const base = { ruleId: spec.id, ruleVersion: spec.version, knowledgeVersion };
       if (request.hook) {
         if (spec.outcome.card) {
+          const concerns = selectedConcerns(request.context, facts);
+          if (concerns === 'other drafts') continue;
           const cardId = deterministicUuid('card', knowledgeVersion, spec.id, patientId, request.hook, request.hookInstance ?? '', request.evaluatedAt, contextHash);
-          const mentioned = new Set(Object.values(facts).flatMap(toStrings));
-          const concerns = selectionsNamed(request.context?.selections, mentioned);
-          if (concerns.length === 0 && aboutUnselectedDrafts(request.context, mentioned)) continue;
           const card = renderCard(spec.outcome.card, spec.source, facts, cardId);
           const extension = { [PROVENANCE_EXTENSION]: base, ...(concerns.length ? { [SELECTIONS_EXTENSION]: concerns } : {}) };
           decisions.push({ ...base, kind: 'card', hook: request.hook, card: { ...card, extension } } satisfies CardDecision);
@@ -191,25 +190,20 @@ function renderActions(action: ActionTemplate, facts: Readonly<Record<string, Js
 }
 
 /**
- * selectionsNamed returns the order-select `selections` (e.g. `MedicationRequest/draft-1`) that the
- * rule's facts mention (`mentioned`: every string they hold), so the card can say which selected
- * draft order it is about.
+ * selectedConcerns returns the order-select `selections` (e.g. `MedicationRequest/draft-1`) that the
+ * rule's facts mention, so the card can say which selected draft order it is about (none without
+ * selections: order-sign, patient-view). 'other drafts' when the facts name draft orders, none of
+ * them selected: that card is about an order chosen earlier (and answered when it was selected),
+ * and repeating it at every later selection is noise; order-sign still shows it.
  */
-function selectionsNamed(selections: unknown, mentioned: ReadonlySet<string>): string[] {
-  if (!Array.isArray(selections) || selections.length === 0) return [];
-  return selections.filter((s): s is string => typeof s === 'string' && mentioned.has(s));
-}
-
-/**
- * aboutUnselectedDrafts: on order-select, a card whose facts name draft orders, none of them the
- * ones just selected, is about an order chosen earlier (and answered when it was selected);
- * repeating it at every later selection is noise. order-sign, without selections, still shows it.
- */
-function aboutUnselectedDrafts(context: Readonly<Record<string, unknown>> | undefined, mentioned: ReadonlySet<string>): boolean {
+function selectedConcerns(context: Readonly<Record<string, unknown>> | undefined, facts: Readonly<Record<string, JsonValue>>): readonly string[] | 'other drafts' {
   const selections = context?.selections;
-  if (!Array.isArray(selections) || selections.length === 0) return false;
+  if (!Array.isArray(selections) || selections.length === 0) return [];
+  const mentioned = new Set(Object.values(facts).flatMap(toStrings));
+  const concerns = selections.filter((s): s is string => typeof s === 'string' && mentioned.has(s));
+  if (concerns.length > 0) return concerns;
   const entries = (context?.draftOrders as { entry?: readonly { resource?: { resourceType?: unknown; id?: unknown } }[] } | undefined)?.entry ?? [];
-  return entries.some(({ resource }) => typeof resource?.id === 'string' && mentioned.has(`${String(resource.resourceType)}/${resource.id}`));
+  return entries.some(({ resource }) => typeof resource?.id === 'string' && mentioned.has(`${String(resource.resourceType)}/${resource.id}`)) ? 'other drafts' : [];
 }
 
 function toStrings(value: JsonValue | undefined): string[] {
