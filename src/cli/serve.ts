@@ -99,7 +99,9 @@ export function registerServeCommand(program: Command): void {
       const knowledge = activation.active;
       if (flags.demo) await ensureDemoPopulation({ path: config.databasePath, now: new Date() });
       const warehouse = await openWarehouse({ path: config.databasePath });
-      const store = await createCdsStore(warehouse);
+      // Audit records are written behind the responses; a failed write is logged once the app (and its logger) exists.
+      const flushFailed: { log?: (error: unknown, givenUp: number) => void } = {};
+      const store = await createCdsStore(warehouse, { onFlushError: (error, givenUp) => flushFailed.log?.(error, givenUp) });
       const reader = { ...warehouse, connection: await warehouse.connect() };
 
       // Until config.ts carries a `dashboards` section: config/dashboards.json (users, OIDC issuer).
@@ -131,6 +133,7 @@ export function registerServeCommand(program: Command): void {
         },
         admin: { activation, access },
       });
+      flushFailed.log = (error, givenUp) => app.log.error({ err: error, givenUp }, 'CDS Hooks audit records could not be written; they wait for the next write');
       for (const note of notes) app.log.info(note);
       if (authenticator.warning) app.log.warn(authenticator.warning);
 
@@ -176,6 +179,7 @@ export function registerServeCommand(program: Command): void {
         await task.stop();
         await app.close();
         await evaluator?.close();
+        await store.close();
         reader.connection.closeSync();
         warehouse.close();
       };

@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { timestampTZValue, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
+import { timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import type { CdsStore, FeedbackRecord, FeedbackResult, InvocationRecord, IssuedCard, Snooze } from '../cds-hooks/store.ts';
 import type { HookId } from '../domain/hooks.ts';
 import { queryRows, type Warehouse } from './database.ts';
@@ -48,12 +48,43 @@ function instant(iso: string): DuckDBTimestampTZValue {
   return timestampTZValue(BigInt(ms) * 1000n);
 }
 
+/** Invocations kept for a later flush while DuckDB cannot take them (~100 s at 1000 calls/s). */
+const MAX_PENDING_RECORDS = 100_000;
+
+export interface CdsStoreOptions {
+  /** Told when a flush fails, with how many invocation records it had to give up (the rest wait for the next flush). */
+  readonly onFlushError?: (error: unknown, givenUp: number) => void;
+}
+
 /**
- * createCdsStore keeps the CDS Hooks service's durable records in the warehouse. Writes go through
- * one queue so each multi-row write is its own transaction on the shared connection.
+ * appendRows writes rows through an appender (column chunks directly: no statement to plan per row
+ * or per flush), yielding every ROWS_PER_TURN rows. On any failure it drops the appender's rows: a
+ * failed appender keeps them and writes them again when the collector finalizes it, which aborts
+ * whatever transaction its connection has open by then (a later feedback answered 500).
  */
-export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
-  const connection = warehouse.connection;
+async function appendRows<T>(c: DuckDBConnection, table: string, rows: readonly T[], fill: (appender: DuckDBAppender, row: T) => void): Promise<void> {
+  const appender = await c.createAppender(table);
+  try {
+    for (const [i, row] of rows.entries()) {
+      if (i > 0 && i % ROWS_PER_TURN === 0) await nextTurn();
+      fill(appender, row);
+      appender.endRow();
+    }
+    appender.closeSync();
+  } catch (error) {
+    appender.clear();
+    throw error;
+  }
+}
+
+/**
+ * createCdsStore keeps the CDS Hooks service's durable records in the warehouse. It writes on a
+ * connection of its own (a flush's transaction spans turns of the event loop, and other readers and
+ * writers of the warehouse must not land inside it), through one queue so each multi-row write is
+ * its own transaction.
+ */
+export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOptions = {}): Promise<CdsStore & { close(): Promise<void> }> {
+  const connection = await warehouse.connect();
   for (const statement of SCHEMA) await connection.run(statement);
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(work: (c: DuckDBConnection) => Promise<T>): Promise<T> => {
@@ -78,31 +109,20 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
   // one per request keeps DuckDB off the real-time path. Anything that reads cards flushes first.
   let pendingInvocations: InvocationRecord[] = [];
   let flushTimer: NodeJS.Timeout | undefined;
-  const appendInvocations = async (c: DuckDBConnection, batch: readonly InvocationRecord[]): Promise<void> => {
-    // Appenders write column chunks directly: no statement to plan per row or per flush.
-    const invocations = await c.createAppender('cds_invocation');
-    for (const [i, record] of batch.entries()) {
-      if (i > 0 && i % ROWS_PER_TURN === 0) await nextTurn();
-      for (const text of [record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion]) invocations.appendVarchar(text);
-      invocations.appendTimestampTZ(instant(record.at));
-      for (const count of [record.durationMs, record.status, record.cards.length, record.suppressed, record.ruleErrors]) invocations.appendInteger(count);
-      invocations.endRow();
-    }
-    invocations.closeSync();
-  };
-  const appendCards = async (c: DuckDBConnection, table: string, cards: readonly IssuedCard[]): Promise<void> => {
-    const appender = await c.createAppender(table);
-    for (const [i, card] of cards.entries()) {
-      if (i > 0 && i % ROWS_PER_TURN === 0) await nextTurn();
+  const appendInvocations = (c: DuckDBConnection, batch: readonly InvocationRecord[]): Promise<void> =>
+    appendRows(c, 'cds_invocation', batch, (appender, record) => {
+      for (const text of [record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion]) appender.appendVarchar(text);
+      appender.appendTimestampTZ(instant(record.at));
+      for (const count of [record.durationMs, record.status, record.cards.length, record.suppressed, record.ruleErrors]) appender.appendInteger(count);
+    });
+  const appendCards = (c: DuckDBConnection, table: string, cards: readonly IssuedCard[]): Promise<void> =>
+    appendRows(c, table, cards, (appender, card) => {
       for (const text of [card.uuid, card.serviceId, card.hook, card.hookInstance, card.patientId, card.ruleId, card.ruleVersion, card.knowledgeVersion, card.indicator]) appender.appendVarchar(text);
       appender.appendTimestampTZ(instant(card.issuedAt));
       appender.appendVarchar(card.client);
       if (card.suggestions) appender.appendVarchar(JSON.stringify(card.suggestions));
       else appender.appendNull();
-      appender.endRow();
-    }
-    appender.closeSync();
-  };
+    });
   const flush = (): Promise<void> => {
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = undefined;
@@ -130,8 +150,17 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
           await c.run('DROP TABLE cds_card_pending');
         });
       }
+    }).catch((error: unknown) => {
+      // The batch waits for the next flush (a full disk may be freed); past MAX_PENDING_RECORDS the oldest are given up.
+      pendingInvocations = [...batch, ...pendingInvocations];
+      const givenUp = pendingInvocations.splice(0, Math.max(0, pendingInvocations.length - MAX_PENDING_RECORDS)).length;
+      flushTimer ??= setTimeout(flushBehind, FLUSH_AFTER_MS);
+      options.onFlushError?.(error, givenUp);
+      throw error;
     });
   };
+  /** A flush nobody awaits: its failure reaches onFlushError. */
+  const flushBehind = (): void => void flush().catch(() => undefined);
 
   // Snoozes are few and read on every request: kept in memory, written through to DuckDB.
   const snoozes = new Map<string, Map<string, string>>();
@@ -146,11 +175,17 @@ export async function createCdsStore(warehouse: Warehouse): Promise<CdsStore> {
   return {
     async recordInvocation(record: InvocationRecord) {
       pendingInvocations.push(record);
-      if (pendingInvocations.length >= FLUSH_AT_RECORDS) void flush().catch(() => undefined);
-      else flushTimer ??= setTimeout(() => void flush().catch(() => undefined), FLUSH_AFTER_MS);
+      if (pendingInvocations.length >= FLUSH_AT_RECORDS) flushBehind();
+      else flushTimer ??= setTimeout(flushBehind, FLUSH_AFTER_MS);
     },
 
     flush,
+
+    /** Writes what is pending and closes the store's connection. */
+    async close() {
+      await flush();
+      connection.closeSync();
+    },
 
     findCards: async (uuids: readonly string[]) => {
       await flush();

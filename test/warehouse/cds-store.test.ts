@@ -2,12 +2,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { IssuedCard } from '../../src/cds-hooks/store.ts';
 import { queryRows, withWarehouse } from '../../src/warehouse/database.ts';
 import { createCdsStore } from '../../src/warehouse/cds-store.ts';
 
 let dir: string | undefined;
+
+/** V8's collector, reached without starting node with --expose-gc. */
+function collector(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
 
 afterEach(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
@@ -72,6 +80,76 @@ describe('CDS store: invocations written behind responses', () => {
       expect(rows).toEqual([{ uuid: repeated, hook_instance: 'first' }, { uuid: '00000000-0000-4000-8000-00000000000b', hook_instance: 'other' }]);
       const [invocations] = await queryRows(warehouse.connection, 'SELECT count(*)::INTEGER AS n FROM cds_invocation');
       expect(invocations).toEqual({ n: 3 });
+    });
+  });
+
+  it('leaves later transactions whole after a flush that repeats a stored card, when the collector runs inside them', async () => {
+    // A failed appender wrote its rows again when collected, aborting whatever transaction was open then.
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      const gc = collector();
+      const call = (hookInstance: string, uuid: string) => {
+        const card: IssuedCard = { uuid, serviceId: 'svc', hook: 'order-sign', hookInstance, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: '2026-01-01T00:00:00Z', client: 'ehr', suggestions: [] };
+        return store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance, client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at: '2026-01-01T00:00:00Z', durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      };
+      await call('first', 'repeated');
+      await store.flush();
+      for (let round = 0; round < 3; round++) {
+        await call(`retry-${round}`, 'repeated');
+        await store.flush();
+        // Feedback is a transaction of several statements: collect between them.
+        const feedback = Array.from({ length: 10 }, (_, i) => ({ cardUuid: 'repeated', serviceId: 'svc', outcome: 'accepted' as const, outcomeTimestamp: new Date(Date.UTC(2026, 0, 1, round, i)).toISOString(), acceptedSuggestions: [], client: 'ehr', receivedAt: '2026-01-02T00:00:00Z' }));
+        let recording = true;
+        const recorded = store.recordFeedback(feedback, []).finally(() => {
+          recording = false;
+        });
+        while (recording) {
+          gc();
+          await nextTurn();
+        }
+        await expect(recorded).resolves.toEqual({ stored: 10, duplicates: 0 });
+      }
+      const [counts] = await queryRows(warehouse.connection, `SELECT (SELECT count(*) FROM cds_invocation)::INTEGER AS invocations, (SELECT count(*) FROM cds_card)::INTEGER AS cards, (SELECT hook_instance FROM cds_card WHERE uuid = 'repeated') AS kept`);
+      expect(counts).toEqual({ invocations: 4, cards: 1, kept: 'first' });
+    });
+  });
+
+  it('writes on a connection of its own: a transaction others open on the warehouse neither takes nor blocks its writes', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      const card: IssuedCard = { uuid: 'c-1', serviceId: 'svc', hook: 'order-sign', hookInstance: 'hi-1', patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: '2026-01-01T00:00:00Z', client: 'ehr', suggestions: [] };
+      await store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: 'hi-1', client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at: '2026-01-01T00:00:00Z', durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      await warehouse.connection.run('BEGIN TRANSACTION');
+      await store.flush();
+      await warehouse.connection.run('ROLLBACK');
+      expect([...(await store.findCards(['c-1'])).keys()]).toEqual(['c-1']);
+      const [counts] = await queryRows(warehouse.connection, 'SELECT (SELECT count(*) FROM cds_invocation)::INTEGER AS invocations, (SELECT count(*) FROM cds_card)::INTEGER AS cards');
+      expect(counts).toEqual({ invocations: 1, cards: 1 });
+    });
+  });
+
+  it('keeps a batch it could not write for the next flush, and says so', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    await withWarehouse({ path: path.join(dir, 'cairn.duckdb') }, async (warehouse) => {
+      const failures: { message: string; givenUp: number }[] = [];
+      const store = await createCdsStore(warehouse, { onFlushError: (error, givenUp) => failures.push({ message: (error as Error).message, givenUp }) });
+      const call = (i: number) => {
+        const card: IssuedCard = { uuid: `c-${i}`, serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, patientId: 'p1', ruleId: 'r', ruleVersion: '1', knowledgeVersion: 'k', indicator: 'warning', issuedAt: '2026-01-01T00:00:00Z', client: 'ehr', suggestions: [] };
+        return store.recordInvocation({ serviceId: 'svc', hook: 'order-sign', hookInstance: `hi-${i}`, client: 'ehr', patientId: 'p1', knowledgeVersion: 'k', at: '2026-01-01T00:00:00Z', durationMs: 1, status: 200, cards: [card], suppressed: 0, ruleErrors: 0 });
+      };
+      // The invocation table goes away for a while (as a full disk would refuse it).
+      await warehouse.connection.run('ALTER TABLE cds_invocation RENAME TO cds_invocation_away');
+      await call(1);
+      await expect(store.flush()).rejects.toThrow();
+      await call(2);
+      await warehouse.connection.run('ALTER TABLE cds_invocation_away RENAME TO cds_invocation');
+      await store.flush();
+      expect(failures).toEqual([{ message: expect.stringContaining('cds_invocation') as unknown as string, givenUp: 0 }]);
+      const rows = await queryRows(warehouse.connection, 'SELECT hook_instance FROM cds_invocation ORDER BY 1');
+      expect(rows).toEqual([{ hook_instance: 'hi-1' }, { hook_instance: 'hi-2' }]);
+      expect([...(await store.findCards(['c-1', 'c-2'])).keys()].sort()).toEqual(['c-1', 'c-2']);
     });
   });
 
