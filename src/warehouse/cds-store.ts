@@ -2,7 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import type { CdsStore, FeedbackRecord, FeedbackResult, InvocationRecord, IssuedCard, Snooze } from '../cds-hooks/store.ts';
 import type { HookId } from '../domain/hooks.ts';
-import { queryRows, type Warehouse } from './database.ts';
+import { closeAppenders, queryRows, type Warehouse } from './database.ts';
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS cds_invocation (
@@ -58,9 +58,8 @@ export interface CdsStoreOptions {
 
 /**
  * appendRows writes rows through an appender (column chunks directly: no statement to plan per row
- * or per flush), yielding every ROWS_PER_TURN rows. On any failure it drops the appender's rows: a
- * failed appender keeps them and writes them again when the collector finalizes it, which aborts
- * whatever transaction its connection has open by then (a later feedback answered 500).
+ * or per flush), yielding every ROWS_PER_TURN rows. On any failure the appender's rows are dropped
+ * (see closeAppenders).
  */
 async function appendRows<T>(c: DuckDBConnection, table: string, rows: readonly T[], fill: (appender: DuckDBAppender, row: T) => void): Promise<void> {
   const appender = await c.createAppender(table);
@@ -70,11 +69,11 @@ async function appendRows<T>(c: DuckDBConnection, table: string, rows: readonly 
       fill(appender, row);
       appender.endRow();
     }
-    appender.closeSync();
   } catch (error) {
     appender.clear();
     throw error;
   }
+  closeAppenders(appender);
 }
 
 /**

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
 import { CairnError } from '../domain/errors.ts';
 import { SCHEMA_VERSION, schemaStatements } from './schema.ts';
 
@@ -132,6 +132,25 @@ export async function queryRows(connection: DuckDBConnection, sql: string, value
   } catch (error) {
     throw new CairnError('WAREHOUSE_FAILED', `A warehouse query failed: ${(error as Error).message}`, { context: { sql: sql.slice(0, 200) }, cause: error });
   }
+}
+
+/**
+ * closeAppenders writes each appender's rows and throws the first failure once all were tried. An
+ * appender that fails has its rows dropped first: a failed appender keeps them and writes them
+ * again when the collector finalizes it, which aborts whatever transaction its connection has
+ * open by then (seen: a later feedback answered 500).
+ */
+export function closeAppenders(...appenders: readonly DuckDBAppender[]): void {
+  const failures: unknown[] = [];
+  for (const appender of appenders) {
+    try {
+      appender.closeSync();
+    } catch (error) {
+      appender.clear();
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0) throw failures[0];
 }
 
 const MEMORY_UNITS: Readonly<Record<string, number>> = { bytes: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12 };

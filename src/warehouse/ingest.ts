@@ -32,7 +32,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { CairnError } from '../domain/errors.ts';
-import { capMemory, type Warehouse } from './database.ts';
+import { capMemory, closeAppenders, type Warehouse } from './database.ts';
 import { keySelect, MACROS, resourceSelect } from './extract.ts';
 import { columnNames, GENERIC_TABLE, RESOURCE_TABLES, TYPED_TABLES } from './schema.ts';
 import { BUNDLE_TYPES, listInputs, MAX_QUARANTINE_CONTENT, readInput, readLine, type InputFile, type IngestSink, type QuarantineRecord } from './sources.ts';
@@ -286,7 +286,7 @@ async function stage(c: DuckDBConnection, files: readonly InputFile[], progress:
       offset += file.bytes;
     }
   } finally {
-    for (const appender of appenders) appender.closeSync();
+    closeAppenders(...appenders);
   }
   // Keys of the texts JavaScript staged; their line numbers came with them.
   await c.run(`INSERT INTO staging_key SELECT seq, file_no, line, path, resource_type, id, lu, vn, version_id, h, problem,

@@ -1,7 +1,7 @@
 import { dateValue, type DuckDBAppender, type DuckDBDateValue } from '@duckdb/node-api';
 import type { AlertDecision, CareGapDecision, RuleError } from '../domain/decisions.ts';
 import { CairnError } from '../domain/errors.ts';
-import { queryRows, type Warehouse } from './database.ts';
+import { closeAppenders, queryRows, type Warehouse } from './database.ts';
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS batch_run (
@@ -97,9 +97,7 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
   const errors = await c.createAppender('batch_error');
   let open = true;
   let pending = 0;
-  const closeAppenders = (): void => {
-    for (const appender of [alerts, gaps, reports, errors]) appender.closeSync();
-  };
+
   // An appender keeps up to ~200,000 rows in its own memory before handing them to the table; flushed
   // sooner, they reach the transaction's storage, which writes full row groups to disk as they fill.
   const flushed = (rows: number): void => {
@@ -126,7 +124,7 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
       appendRow(reports, [runId, measure, null, type, JSON.stringify(report)]);
     },
     async publish(s) {
-      closeAppenders();
+      closeAppenders(alerts, gaps, reports, errors);
       await c.run(`INSERT INTO batch_run VALUES ($1, $2::TIMESTAMPTZ, $3::TIMESTAMPTZ, $4::TIMESTAMPTZ, $5, $6, $7, $8, $9, $10, 'published')`, [
         s.runId, s.startedAt, s.finishedAt, s.evaluatedAt, s.knowledgeVersion, s.dataSnapshot, s.patients, s.alerts, s.careGaps, s.errors,
       ]);
@@ -136,7 +134,7 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
     async abandon() {
       if (!open) return;
       try {
-        closeAppenders();
+        closeAppenders(alerts, gaps, reports, errors);
       } catch {
         // The rollback below discards whatever the appenders held.
       }

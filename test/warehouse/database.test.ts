@@ -1,6 +1,9 @@
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { capMemory, openWarehouse, queryRows, type Warehouse } from '../../src/warehouse/database.ts';
+import { capMemory, closeAppenders, openWarehouse, queryRows, type Warehouse } from '../../src/warehouse/database.ts';
 import { tempDir } from './helpers.ts';
 
 async function memoryLimit(warehouse: Warehouse): Promise<string> {
@@ -31,4 +34,45 @@ describe('capMemory', () => {
       }
     });
   }
+});
+
+describe('closeAppenders', () => {
+  it('throws the first failure after trying every appender, and leaves no rows to be written again when the failed one is collected', async () => {
+    const warehouse = await openWarehouse({ path: join(await tempDir(), 'appenders.duckdb') });
+    try {
+      const c = warehouse.connection;
+      await c.run('CREATE TABLE keyed (k VARCHAR PRIMARY KEY)');
+      await c.run('CREATE TABLE plain (v VARCHAR)');
+      await c.run(`INSERT INTO keyed VALUES ('taken')`);
+      // Appenders no one holds once this returns: the collector may finalize them.
+      const closeBoth = async (): Promise<void> => {
+        await c.run('BEGIN TRANSACTION');
+        const keyed = await c.createAppender('keyed');
+        keyed.appendVarchar('taken');
+        keyed.endRow();
+        const plain = await c.createAppender('plain');
+        plain.appendVarchar('kept');
+        plain.endRow();
+        try {
+          closeAppenders(keyed, plain);
+        } finally {
+          await c.run('ROLLBACK');
+        }
+      };
+      await expect(closeBoth()).rejects.toThrow(/taken/);
+      // Collected while a transaction is open, the failed appender once wrote its rows again and aborted it.
+      setFlagsFromString('--expose-gc');
+      const gc = runInNewContext('gc') as () => void;
+      await c.run('BEGIN TRANSACTION');
+      for (let i = 0; i < 5; i++) {
+        gc();
+        await nextTurn();
+        await c.run(`INSERT INTO plain VALUES ('after')`);
+      }
+      await c.run('COMMIT');
+      expect(await queryRows(c, 'SELECT v, count(*)::INTEGER AS n FROM plain GROUP BY v ORDER BY v')).toEqual([{ v: 'after', n: 5 }]);
+    } finally {
+      warehouse.close();
+    }
+  });
 });
