@@ -1,9 +1,10 @@
+import { MEDICATION_REFERENCE_HOLDERS } from '../domain/medication.ts';
 import { queryRows, type Warehouse } from './database.ts';
 import type { FhirResource } from './read.ts';
 import { RESOURCE_TABLES, tableFor } from './schema.ts';
 
 /** Tables of the resources that may name their drug by reference (`medicationReference`). */
-const MEDICATION_HOLDERS = ['MedicationRequest', 'MedicationStatement', 'MedicationDispense', 'MedicationAdministration'].map(tableFor);
+const MEDICATION_HOLDERS = MEDICATION_REFERENCE_HOLDERS.map(tableFor);
 
 /**
  * readPatientResources returns one patient's stored resources of the given types (all types when

@@ -5,6 +5,7 @@
  */
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
 import { FHIR_ID } from '../../domain/fhir-id.ts';
+import { MEDICATION_REFERENCE_HOLDERS } from '../../domain/medication.ts';
 import { fetchQuery, followPages, parseFhirBase, type FetchOutcome, type FetchRecord, type FhirConnection } from './fhir-fetch.ts';
 import { compare, isRecord, isResource } from './json.ts';
 import { otherPatient, readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
@@ -275,7 +276,7 @@ interface Gap {
   readonly detail: string;
 }
 
-const MEDICATION_HOLDERS = new Set(['MedicationRequest', 'MedicationStatement', 'MedicationDispense', 'MedicationAdministration']);
+const MEDICATION_HOLDERS = new Set(MEDICATION_REFERENCE_HOLDERS);
 /** Why a `Medication/<id>` reference whose id is not a FHIR id is not read: it is never put in a query. */
 const NOT_AN_ID: Gap = { reason: 'invalid', detail: 'not a FHIR resource id' };
 /** Why the local copy gave nothing for a patient it does not hold. */
