@@ -121,7 +121,7 @@ export function registerServeCommand(program: Command): void {
           fhirBudgetMs: config.server.fhirBudgetMs,
           maxInFlight: config.server.maxInFlight,
           ...(evaluator ? { evaluator } : {}),
-          localSource: (patientId, types) => readPatientResources(reader, patientId, types),
+          localSource: (patientId, types, { medicationIds }) => readPatientResources(reader, patientId, types, medicationIds),
         },
         dashboards: {
           warehouse,

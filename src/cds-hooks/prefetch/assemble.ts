@@ -25,7 +25,13 @@ const FHIR_SHARE_WITH_LOCAL = 0.8;
  * from "never heard of them"), and for `Medication` the Medications the patient's records reference.
  * It may return more than asked; it should honour `signal`.
  */
-export type LocalSource = (patientId: string, resourceTypes: readonly string[], options: { readonly signal: AbortSignal }) => Promise<readonly FhirResource[]>;
+/**
+ * LocalSource reads one patient's resources of the given types from the local copy, the Patient
+ * among them when the copy knows the patient; with `Medication` among the types, also those the
+ * patient's records reference and those named in `medicationIds` (a draft order's drug, which no
+ * stored record may name yet).
+ */
+export type LocalSource = (patientId: string, resourceTypes: readonly string[], options: { readonly signal: AbortSignal; readonly medicationIds?: readonly string[] }) => Promise<readonly FhirResource[]>;
 
 /** Where a satisfied key's data came from. */
 export type DataSource = 'prefetch' | 'fhir' | 'local';
@@ -153,7 +159,8 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
   let localMs: number | undefined;
   if (input.localSource && patientId) {
     const localStarted = now();
-    const medications = !follow ? 'no' : unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).length > 0 ? 'needed' : 'with-orders';
+    const wanted = follow ? unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).flatMap((reference) => idOf(reference) ?? []) : [];
+    const medications = !follow ? 'no' : wanted.length > 0 ? { needed: wanted } : 'with-orders';
     const note = await fillFromLocal(input.localSource, patientId, state, medications, Math.max(0, budgetMs - (localStarted - started)), input.signal, warnings);
     if (note) medicationGap = { ...medicationGap, detail: `${medicationGap.detail}; ${note}` };
     localMs = Math.round(now() - localStarted);
@@ -320,15 +327,16 @@ async function fetchReferencedMedications(connection: FhirConnection, state: Key
  * alongside keys, for the orders these may bring). It returns why Medications still missing are
  * not in the local copy (undefined when it was not asked or failed).
  */
-async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, medications: 'no' | 'with-orders' | 'needed', budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<string | undefined> {
+async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, medications: 'no' | 'with-orders' | { readonly needed: readonly string[] }, budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<string | undefined> {
   const keys = [...new Set([...state.missingKeys(), ...state.incompleteList().map((i) => i.key)])].filter((key) => state.resourceType(key));
   const keyTypes = keys.map((key) => state.resourceType(key) ?? '');
-  if (keyTypes.length === 0 && medications !== 'needed') return undefined;
+  const needed = typeof medications === 'object' ? medications.needed : [];
+  if (keyTypes.length === 0 && needed.length === 0) return undefined;
   const types = [...new Set([...keyTypes, ...(medications === 'no' ? [] : ['Medication'])])].sort(compare);
   const phase = phaseSignal(outer, budgetMs);
   try {
     const resources = await Promise.race([
-      source(patientId, types, { signal: phase.signal }),
+      source(patientId, types, { signal: phase.signal, ...(needed.length > 0 ? { medicationIds: needed } : {}) }),
       new Promise<never>((_, reject) => phase.signal.addEventListener('abort', () => reject(new Error('time budget spent')), { once: true })),
     ]);
     const valid = Array.isArray(resources) ? resources.filter(isResource) : [];

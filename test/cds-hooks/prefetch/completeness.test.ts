@@ -44,7 +44,7 @@ beforeAll(async () => {
   warehouse = await openWarehouse({ path: path.join(dir, 'local.duckdb') });
   await ingestPaths(warehouse, [path.join(dir, 'records.ndjson')], { now: new Date('2026-01-01T00:00:00Z') });
   const reader = { ...warehouse, connection: await warehouse.connect() };
-  localSource = (patientId, types) => readPatientResources(reader, patientId, types);
+  localSource = (patientId, types, { medicationIds }) => readPatientResources(reader, patientId, types, medicationIds);
 });
 
 afterAll(async () => {
@@ -97,6 +97,21 @@ describe('Medications referenced by id', () => {
     const result = await assemblePatientData({ templates: MEDS, context, prefetch: { medicationRequests: null }, localSource, followReferences: ['Medication'] });
     expect(result.unresolved).toEqual([]);
     expect(ids(result.resources)).toEqual(['Medication/med-local', 'MedicationRequest/draft-1']);
+  });
+
+  it('takes one the local copy holds that a draft order names and no stored record references', async () => {
+    const context = { patientId: 'p-local', draftOrders: draftOrders(order({ medicationReference: { reference: 'Medication/med-unreferenced' } })) };
+    const result = await assemblePatientData({ templates: MEDS, context, prefetch: { medicationRequests: null }, localSource, followReferences: ['Medication'] });
+    expect(result.unresolved).toEqual([]);
+    // The Medication its stored order references comes along (the local copy reads both in one query).
+    expect(ids(result.resources)).toEqual(['Medication/med-local', 'Medication/med-unreferenced', 'MedicationRequest/draft-1']);
+    expect(shortfallOf(result, MEDS)).toBeUndefined();
+  });
+
+  it('gives no Medication a draft order names for a patient the local copy does not know', async () => {
+    const context = { patientId: 'p-absent', draftOrders: draftOrders(order({ medicationReference: { reference: 'Medication/med-unreferenced' } }, { subject: { reference: 'Patient/p-absent' } })) };
+    const result = await assemblePatientData({ templates: {}, context, localSource, followReferences: ['Medication'] });
+    expect(result.unresolved).toEqual([{ reference: 'Medication/med-unreferenced', reason: 'no-fhir-server', detail: 'not in the request, and no usable fhirServer; the local copy has no record of the patient' }]);
   });
 
   it('takes from the local copy the Medications of the orders it fills, and only those', async () => {
