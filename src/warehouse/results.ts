@@ -97,7 +97,6 @@ export async function beginRun(warehouse: Warehouse, runId: string): Promise<Run
   const errors = await c.createAppender('batch_error');
   let open = true;
   let pending = 0;
-
   // An appender keeps up to ~200,000 rows in its own memory before handing them to the table; flushed
   // sooner, they reach the transaction's storage, which writes full row groups to disk as they fill.
   const flushed = (rows: number): void => {

@@ -22,14 +22,9 @@ const FHIR_SHARE_WITH_LOCAL = 0.8;
 /**
  * LocalSource reads a patient's resources of the given types from the local analytical copy (DuckDB).
  * It returns the Patient whenever the copy holds the patient (that is how the copy tells "no data"
- * from "never heard of them"), and for `Medication` the Medications the patient's records reference.
+ * from "never heard of them"), and for `Medication` the Medications the patient's records reference
+ * and those named in `medicationIds` (a draft order's drug, which no stored record may name yet).
  * It may return more than asked; it should honour `signal`.
- */
-/**
- * LocalSource reads one patient's resources of the given types from the local copy, the Patient
- * among them when the copy knows the patient; with `Medication` among the types, also those the
- * patient's records reference and those named in `medicationIds` (a draft order's drug, which no
- * stored record may name yet).
  */
 export type LocalSource = (patientId: string, resourceTypes: readonly string[], options: { readonly signal: AbortSignal; readonly medicationIds?: readonly string[] }) => Promise<readonly FhirResource[]>;
 
