@@ -58,6 +58,9 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   // Declared, so every request object has the field from the start (one shape, as Fastify advises).
   app.decorateRequest('cdsClient', undefined);
 
+  // A token accepted before a restart is still accepted at most once.
+  deps.authenticator.restoreClaims(await deps.store.liveClaims(deps.now().getTime() / 1000));
+
   // onRequest, before the body is read: an untrusted caller gets 401 whatever it sends (never a parse
   // error about its body, never a large body parsed on its behalf).
   app.addHook('onRequest', async (request: FastifyRequest<{ Params: Partial<ServiceParams> }>, reply: FastifyReply) => {
@@ -65,6 +68,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const result = await deps.authenticator.authenticate({ authorization: request.headers.authorization, audience, serviceId: request.params.id });
     if (result.ok) {
       if (result.authentication === 'off') request.log.warn(result.warning);
+      else deps.store.recordClaim({ iss: result.client.iss, jti: result.client.jti, until: result.client.replayUntil });
       request.cdsClient = result.client?.name ?? result.client?.iss ?? 'unauthenticated';
       return;
     }

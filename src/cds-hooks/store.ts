@@ -1,5 +1,6 @@
 import type { Coding } from '../domain/decisions.ts';
 import type { HookId } from '../domain/hooks.ts';
+import type { TokenClaim } from './auth/index.ts';
 
 /** A card as issued, so feedback can be checked against it and rule statistics computed. */
 export interface IssuedCard {
@@ -74,6 +75,10 @@ export interface CdsStore {
   recordInvocation(record: InvocationRecord): Promise<void>;
   /** Writes every invocation recorded so far. */
   flush(): Promise<void>;
+  /** Records a jti the authenticator accepted (written behind, with invocations), so a restart still refuses it again. */
+  recordClaim(claim: TokenClaim): void;
+  /** The claims recorded that are still live at `nowSeconds` (epoch seconds). */
+  liveClaims(nowSeconds: number): Promise<TokenClaim[]>;
   findCards(uuids: readonly string[]): Promise<ReadonlyMap<string, IssuedCard>>;
   /** Stores feedback idempotently (same card, outcome and timestamp twice is one item) and the snoozes it implies. */
   recordFeedback(items: readonly FeedbackRecord[], snoozes: readonly Snooze[]): Promise<FeedbackResult>;

@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
+import type { TokenClaim } from '../cds-hooks/auth/index.ts';
 import type { CdsStore, FeedbackRecord, FeedbackResult, InvocationRecord, IssuedCard, Snooze } from '../cds-hooks/store.ts';
 import type { HookId } from '../domain/hooks.ts';
 import { closeAppenders, queryRows, type Warehouse } from './database.ts';
@@ -21,6 +22,8 @@ const SCHEMA = [
      accepted_suggestions JSON NOT NULL, override_system VARCHAR, override_code VARCHAR, override_display VARCHAR,
      user_comment VARCHAR, client VARCHAR NOT NULL, received_at TIMESTAMPTZ NOT NULL,
      PRIMARY KEY (card_uuid, outcome, outcome_timestamp))`,
+  // The jtis accepted, until they expire (epoch seconds): a restart must not accept a token twice either.
+  `CREATE TABLE IF NOT EXISTS cds_token_claim (iss VARCHAR NOT NULL, jti VARCHAR NOT NULL, until DOUBLE NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS cds_snooze (
      rule_id VARCHAR NOT NULL, patient_id VARCHAR NOT NULL, until TIMESTAMPTZ NOT NULL, PRIMARY KEY (rule_id, patient_id, until))`,
 ];
@@ -48,12 +51,17 @@ function instant(iso: string): DuckDBTimestampTZValue {
   return timestampTZValue(BigInt(ms) * 1000n);
 }
 
-/** Invocations kept for a later flush while DuckDB cannot take them (~100 s at 1000 calls/s). */
+/** Invocations (and token claims) kept for a later flush while DuckDB cannot take them (~100 s at 1000 calls/s). */
 const MAX_PENDING_RECORDS = 100_000;
+
+/** How often expired token claims are deleted. */
+const CLAIM_PRUNE_INTERVAL_MS = 60_000;
 
 export interface CdsStoreOptions {
   /** Told when a flush fails, with how many invocation records it had to give up (the rest wait for the next flush). */
   readonly onFlushError?: (error: unknown, givenUp: number) => void;
+  /** The clock expired token claims are pruned by, in epoch ms (the service's own clock; default Date.now). */
+  readonly now?: () => number;
 }
 
 /**
@@ -107,7 +115,9 @@ export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOpti
   // Invocations are written behind the response, in batches: one transaction per flush instead of
   // one per request keeps DuckDB off the real-time path. Anything that reads cards flushes first.
   let pendingInvocations: InvocationRecord[] = [];
+  let pendingClaims: TokenClaim[] = [];
   let flushTimer: NodeJS.Timeout | undefined;
+  let claimsPrunedAt = 0;
   const appendInvocations = (c: DuckDBConnection, batch: readonly InvocationRecord[]): Promise<void> =>
     appendRows(c, 'cds_invocation', batch, (appender, record) => {
       for (const text of [record.serviceId, record.hook, record.hookInstance, record.client, record.patientId, record.knowledgeVersion]) appender.appendVarchar(text);
@@ -122,26 +132,42 @@ export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOpti
       if (card.suggestions) appender.appendVarchar(JSON.stringify(card.suggestions));
       else appender.appendNull();
     });
+  /** Invocations and claims, and the claims that expired pruned (at most once a minute: a DELETE is planned and scans). */
+  const appendBatch = async (c: DuckDBConnection, batch: readonly InvocationRecord[], claims: readonly TokenClaim[]): Promise<void> => {
+    await appendInvocations(c, batch);
+    await appendRows(c, 'cds_token_claim', claims, (appender, claim) => {
+      appender.appendVarchar(claim.iss);
+      appender.appendVarchar(claim.jti);
+      appender.appendDouble(claim.until);
+    });
+    const nowMs = (options.now ?? Date.now)();
+    if (Math.abs(nowMs - claimsPrunedAt) >= CLAIM_PRUNE_INTERVAL_MS) {
+      await c.run('DELETE FROM cds_token_claim WHERE until <= $1', [nowMs / 1000]);
+      claimsPrunedAt = nowMs;
+    }
+  };
   const flush = (): Promise<void> => {
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = undefined;
     const batch = pendingInvocations;
+    const claims = pendingClaims;
     pendingInvocations = [];
-    if (batch.length === 0) return serial(async () => undefined);
+    pendingClaims = [];
+    if (batch.length === 0 && claims.length === 0) return serial(async () => undefined);
     const cards = batch.flatMap((record) => record.cards);
     // Both attempts in one turn of the queue, so no other write lands between them.
     return serial(async (c) => {
       try {
         // Usually every card is new: appended straight into cds_card (its key rejects the batch otherwise).
         await inTransaction(c, async () => {
-          await appendInvocations(c, batch);
+          await appendBatch(c, batch, claims);
           await appendCards(c, 'cds_card', cards);
         });
       } catch {
         // A card uuid repeated (a retried hookInstance): through a staging table, so the uuid keeps
         // what was first written (~2.5x the CPU: a planned INSERT OR IGNORE with a window).
         await inTransaction(c, async () => {
-          await appendInvocations(c, batch);
+          await appendBatch(c, batch, claims);
           await c.run('CREATE OR REPLACE TEMP TABLE cds_card_pending AS SELECT * FROM cds_card LIMIT 0');
           await appendCards(c, 'cds_card_pending', cards);
           await c.run(`INSERT OR IGNORE INTO cds_card SELECT * EXCLUDE (n) FROM (
@@ -152,7 +178,9 @@ export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOpti
     }).catch((error: unknown) => {
       // The batch waits for the next flush (a full disk may be freed); past MAX_PENDING_RECORDS the oldest are given up.
       pendingInvocations = [...batch, ...pendingInvocations];
+      pendingClaims = [...claims, ...pendingClaims];
       const givenUp = pendingInvocations.splice(0, Math.max(0, pendingInvocations.length - MAX_PENDING_RECORDS)).length;
+      pendingClaims.splice(0, Math.max(0, pendingClaims.length - MAX_PENDING_RECORDS));
       flushTimer ??= setTimeout(flushBehind, FLUSH_AFTER_MS);
       options.onFlushError?.(error, givenUp);
       throw error;
@@ -179,6 +207,17 @@ export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOpti
     },
 
     flush,
+
+    recordClaim(claim: TokenClaim) {
+      pendingClaims.push(claim);
+      flushTimer ??= setTimeout(flushBehind, FLUSH_AFTER_MS);
+    },
+
+    async liveClaims(nowSeconds: number) {
+      await flush();
+      const rows = await serial((c) => queryRows(c, 'SELECT iss, jti, until FROM cds_token_claim WHERE until > $1', [nowSeconds]));
+      return rows.map((row) => ({ iss: String(row.iss), jti: String(row.jti), until: Number(row.until) }));
+    },
 
     /** Writes what is pending and closes the store's connection. */
     async close() {

@@ -161,7 +161,7 @@ export async function startLiveService(options: LiveOptions = {}): Promise<LiveS
   const knowledge = await ActiveKnowledge.load(PROJECT_ROOT, testDeps());
   const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-cds-live-'));
   const warehouse = await openWarehouse({ path: path.join(dir, 'cairn.duckdb') });
-  const store = await createCdsStore(warehouse);
+  const store = await createCdsStore(warehouse, { now: clock });
   const address = { base: '' };
   const evaluator = options.evaluator ?? (options.evaluationThreads ? createEvaluationPool(options.evaluationThreads) : undefined);
   // Its own connection, as `cairn serve` reads the local copy.

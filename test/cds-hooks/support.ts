@@ -35,7 +35,7 @@ export interface TestService {
 let keyPair: { privateKey: CryptoKey; publicKey: CryptoKey } | undefined;
 
 /** startService builds the real app over the sample knowledge and a fresh DuckDB file, with JWT auth on. */
-export async function startService(options: { knowledgeRoot?: string; bodyLimit?: number; corsOrigins?: string[]; maxInFlight?: number } = {}): Promise<TestService> {
+export async function startService(options: { knowledgeRoot?: string; bodyLimit?: number; corsOrigins?: string[]; maxInFlight?: number; databasePath?: string } = {}): Promise<TestService> {
   keyPair ??= await generateKeyPair('ES384');
   const jwk = { ...(await exportJWK(keyPair.publicKey)), kid: 'test-key', alg: 'ES384', use: 'sig' };
   let now = Date.parse('2026-03-01T12:00:00Z');
@@ -45,9 +45,9 @@ export async function startService(options: { knowledgeRoot?: string; bodyLimit?
   );
   await authenticator.ready();
   const knowledge = await ActiveKnowledge.load(options.knowledgeRoot ?? PROJECT_ROOT, testDeps());
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-cds-'));
-  const warehouse = await openWarehouse({ path: path.join(dir, 'cairn.duckdb') });
-  const store = await createCdsStore(warehouse);
+  const databasePath = options.databasePath ?? path.join(await mkdtemp(path.join(os.tmpdir(), 'cairn-cds-')), 'cairn.duckdb');
+  const warehouse = await openWarehouse({ path: databasePath });
+  const store = await createCdsStore(warehouse, { now: () => now });
   const app = await buildApp({
     corsOrigins: options.corsOrigins ?? ['https://sandbox.cds-hooks.org'],
     bodyLimit: options.bodyLimit ?? 1024 * 1024,

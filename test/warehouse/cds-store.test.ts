@@ -203,3 +203,24 @@ describe('CDS store: a database written before cards kept their client and sugge
     });
   });
 });
+
+describe('CDS store: token claims', () => {
+  it('keeps the jtis accepted until they expire, across a restart, and prunes expired ones', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cairn-cds-store-'));
+    const file = path.join(dir, 'cairn.duckdb');
+    const nowSeconds = Date.now() / 1000;
+    await withWarehouse({ path: file }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      store.recordClaim({ iss: 'https://ehr.test', jti: 'live', until: nowSeconds + 300 });
+      store.recordClaim({ iss: 'https://ehr.test', jti: 'expired', until: nowSeconds - 1 });
+      await store.close();
+    });
+    await withWarehouse({ path: file }, async (warehouse) => {
+      const store = await createCdsStore(warehouse);
+      expect(await store.liveClaims(nowSeconds)).toEqual([{ iss: 'https://ehr.test', jti: 'live', until: nowSeconds + 300 }]);
+      // The first flush deleted the expired claim rather than keeping it forever.
+      const [stored] = await queryRows(warehouse.connection, 'SELECT count(*)::INTEGER AS n FROM cds_token_claim');
+      expect(stored).toEqual({ n: 1 });
+    });
+  });
+});

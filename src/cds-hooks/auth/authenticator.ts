@@ -28,6 +28,16 @@ export interface AuthenticatedClient {
   readonly tenant?: string;
   readonly jti: string;
   readonly kid: string;
+  /** Until when (epoch seconds) the jti is refused again: the token's exp plus the leeway. */
+  readonly replayUntil: number;
+}
+
+/** A jti an authenticator has accepted, as kept across restarts (see restoreClaims). */
+export interface TokenClaim {
+  readonly iss: string;
+  readonly jti: string;
+  /** Epoch seconds until which the jti must be refused again. */
+  readonly until: number;
 }
 
 export type AuthResult =
@@ -63,6 +73,11 @@ export interface ClientAuthenticator {
   authenticate(input: AuthenticateInput): Promise<AuthResult>;
   /** ready imports the inline keys now and throws CONFIG_INVALID for any that cannot be used; call it at start. */
   ready(): Promise<void>;
+  /**
+   * restoreClaims remembers jtis accepted before a restart, so a token is still accepted at most
+   * once; claims of clients no longer configured, or already expired, are ignored.
+   */
+  restoreClaims(claims: Iterable<TokenClaim>): void;
 }
 
 export interface AuthenticatorDeps {
@@ -76,7 +91,7 @@ export interface AuthenticatorDeps {
 export function createClientAuthenticator(config: AuthConfig, deps: AuthenticatorDeps): ClientAuthenticator {
   if (config.mode === 'off') {
     const result: AuthResult = Object.freeze({ ok: true, authentication: 'off', client: undefined, warning: AUTH_OFF_WARNING });
-    return Object.freeze({ mode: 'off', warning: AUTH_OFF_WARNING, authenticate: async () => result, ready: async () => {} });
+    return Object.freeze({ mode: 'off', warning: AUTH_OFF_WARNING, authenticate: async () => result, ready: async () => {}, restoreClaims: () => {} });
   }
   const fetchJwks = deps.fetchJwks ?? createJwksFetcher(config.jwksFetch);
   const limits: RemoteKeySetLimits = {
@@ -136,7 +151,8 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
       return unauthorized({ ok: false, reason: 'subject not allowed', detail: quote(sub ?? '') }, true);
     }
     // The jti stays remembered until the token could no longer pass the exp check.
-    const claim = client.replay.claim(jti, exp + config.leewaySeconds, nowSeconds);
+    const replayUntil = exp + config.leewaySeconds;
+    const claim = client.replay.claim(jti, replayUntil, nowSeconds);
     if (claim === 'replayed') return unauthorized({ ok: false, reason: 'replayed jti', detail: quote(jti) }, true);
     if (claim === 'full') return unauthorized({ ok: false, reason: 'replay cache full' }, true);
     if (input.serviceId !== undefined && cfg.services !== '*' && !cfg.services.includes(input.serviceId)) {
@@ -146,6 +162,7 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
       iss,
       jti,
       kid: header.kid,
+      replayUntil,
       ...(cfg.name === undefined ? {} : { name: cfg.name }),
       ...(sub === undefined ? {} : { sub }),
       ...(tenant === undefined ? {} : { tenant }),
@@ -166,6 +183,10 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
     },
     async ready(): Promise<void> {
       await Promise.all([...clients.values()].map((client) => client.ready()));
+    },
+    restoreClaims(claims: Iterable<TokenClaim>): void {
+      const nowSeconds = deps.now() / 1000;
+      for (const { iss, jti, until } of claims) if (until > nowSeconds) clients.get(iss)?.replay.claim(jti, until, nowSeconds);
     },
   });
 }

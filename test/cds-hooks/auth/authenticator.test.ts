@@ -126,7 +126,7 @@ describe('createClientAuthenticator', () => {
     expect(result).toEqual({
       ok: true,
       authentication: 'verified',
-      client: { iss: ISS, name: 'Test EHR', sub: 'ehr-client-7', tenant: 'org-1', jti: 'the-jti', kid: 'es-1' },
+      client: { iss: ISS, name: 'Test EHR', sub: 'ehr-client-7', tenant: 'org-1', jti: 'the-jti', kid: 'es-1', replayUntil: NOW_S + 290 + 60 },
     });
   });
 
@@ -138,6 +138,20 @@ describe('createClientAuthenticator', () => {
     expect(await auth.authenticate(input)).toMatchObject({ ok: false, status: 401, reason: 'replayed jti' });
     const sameJtiOtherIssuer = await sign(rs, claims({ iss: OTHER_ISS, sub: 'cairn-client', jti: 'once' }));
     expect(await auth.authenticate({ ...input, authorization: `Bearer ${sameJtiOtherIssuer}` })).toMatchObject({ ok: true });
+  });
+
+  it('refuses a jti restored from before a restart while it lives, for its own issuer only', async () => {
+    const auth = createClientAuthenticator(parseAuthConfig(plain(base)), { now: () => NOW_MS });
+    auth.restoreClaims([
+      { iss: ISS, jti: 'before-restart', until: NOW_S + 350 },
+      { iss: ISS, jti: 'long-expired', until: NOW_S - 1 },
+      { iss: 'https://no-longer-trusted.example', jti: 'x', until: NOW_S + 350 },
+    ]);
+    const call = async (jti: string, iss = ISS) =>
+      auth.authenticate({ authorization: `Bearer ${await sign(iss === ISS ? es : rs, claims({ jti, iss, ...(iss === ISS ? {} : { sub: 'cairn-client' }) }))}`, audience: AUD, serviceId: 'statin-use' });
+    expect(await call('before-restart')).toMatchObject({ ok: false, status: 401, reason: 'replayed jti' });
+    expect(await call('before-restart', OTHER_ISS)).toMatchObject({ ok: true });
+    expect(await call('long-expired')).toMatchObject({ ok: true });
   });
 
   it('refuses new tokens of a client whose replay cache is full of live entries, and accepts again once they expire', async () => {

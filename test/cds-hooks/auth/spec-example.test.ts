@@ -42,7 +42,7 @@ describe.skipIf(!HAS_SHARED)(`CDS Hooks 2.0.1 example JWT${HAS_SHARED ? '' : ` (
     expect(await authenticateAt(payload!.exp - 60)).toEqual({
       ok: true,
       authentication: 'verified',
-      client: { iss: 'https://fhir-ehr.example.com/', name: 'spec example EHR', jti: payload!.jti, tenant: '2ddd6c3a-8e9a-44c6-a305-52111ad302a2', kid: 'example-kid' },
+      client: { iss: 'https://fhir-ehr.example.com/', name: 'spec example EHR', jti: payload!.jti, tenant: '2ddd6c3a-8e9a-44c6-a305-52111ad302a2', kid: 'example-kid', replayUntil: payload!.exp + 60 },
     });
   });
 
