@@ -67,7 +67,7 @@ export interface Snooze {
 
 /**
  * CdsStore is where the CDS Hooks service keeps what must survive a restart: issued cards, the
- * invocation audit trail, feedback and the snoozes feedback creates. The DuckDB implementation
+ * invocation audit trail, feedback, the snoozes feedback creates and the token ids (jti) accepted. The DuckDB implementation
  * lives in warehouse/; the service only sees this port.
  */
 export interface CdsStore {
