@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { callPayloads, orderSignRequest, postCall, SERVER_FLAG, type ServerReady, type ThreadCpu } from './cds-hooks-load.ts';
+import { SERVING_NODE_FLAGS } from '../src/http/heap.ts';
 import { LoadClient } from './load-client.ts';
 import { flag, isMain, numberFlag, printResult, round } from './support.ts';
 
@@ -43,7 +44,7 @@ interface Side {
 }
 
 async function startSide(root: string, tokens: number): Promise<Side> {
-  const child = fork(path.join(root, 'bench/cds-hooks-load.ts'), [SERVER_FLAG, String(tokens), '2'], { cwd: root, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(root, 'bench/cds-hooks-load.ts'), [SERVER_FLAG, String(tokens), '2'], { cwd: root, execArgv: [...SERVING_NODE_FLAGS, '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ask = <T>(message?: string): Promise<T> =>
     new Promise((resolve, reject) => {
       child.once('message', (value) => resolve(value as T));

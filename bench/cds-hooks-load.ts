@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { FhirResource } from '../src/cql-engine/fhir-model.ts';
-import { tuneHeapForServing } from '../src/http/heap.ts';
+import { SERVING_NODE_FLAGS, tuneHeapForServing } from '../src/http/heap.ts';
 import { startLiveService, type SigningAlg } from '../test/cds-hooks/live.ts';
 import { LoadClient, type LoadResponse } from './load-client.ts';
 import { generateOpioidPatient } from './opioid-patient.ts';
@@ -16,7 +16,8 @@ import { cpuSecondsSince, flag, isMain, numberFlag, printResult, round } from '.
  * `medication-safety-order-sign`), at a fixed arrival rate (open loop: a slow answer never delays
  * the next request, and latency counts from the scheduled send time). The service runs in a child
  * process so the load generator does not share its event loop. Loopback only.
- * `CAIRN_BENCH_SERVER_FLAGS` passes node flags to the service process (e.g. `--cpu-prof`, `--trace-gc`).
+ * The service process starts with the flags `npm start` gives `cairn serve` (SERVING_NODE_FLAGS);
+ * `CAIRN_BENCH_SERVER_FLAGS` adds node flags (e.g. `--cpu-prof`, `--trace-gc`, or `--v8-pool-size=4` to compare).
  */
 
 const SERVICE_PATH = '/cds-services/medication-safety-order-sign';
@@ -282,7 +283,7 @@ export async function runCdsHooksLoadBench(options: { readonly rate?: number; re
   const total = Math.round(rate * (options.seconds ?? SECONDS));
   const warmupCalls = Math.round(rate * (options.warmupSeconds ?? WARMUP_SECONDS));
   const signingAlg = options.signingAlg ?? 'ES384';
-  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(1 + warmupCalls + SERIAL + total), String(threads), signingAlg], { execArgv: [...(process.env.CAIRN_BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), [SERVER_FLAG, String(1 + warmupCalls + SERIAL + total), String(threads), signingAlg], { execArgv: [...SERVING_NODE_FLAGS, ...(process.env.CAIRN_BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ask = <T>(message?: string | { readonly durationsSince: string }): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       server.once('message', (value) => resolve(value as T));

@@ -14,7 +14,7 @@ import { KnowledgeActivation } from '../authoring/activation.ts';
 import { ActivationHistory, ACTIVATION_LOG } from '../authoring/history.ts';
 import { watchFile, watchKnowledge, type Watching } from '../authoring/watch.ts';
 import { buildApp } from '../http/app.ts';
-import { tuneHeapForServing } from '../http/heap.ts';
+import { servingFlagsMissing, tuneHeapForServing } from '../http/heap.ts';
 import { createEvaluationPool } from '../cds-hooks/evaluation-pool.ts';
 import { createCdsStore } from '../warehouse/cds-store.ts';
 import { openWarehouse } from '../warehouse/database.ts';
@@ -134,6 +134,8 @@ export function registerServeCommand(program: Command): void {
         admin: { activation, access },
       });
       flushFailed.log = (error, givenUp) => app.log.error({ err: error, givenUp }, 'CDS Hooks audit records could not be written; they wait for the next write');
+      const missingFlags = servingFlagsMissing(process.execArgv, process.env.NODE_OPTIONS);
+      if (missingFlags.length > 0) app.log.info(`for the lowest latency start node with ${missingFlags.join(' ')} (npm start does; else NODE_OPTIONS="${missingFlags.join(' ')}")`);
       for (const note of notes) app.log.info(note);
       if (authenticator.warning) app.log.warn(authenticator.warning);
 
