@@ -124,6 +124,8 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
   if (input.fhirServer !== undefined && !base) warnings.push(`fhirServer "${String(input.fhirServer)}" is not an absolute http(s) URL; not used`);
   const fromContext = contextResources(input.context);
   const follow = input.followReferences?.includes('Medication') === true;
+  /** Ids of the referenced Medications the data gathered so far does not hold (none when not following). */
+  const medicationIdsWanted = (): string[] => (follow ? unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).flatMap((reference) => idOf(reference) ?? []) : []);
   // Why referenced Medications still missing are: refined as the FHIR server and the local copy are asked.
   let medicationGap: Gap = base ? { reason: 'absent', detail: 'referenced only by data from the local copy' } : { reason: 'no-fhir-server', detail: 'not in the request, and no usable fhirServer' };
   const deadline = budgetMs * (input.localSource ? FHIR_SHARE_WITH_LOCAL : 1);
@@ -141,7 +143,7 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
         log,
       };
       await fetchMissing(connection, state, queries, reading.pending, patientId);
-      const ids = follow ? unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).flatMap((reference) => idOf(reference) ?? []) : [];
+      const ids = medicationIdsWanted();
       if (ids.length > 0) medicationGap = await fetchReferencedMedications(connection, state, ids);
     } else {
       for (const { key, url } of reading.pending) state.incomplete(key, url, 'searchset has a next page and no usable fhirServer to read it from');
@@ -154,8 +156,7 @@ export async function assemblePatientData(input: AssembleInput): Promise<Assembl
   let localMs: number | undefined;
   if (input.localSource && patientId) {
     const localStarted = now();
-    const wanted = follow ? unresolvedMedications([...fromContext, ...state.resourcesInOrder()]).flatMap((reference) => idOf(reference) ?? []) : [];
-    const medications = !follow ? 'no' : wanted.length > 0 ? { needed: wanted } : 'with-orders';
+    const medications = follow ? { needed: medicationIdsWanted() } : undefined;
     const note = await fillFromLocal(input.localSource, patientId, state, medications, Math.max(0, budgetMs - (localStarted - started)), input.signal, warnings);
     if (note) medicationGap = { ...medicationGap, detail: `${medicationGap.detail}; ${note}` };
     localMs = Math.round(now() - localStarted);
@@ -318,16 +319,16 @@ async function fetchReferencedMedications(connection: FhirConnection, state: Key
 
 /**
  * fillFromLocal fills missing and partial keys from the local copy, when it holds the patient, and
- * adds the Medications it gives: `medications` says whether to ask for them ('with-orders': only
- * alongside keys, for the orders these may bring). It returns why Medications still missing are
- * not in the local copy (undefined when it was not asked or failed).
+ * adds the Medications it gives when `medications` is given (asked for alongside keys, for the
+ * orders these may bring, and on their own when some are `needed`). It returns why Medications
+ * still missing are not in the local copy (undefined when it was not asked or failed).
  */
-async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, medications: 'no' | 'with-orders' | { readonly needed: readonly string[] }, budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<string | undefined> {
+async function fillFromLocal(source: LocalSource, patientId: string, state: KeyState, medications: { readonly needed: readonly string[] } | undefined, budgetMs: number, outer: AbortSignal | undefined, warnings: string[]): Promise<string | undefined> {
   const keys = [...new Set([...state.missingKeys(), ...state.incompleteList().map((i) => i.key)])].filter((key) => state.resourceType(key));
   const keyTypes = keys.map((key) => state.resourceType(key) ?? '');
-  const needed = typeof medications === 'object' ? medications.needed : [];
+  const needed = medications?.needed ?? [];
   if (keyTypes.length === 0 && needed.length === 0) return undefined;
-  const types = [...new Set([...keyTypes, ...(medications === 'no' ? [] : ['Medication'])])].sort(compare);
+  const types = [...new Set([...keyTypes, ...(medications ? ['Medication'] : [])])].sort(compare);
   const phase = phaseSignal(outer, budgetMs);
   try {
     const resources = await Promise.race([
@@ -341,7 +342,7 @@ async function fillFromLocal(source: LocalSource, patientId: string, state: KeyS
       return LOCAL_UNKNOWN;
     }
     for (const key of keys) state.fillLocal(key, valid.filter((r) => r.resourceType === state.resourceType(key)));
-    if (medications !== 'no') state.addExtra(valid.filter((r) => r.resourceType === 'Medication'));
+    if (medications) state.addExtra(valid.filter((r) => r.resourceType === 'Medication'));
     return 'not in the local copy';
   } catch (error) {
     warnings.push(`local source failed for ${types.join(', ')}: ${error instanceof Error ? error.message : String(error)}`);
