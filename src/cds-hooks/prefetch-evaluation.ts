@@ -2,7 +2,7 @@ import type { PatientEvaluation } from '../domain/decisions.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import { assemblePatientData, shortfallOf } from './prefetch/assemble.ts';
-import { parseHookRequest, type RequestIssue } from './request.ts';
+import { parseHookRequest, type CallIdentifiers, type RequestIssue } from './request.ts';
 import type { CdsService } from './services.ts';
 
 /**
@@ -13,7 +13,7 @@ import type { CdsService } from './services.ts';
 export type PrefetchOutcome =
   /** The call needs what only the full path has: the FHIR server, the local copy, or Fastify's JSON parser and its error answers. */
   | { readonly kind: 'fallback' }
-  | { readonly kind: 'invalid'; readonly issues: readonly RequestIssue[] }
+  | ({ readonly kind: 'invalid'; readonly issues: readonly RequestIssue[] } & CallIdentifiers)
   | { readonly kind: 'evaluated'; readonly hookInstance: string; readonly patientId: string; readonly evaluation: PatientEvaluation };
 
 /**
@@ -47,7 +47,7 @@ export async function evaluateFromPrefetch(prepared: PreparedKnowledge, service:
     return { kind: 'fallback' };
   }
   const parsed = parseHookRequest(json, service.hook);
-  if (!parsed.ok) return { kind: 'invalid', issues: parsed.issues };
+  if (!parsed.ok) return { kind: 'invalid', issues: parsed.issues, hookInstance: parsed.hookInstance, patientId: parsed.patientId };
   const { request, context } = parsed;
   try {
     // With no network here, a `Medication/<id>` the body does not hold is unresolved: the full path reads it.

@@ -28,8 +28,9 @@ function contextId(type: string) {
 const UserId = z.string().trim().regex(new RegExp(`^(?:Practitioner|PractitionerRole|Patient|RelatedPerson)/${ID}$`), 'must be a FHIR reference to Practitioner, PractitionerRole, Patient or RelatedPerson');
 const Reference = z.string().trim().min(1);
 const EncounterId = contextId('Encounter');
+const PatientId = contextId('Patient');
 
-const base = { userId: UserId, patientId: contextId('Patient'), encounterId: EncounterId.optional() };
+const base = { userId: UserId, patientId: PatientId, encounterId: EncounterId.optional() };
 
 /** The context fields each hook requires; unknown extra fields are allowed (spec: extensible). */
 export const HOOK_CONTEXTS = {
@@ -52,7 +53,8 @@ const FhirAuthorization = z.strictObject({
 
 export const HookRequestSchema = z.looseObject({
   hook: z.string().min(1),
-  hookInstance: z.string().min(1),
+  // A UUID by the spec; some clients send other ids (the opioid CDS requests), so any short string.
+  hookInstance: z.string().min(1).max(256),
   fhirServer: z.url().optional(),
   fhirAuthorization: FhirAuthorization.optional(),
   context: z.record(z.string(), z.unknown()),
@@ -69,29 +71,48 @@ export interface RequestIssue {
 
 export type ParsedHookRequest =
   | { readonly ok: true; readonly request: HookRequest; readonly hook: HookId; readonly context: Record<string, unknown> }
-  | { readonly ok: false; readonly issues: readonly RequestIssue[] };
+  | ({ readonly ok: false; readonly issues: readonly RequestIssue[] } & CallIdentifiers);
+
+/** The ids an audit record names; '' where the body has none, or one that is malformed. */
+export interface CallIdentifiers {
+  readonly hookInstance: string;
+  readonly patientId: string;
+}
+
+/** callIdentifiers reads the ids of a call from its body, valid or not, so a refused call is audited under them. */
+export function callIdentifiers(body: unknown): CallIdentifiers {
+  const fields = body !== null && typeof body === 'object' ? (body as { hookInstance?: unknown; context?: unknown }) : {};
+  const context = fields.context !== null && typeof fields.context === 'object' ? (fields.context as { patientId?: unknown }) : {};
+  const hookInstance = HookRequestSchema.shape.hookInstance.safeParse(fields.hookInstance);
+  const patientId = PatientId.safeParse(context.patientId);
+  return { hookInstance: hookInstance.success ? hookInstance.data : '', patientId: patientId.success ? patientId.data : '' };
+}
 
 function issuesOf(error: z.ZodError, prefix: string[] = []): RequestIssue[] {
   return error.issues.map((issue) => ({ field: [...prefix, ...issue.path.map(String)].join('.') || '(body)', message: issue.message }));
 }
 
+function refused(body: unknown, issues: readonly RequestIssue[]): ParsedHookRequest {
+  return { ok: false, issues, ...callIdentifiers(body) };
+}
+
 /** parseHookRequest validates a request body for a service that answers `serviceHook`. */
 export function parseHookRequest(body: unknown, serviceHook: HookId): ParsedHookRequest {
   const parsed = HookRequestSchema.safeParse(body);
-  if (!parsed.success) return { ok: false, issues: issuesOf(parsed.error) };
+  if (!parsed.success) return refused(body, issuesOf(parsed.error));
   const request = parsed.data;
   // Checked here, not with zod's superRefine: zod 4.6's superRefine keeps each parsed body reachable
   // until a full GC, so every call's whole prefetch was promoted to the old generation (measured:
   // ~170 KB a call; scavenges of 6-20 ms in the evaluation workers, frequent mark-compacts).
-  if (request.fhirAuthorization && !request.fhirServer) return { ok: false, issues: [{ field: 'fhirServer', message: 'required when fhirAuthorization is given' }] };
+  if (request.fhirAuthorization && !request.fhirServer) return refused(body, [{ field: 'fhirServer', message: 'required when fhirAuthorization is given' }]);
   if (request.hook !== serviceHook) {
     const known = (HOOK_IDS as readonly string[]).includes(request.hook);
-    return { ok: false, issues: [{ field: 'hook', message: `this service answers ${serviceHook}, not ${known ? '' : 'unknown hook '}${request.hook}` }] };
+    return refused(body, [{ field: 'hook', message: `this service answers ${serviceHook}, not ${known ? '' : 'unknown hook '}${request.hook}` }]);
   }
   const context = HOOK_CONTEXTS[serviceHook].safeParse(request.context);
-  if (!context.success) return { ok: false, issues: issuesOf(context.error, ['context']) };
+  if (!context.success) return refused(body, issuesOf(context.error, ['context']));
   const unknownSelections = serviceHook === 'order-select' ? selectionsNotDrafted(context.data as z.infer<(typeof HOOK_CONTEXTS)['order-select']>) : [];
-  if (unknownSelections.length > 0) return { ok: false, issues: unknownSelections };
+  if (unknownSelections.length > 0) return refused(body, unknownSelections);
   return { ok: true, request, hook: serviceHook, context: context.data as Record<string, unknown> };
 }
 

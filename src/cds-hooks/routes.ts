@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CardDecision, PatientEvaluation } from '../domain/decisions.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
@@ -7,7 +7,7 @@ import { type ClientAuthenticator } from './auth/index.ts';
 import { inThreadEvaluator, type CallEvaluator } from './evaluation-pool.ts';
 import { FeedbackRequestSchema, toRecords } from './feedback.ts';
 import { assemblePatientData, shortfallOf, type LocalSource } from './prefetch/assemble.ts';
-import { parseHookRequest, type RequestIssue } from './request.ts';
+import { parseHookRequest, type CallIdentifiers, type RequestIssue } from './request.ts';
 import { describeServices, discoveryEntry, type CdsService } from './services.ts';
 import type { CdsStore, IssuedCard } from './store.ts';
 
@@ -73,8 +73,22 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       return;
     }
     request.log.info({ reason: result.reason }, 'CDS client authentication failed');
+    // A 403 names a verified client: its refused call is audited (a 401 names no one, so only logged).
+    if (result.client !== undefined) request.cdsClient = result.client;
     if (result.wwwAuthenticate) reply.header('WWW-Authenticate', result.wwwAuthenticate);
     return sendProblem(reply, { title: result.status === 401 ? 'Unauthorized' : 'Forbidden', status: result.status, detail: result.message });
+  });
+
+  // A service call refused before its handler ran (403, 413, an unsupported content type) is an
+  // invocation by a known client too; the handler audits every call it answers.
+  const audited = new WeakSet<FastifyRequest>();
+  app.addHook('onResponse', async (request: FastifyRequest<{ Params: Partial<ServiceParams> }>, reply: FastifyReply) => {
+    if (audited.has(request) || request.cdsClient === undefined || request.method !== 'POST' || request.routeOptions.url !== '/cds-services/:id') return;
+    const prepared = deps.knowledge();
+    const service = servicesOf(prepared).get(request.params.id ?? '');
+    if (!service) return;
+    const started = performance.now() - reply.elapsedTime;
+    await audit({ service, prepared, started, request, hookInstance: '', patientId: '' }, reply.statusCode, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
   });
 
   // Invocations are written behind responses: write what is pending before the service stops.
@@ -107,8 +121,8 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const service = servicesOf(prepared).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
     // A call answered without cards (busy, invalid, failed) is an invocation too; ids it did not give are ''.
-    const unanswered = (status: number): Promise<void> =>
-      audit({ service, prepared, started, client: request.cdsClient, hookInstance: '', patientId: '' }, status, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
+    const unanswered = (status: number, ids: CallIdentifiers = { hookInstance: '', patientId: '' }): Promise<void> =>
+      audit({ service, prepared, started, request, ...ids }, status, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
     if (inFlight >= maxInFlight) {
       await unanswered(503);
       reply.header('Retry-After', '1');
@@ -135,22 +149,22 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     request: FastifyRequest<{ Params: ServiceParams }>,
     reply: FastifyReply,
     { service, prepared, started }: Pick<Invocation, 'service' | 'prepared' | 'started'>,
-    unanswered: (status: number) => Promise<void>,
+    unanswered: (status: number, ids?: CallIdentifiers) => Promise<void>,
   ): Promise<unknown> => {
     const raw = rawBody(request);
     const quick = raw !== undefined ? await evaluator.evaluate(prepared, service, raw, deps.now().toISOString()) : ({ kind: 'fallback' } as const);
     if (quick.kind === 'invalid') {
-      await unanswered(400);
+      await unanswered(400, quick);
       return invalidRequest(reply, quick.issues);
     }
     if (quick.kind === 'evaluated') {
       const { evaluation } = quick;
-      return respond({ service, prepared, started, client: request.cdsClient, hookInstance: quick.hookInstance, patientId: quick.patientId, evaluation, log: request.log });
+      return respond({ service, prepared, started, request, hookInstance: quick.hookInstance, patientId: quick.patientId, evaluation });
     }
     // The full path: the body parsed here, missing data fetched from the FHIR server or the local copy.
     const parsed = parseHookRequest(await jsonOf(request), service.hook);
     if (!parsed.ok) {
-      await unanswered(400);
+      await unanswered(400, parsed);
       return invalidRequest(reply, parsed.issues);
     }
     const { request: hookRequest, context } = parsed;
@@ -172,7 +186,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const shortfall = shortfallOf(data, service.prefetch);
     if (shortfall) {
       // A call answered 412 is an invocation too: the audit trail shows the EHR could not give the data.
-      await audit({ service, prepared, started, client: request.cdsClient, hookInstance: hookRequest.hookInstance, patientId }, 412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
+      await audit({ service, prepared, started, request, hookInstance: hookRequest.hookInstance, patientId }, 412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
       return sendProblem(reply, {
         title: 'Prefetch data missing',
         status: 412,
@@ -189,24 +203,25 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       hookInstance: hookRequest.hookInstance,
       ruleIds: service.ruleIds,
     });
-    return respond({ service, prepared, started, client: request.cdsClient, hookInstance: hookRequest.hookInstance, patientId, evaluation, log: request.log });
+    return respond({ service, prepared, started, request, hookInstance: hookRequest.hookInstance, patientId, evaluation });
   };
 
   interface Invocation {
     readonly service: CdsService;
     readonly prepared: PreparedKnowledge;
     readonly started: number;
-    readonly client: string | undefined;
+    readonly request: FastifyRequest;
     readonly hookInstance: string;
     readonly patientId: string;
   }
 
-  const audit = (call: Invocation, status: number, cards: readonly IssuedCard[], counts: { suppressed: number; ruleErrors: number }, at: string): Promise<void> =>
-    deps.store.recordInvocation({
+  const audit = (call: Invocation, status: number, cards: readonly IssuedCard[], counts: { suppressed: number; ruleErrors: number }, at: string): Promise<void> => {
+    audited.add(call.request);
+    return deps.store.recordInvocation({
       serviceId: call.service.id,
       hook: call.service.hook,
       hookInstance: call.hookInstance,
-      client: call.client ?? 'unknown',
+      client: call.request.cdsClient ?? 'unknown',
       patientId: call.patientId,
       knowledgeVersion: call.prepared.knowledge.version,
       at,
@@ -215,15 +230,16 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       cards,
       ...counts,
     });
+  };
 
   /** respond turns an evaluation into the cards response: snoozed rules silenced, cards recorded for feedback, the call audited. */
-  const respond = async (call: Invocation & { readonly evaluation: PatientEvaluation; readonly log: FastifyBaseLogger }): Promise<unknown> => {
+  const respond = async (call: Invocation & { readonly evaluation: PatientEvaluation }): Promise<unknown> => {
     const { service, hookInstance, patientId, evaluation } = call;
     const { evaluatedAt } = evaluation;
     const snoozed = await deps.store.snoozedRules(patientId, evaluatedAt);
     const decisions = evaluation.decisions.filter((d): d is CardDecision => d.kind === 'card');
     const shown = decisions.filter((d) => !snoozed.has(d.ruleId));
-    for (const error of evaluation.errors) call.log.error({ ruleId: error.ruleId, library: error.library, error: error.message }, 'rule failed');
+    for (const error of evaluation.errors) call.request.log.error({ ruleId: error.ruleId, library: error.library, error: error.message }, 'rule failed');
     const cards: IssuedCard[] = shown.map((d) => ({
       uuid: d.card.uuid,
       serviceId: service.id,
@@ -235,7 +251,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       knowledgeVersion: d.knowledgeVersion,
       indicator: d.card.indicator,
       issuedAt: evaluatedAt,
-      client: call.client ?? 'unknown',
+      client: call.request.cdsClient ?? 'unknown',
       suggestions: (d.card.suggestions ?? []).flatMap((suggestion) => (suggestion.uuid ? [suggestion.uuid] : [])),
     }));
     await audit(call, 200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);

@@ -144,18 +144,30 @@ describe('CDS Hooks over a real socket with a real FHIR server', () => {
     }
   });
 
-  it('keeps an audit row per authenticated invocation (200, 412 and 400), holding ids and counts only, never names or resources', async () => {
+  it('keeps an audit row per authenticated invocation (200, 412, 400 and 413), holding ids, counts and duration only, never names or resources', async () => {
     const { hookInstance: _dropped, ...invalid } = hookRequest('p1', 'unused');
     expect((await call(SERVICE, invalid)).status).toBe(400);
+    // Invalid, but its hookInstance and patient id can be read: the row names them.
+    const { userId: _noUser, ...contextWithoutUser } = testCase.context;
+    expect((await call(SERVICE, { ...hookRequest('p1', 'e2e-instance-4'), context: { ...contextWithoutUser, patientId: 'Patient/p1' } })).status).toBe(400);
+    // Refused before its body is read (over the 4 MiB limit): the client is known, the ids are not.
+    const tooLarge = await call(SERVICE, { ...hookRequest('p1', 'e2e-instance-5'), padding: 'x'.repeat(5 * 1024 * 1024) });
+    expect(tooLarge.status).toBe(413);
     await live.store.flush();
-    const rows = await queryRows(live.warehouse.connection, `SELECT service_id, hook, hook_instance, client, patient_id, status, cards, suppressed, rule_errors FROM cds_invocation ORDER BY hook_instance`);
+    const rows = await queryRows(live.warehouse.connection, `SELECT service_id, hook, hook_instance, client, patient_id, status, cards, suppressed, rule_errors FROM cds_invocation ORDER BY hook_instance, status`);
     const row = { service_id: 'medication-safety-order-sign', hook: 'order-sign', client: 'live-ehr', suppressed: 0, rule_errors: 0 };
     expect(rows).toEqual([
-      // A call answered without evaluating it: the ids it did not give (or gave invalid) are ''.
-      { ...row, hook_instance: '', patient_id: '', status: 400, cards: 0 },
+      // Calls answered without evaluating them: the ids they did not give (or gave invalid) are ''.
+      { ...row, hook_instance: '', patient_id: 'p1', status: 400, cards: 0 },
+      { ...row, hook_instance: '', patient_id: '', status: 413, cards: 0 },
       { ...row, hook_instance: 'e2e-instance-1', patient_id: 'p1', status: 200, cards: 1 },
       { ...row, hook_instance: 'e2e-instance-2', patient_id: 'slow1', status: 412, cards: 0 },
+      { ...row, hook_instance: 'e2e-instance-4', patient_id: 'p1', status: 400, cards: 0 },
     ]);
+    const durations = await queryRows(live.warehouse.connection, `SELECT hook_instance, duration_ms FROM cds_invocation`);
+    for (const { duration_ms } of durations) expect(duration_ms).toBeGreaterThanOrEqual(0);
+    // The slow server's call waited out the fetch budget, and its row says so.
+    expect(durations.find((d) => d.hook_instance === 'e2e-instance-2')?.duration_ms).toBeGreaterThanOrEqual(BUDGET_MS - 5);
     const everything = JSON.stringify([
       ...(await queryRows(live.warehouse.connection, 'SELECT * EXCLUDE (invoked_at) FROM cds_invocation')),
       ...(await queryRows(live.warehouse.connection, 'SELECT * EXCLUDE (issued_at) FROM cds_card')),

@@ -371,6 +371,21 @@ describe.skipIf(!HAS_SHARED)(title('our cards are valid CDS Hooks 2.0 cards for 
     expect(problems).toEqual([]);
   });
 
+  it('every card has the members every Da Vinci CRD valid card has (valid_cards.json), source with label, url and topic', () => {
+    const valid = readJson<Record<string, unknown>[]>('davinci-crd-test-kit', 'valid_cards.json');
+    const common = (objects: Record<string, unknown>[]): string[] => Object.keys(objects[0] ?? {}).filter((key) => objects.every((o) => key in o));
+    const cardMembers = common(valid);
+    const sourceMembers = common(valid.map((card) => card.source as Record<string, unknown>));
+    expect(cardMembers.sort()).toEqual(['detail', 'indicator', 'source', 'summary', 'uuid']);
+    expect(sourceMembers.sort()).toEqual(['label', 'topic', 'url']);
+    const problems = cards.flatMap(({ where, card }) => {
+      const members = card as Record<string, unknown>;
+      const source = (members.source ?? {}) as Record<string, unknown>;
+      return [...cardMembers.filter((m) => !(m in members)), ...sourceMembers.filter((m) => !(m in source)).map((m) => `source.${m}`)].map((m) => `${where}: no ${m}`);
+    });
+    expect(problems).toEqual([]);
+  });
+
   const KNOWN_DEFECT = /resourceId/;
   it('delete actions carry resourceId as one relative-reference string (CDS Hooks 2.0 §Action)', () => {
     const problems = cards.flatMap(({ where, card }) => cardIssues(card, CairnCardSchema).filter((issue) => KNOWN_DEFECT.test(issue)).map((issue) => `${where}: ${issue}`));

@@ -52,6 +52,8 @@ export type AuthResult =
       readonly detail?: string;
       /** Public, deliberately vague: safe for the response body. */
       readonly message: string;
+      /** The client a 403 refused: verified, but not allowed this service. */
+      readonly client?: string;
       /** The `WWW-Authenticate` header value of a 401 (RFC 6750 §3). */
       readonly wwwAuthenticate?: string;
     };
@@ -156,7 +158,7 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
     if (claim === 'replayed') return unauthorized({ ok: false, reason: 'replayed jti', detail: quote(jti) }, true);
     if (claim === 'full') return unauthorized({ ok: false, reason: 'replay cache full' }, true);
     if (input.serviceId !== undefined && cfg.services !== '*' && !cfg.services.includes(input.serviceId)) {
-      return { ok: false, status: 403, reason: 'client not allowed for service', detail: `${cfg.name ?? iss} -> ${quote(input.serviceId)}`, message: FORBIDDEN_MESSAGE };
+      return { ok: false, status: 403, reason: 'client not allowed for service', detail: `${cfg.name ?? iss} -> ${quote(input.serviceId)}`, message: FORBIDDEN_MESSAGE, client: cfg.name ?? iss };
     }
     const identity: AuthenticatedClient = {
       iss,

@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { HookId } from '../../../src/domain/hooks.ts';
-import { parseHookRequest } from '../../../src/cds-hooks/request.ts';
+import { callIdentifiers, parseHookRequest } from '../../../src/cds-hooks/request.ts';
 
 /**
  * The context ids that end up in FHIR URLs (`Patient/{{context.patientId}}`, `{{context.userId}}`,
@@ -60,5 +61,32 @@ describe('context ids', () => {
 
   it.each(['Practitioner/.', 'Practitioner/..', 'PractitionerRole/..', 'Practitioner/a/b', 'Device/1'])('userId: refuses %s', (userId) => {
     expect(fieldsOf('patient-view', { userId })).toEqual(['context.userId']);
+  });
+});
+
+describe('the ids a refused call is audited under', () => {
+  it('are read from an invalid body: its hookInstance and patient id where well formed, else empty', () => {
+    const noUser = parseHookRequest({ hook: 'patient-view', hookInstance: 'call-1', context: { patientId: 'Patient/p1' } }, 'patient-view');
+    expect(noUser).toMatchObject({ ok: false, hookInstance: 'call-1', patientId: 'p1' });
+    const wrongHook = parseHookRequest(request('order-sign', {}), 'patient-view');
+    expect(wrongHook).toMatchObject({ ok: false, hookInstance: 'x', patientId: 'p1' });
+    const badIds = parseHookRequest({ hook: 'patient-view', hookInstance: 'y'.repeat(257), context: { patientId: '..' } }, 'patient-view');
+    expect(badIds).toMatchObject({ ok: false, hookInstance: '', patientId: '' });
+  });
+
+  it('refuses a hookInstance over 256 characters (a UUID is 36) and accepts one of 256', () => {
+    expect(parseHookRequest({ ...(request('patient-view', {}) as object), hookInstance: 'h'.repeat(256) }, 'patient-view').ok).toBe(true);
+    const long = parseHookRequest({ ...(request('patient-view', {}) as object), hookInstance: 'h'.repeat(257) }, 'patient-view');
+    expect(long.ok ? [] : long.issues.map((i) => i.field)).toEqual(['hookInstance']);
+  });
+
+  it('never throw, whatever the body, and are strings', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), fc.record({ hookInstance: fc.jsonValue(), context: fc.oneof(fc.jsonValue(), fc.record({ patientId: fc.jsonValue() })) })), (body) => {
+        const ids = callIdentifiers(body);
+        expect(typeof ids.hookInstance).toBe('string');
+        expect(typeof ids.patientId).toBe('string');
+      }),
+    );
   });
 });
