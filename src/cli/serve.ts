@@ -6,7 +6,7 @@ import cron from 'node-cron';
 import { runNightly } from '../batch/nightly.ts';
 import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles, type ClientAuthenticator } from '../cds-hooks/auth/index.ts';
 import { resolveConfig, throwIfProblems, type Config } from '../config/config.ts';
-import { readDashboardAccess } from '../dashboards/access.ts';
+import { ACCESS_OFF_WARNING, readDashboardAccess } from '../dashboards/access.ts';
 import { CairnError, formatProblem, type Problem } from '../domain/errors.ts';
 import { createCqlCompiler } from '../cql-engine/compiler.ts';
 import { loadFhirR4Model } from '../cql-engine/fhir-model.ts';
@@ -138,6 +138,7 @@ export function registerServeCommand(program: Command): void {
       if (missingFlags.length > 0) app.log.info(`for the lowest latency start node with ${missingFlags.join(' ')} (npm start does; else NODE_OPTIONS="${missingFlags.join(' ')}")`);
       for (const note of notes) app.log.info(note);
       if (authenticator.warning) app.log.warn(authenticator.warning);
+      if (access.off) app.log.warn(ACCESS_OFF_WARNING);
 
       let batchRunning = false;
       const nightly = async (): Promise<void> => {

@@ -186,7 +186,8 @@ export function resolveConfig({ flags = {}, env = {}, cwd }: ConfigInputs): { co
 
   const knowledgeDir = path.resolve(cwd, flags.knowledgeDir ?? env.CAIRN_KNOWLEDGE_DIR ?? fromFile(file.knowledgeDir) ?? '.');
   const dataDir = path.resolve(cwd, flags.dataDir ?? env.CAIRN_DATA_DIR ?? fromFile(file.dataDir) ?? 'data');
-  const host = env.HOST ?? file.server?.host ?? '127.0.0.1';
+  // An empty HOST is unset, as an empty PORT is: the file (else the default) decides.
+  const host = env.HOST || file.server?.host || '127.0.0.1';
   const port = envNumber(env, 'PORT', problems) ?? file.server?.port ?? 8080;
   const authSetting = env.CAIRN_AUTH;
   if (authSetting !== undefined && authSetting !== 'off' && authSetting !== 'on') {

@@ -65,6 +65,9 @@ export interface DashboardAccess {
   readonly off: boolean;
 }
 
+/** What `cairn serve` logs at start while dashboard sign-in is off. */
+export const ACCESS_OFF_WARNING = 'Dashboard sign-in is OFF (CAIRN_AUTH=off): any caller is admin of the dashboards, the report API and the admin API. Use only for local trials.';
+
 /** parseDashboardAccess validates the configuration, or throws CONFIG_INVALID listing every problem. */
 export function parseDashboardAccess(raw: unknown, options: { off?: boolean; file?: string } = {}): DashboardAccess {
   const parsed = DashboardAccessSchema.safeParse(raw ?? {});

@@ -8,6 +8,8 @@ import { hookRequestFromCase, startService, type TestService } from './support.t
 
 let service: TestService;
 let templates: Record<string, Record<string, string>>;
+/** The discovery document's services, as served. */
+let discovered: { id: string; hook: string; title?: unknown; description?: unknown; usageRequirements?: unknown; prefetch?: Record<string, string> }[];
 const ORDER_SELECT = '/cds-services/medication-safety-order-select';
 
 async function caseFile(rule: string, name: string): Promise<Parameters<typeof hookRequestFromCase>[0]> {
@@ -49,7 +51,8 @@ function expectValidCard(card: Card): void {
 beforeAll(async () => {
   service = await startService();
   const discovery = await service.app.inject({ method: 'GET', url: '/cds-services', headers: { authorization: `Bearer ${await service.token('/cds-services')}` } });
-  templates = Object.fromEntries((discovery.json() as { services: { id: string; prefetch?: Record<string, string> }[] }).services.map((s) => [s.id, s.prefetch ?? {}]));
+  discovered = (discovery.json() as { services: typeof discovered }).services;
+  templates = Object.fromEntries(discovered.map((s) => [s.id, s.prefetch ?? {}]));
 });
 
 afterAll(async () => {
@@ -65,6 +68,14 @@ describe('discovery', () => {
     expect(prefetch.patient).toBe('Patient/{{context.patientId}}');
     expect(prefetch.medicationRequests).toBe('MedicationRequest?patient={{context.patientId}}');
     expect(Object.values(prefetch).filter((t) => t.startsWith('Patient')).length).toBe(1);
+    for (const entry of discovered) {
+      expect(typeof entry.title === 'string' && entry.title.trim(), `${entry.id}.title`).toBeTruthy();
+      expect(typeof entry.description === 'string' && entry.description.trim(), `${entry.id}.description`).toBeTruthy();
+      // services.ts tells EHRs what order hooks must send; the other hooks need nothing beyond the spec.
+      if (entry.hook === 'order-select' || entry.hook === 'order-sign') expect(typeof entry.usageRequirements === 'string' && entry.usageRequirements.trim(), `${entry.id}.usageRequirements`).toBeTruthy();
+      else expect(entry, entry.id).not.toHaveProperty('usageRequirements');
+    }
+    expect(discovered.find((s) => s.hook === 'order-sign')?.usageRequirements).toContain('context.draftOrders');
   });
 
   it('refuses a caller without a valid token, with a problem body that does not say why', async () => {

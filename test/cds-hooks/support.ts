@@ -2,11 +2,12 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { createClientAuthenticator, parseAuthConfig } from '../../src/cds-hooks/auth/index.ts';
 import { ActiveKnowledge } from '../../src/evaluate/knowledge-service.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { createCdsStore } from '../../src/warehouse/cds-store.ts';
+import type { CdsStore } from '../../src/cds-hooks/store.ts';
 import { openWarehouse, type Warehouse } from '../../src/warehouse/database.ts';
 import { PROJECT_ROOT, testDeps } from '../support/knowledge.ts';
 
@@ -25,6 +26,8 @@ export const loopbackOnlyFetch: typeof fetch = async (input, init) => {
 export interface TestService {
   readonly app: FastifyInstance;
   readonly warehouse: Warehouse;
+  /** The audit and feedback store; `flush()` writes what the service recorded so far. */
+  readonly store: CdsStore;
   readonly knowledge: ActiveKnowledge;
   /** token signs a CDS Hooks client JWT for `path` (audience = base URL + path). */
   token(path: string, claims?: Record<string, unknown>, issuer?: string): Promise<string>;
@@ -34,21 +37,37 @@ export interface TestService {
 
 let keyPair: { privateKey: CryptoKey; publicKey: CryptoKey } | undefined;
 
-/** startService builds the real app over the sample knowledge and a fresh DuckDB file, with JWT auth on. */
-export async function startService(options: { knowledgeRoot?: string; bodyLimit?: number; corsOrigins?: string[]; maxInFlight?: number; databasePath?: string } = {}): Promise<TestService> {
+export interface ServiceOptions {
+  readonly knowledgeRoot?: string;
+  readonly bodyLimit?: number;
+  readonly corsOrigins?: string[];
+  readonly maxInFlight?: number;
+  readonly databasePath?: string;
+  /** 'off': no caller is authenticated (CAIRN_AUTH=off); default 'required'. */
+  readonly authMode?: 'required' | 'off';
+  /** The service ids ISSUER's client may call; default '*'. OTHER_ISSUER's client may always call every service. */
+  readonly services?: readonly string[];
+  /** Fastify's logger option (e.g. `{ level: 'info', stream }` to read what the app logs); default: no logging. */
+  readonly logger?: FastifyServerOptions['logger'];
+}
+
+/** startService builds the real app over the sample knowledge and a fresh DuckDB file, with JWT auth on unless `authMode` is 'off'. */
+export async function startService(options: ServiceOptions = {}): Promise<TestService> {
   keyPair ??= await generateKeyPair('ES384');
   const jwk = { ...(await exportJWK(keyPair.publicKey)), kid: 'test-key', alg: 'ES384', use: 'sig' };
   let now = Date.parse('2026-03-01T12:00:00Z');
-  const authenticator = createClientAuthenticator(
-    parseAuthConfig({ mode: 'required', clients: [{ name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] } }, { name: 'other-ehr', iss: OTHER_ISSUER, jwks: { keys: [jwk] } }] }),
-    { now: () => now },
-  );
+  const clients = [
+    { name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] }, ...(options.services ? { services: [...options.services] } : {}) },
+    { name: 'other-ehr', iss: OTHER_ISSUER, jwks: { keys: [jwk] } },
+  ];
+  const authenticator = createClientAuthenticator(options.authMode === 'off' ? parseAuthConfig({ mode: 'off' }) : parseAuthConfig({ mode: 'required', clients }), { now: () => now });
   await authenticator.ready();
   const knowledge = await ActiveKnowledge.load(options.knowledgeRoot ?? PROJECT_ROOT, testDeps());
   const databasePath = options.databasePath ?? path.join(await mkdtemp(path.join(os.tmpdir(), 'cairn-cds-')), 'cairn.duckdb');
   const warehouse = await openWarehouse({ path: databasePath });
   const store = await createCdsStore(warehouse, { now: () => now });
   const app = await buildApp({
+    ...(options.logger ? { logger: options.logger } : {}),
     corsOrigins: options.corsOrigins ?? ['https://sandbox.cds-hooks.org'],
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     cdsHooks: {
@@ -66,6 +85,7 @@ export async function startService(options: { knowledgeRoot?: string; bodyLimit?
   return {
     app,
     warehouse,
+    store,
     knowledge,
     async token(urlPath, claims = {}, issuer = ISSUER) {
       const seconds = Math.floor(now / 1000);

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.ts';
+import { loadConfig, resolveConfig } from '../../src/config/config.ts';
 import { CairnError } from '../../src/domain/errors.ts';
 
 async function dirWithConfig(json: unknown): Promise<string> {
@@ -22,16 +22,33 @@ describe('loadConfig', () => {
   });
 
   it('layers file, then environment, then flags', async () => {
-    const cwd = await dirWithConfig({ dataDir: 'state', server: { port: 9000, corsOrigins: ['https://a.example'] } });
+    const cwd = await dirWithConfig({ dataDir: 'state', server: { host: '0.0.0.0', port: 9000, corsOrigins: ['https://a.example'] } });
     const fromFile = loadConfig({ cwd });
     expect(fromFile.dataDir).toBe(path.join(cwd, 'state'));
-    expect(fromFile.server.port).toBe(9000);
-    const fromEnv = loadConfig({ cwd, env: { PORT: '9100', CAIRN_DATA_DIR: '/tmp/x', CAIRN_AUTH: 'off', CAIRN_CORS_ORIGINS: 'https://b.example, https://c.example' } });
-    expect(fromEnv.server.port).toBe(9100);
+    expect(fromFile.server).toMatchObject({ host: '0.0.0.0', port: 9000, publicBaseUrl: 'http://0.0.0.0:9000' });
+    const fromEnv = loadConfig({ cwd, env: { HOST: '::1', PORT: '9100', CAIRN_DATA_DIR: '/tmp/x', CAIRN_AUTH: 'off', CAIRN_CORS_ORIGINS: 'https://b.example, https://c.example' } });
+    // The default public URL follows the listen address from the environment (an IPv6 host in brackets).
+    expect(fromEnv.server).toMatchObject({ host: '::1', port: 9100, publicBaseUrl: 'http://[::1]:9100' });
     expect(fromEnv.dataDir).toBe('/tmp/x');
     expect(fromEnv.auth.off).toBe(true);
     expect(fromEnv.server.corsOrigins).toEqual(['https://b.example', 'https://c.example']);
     expect(loadConfig({ cwd, env: { CAIRN_DATA_DIR: '/tmp/x' }, flags: { dataDir: '/tmp/y' } }).dataDir).toBe('/tmp/y');
+  });
+
+  it('reads HOST like PORT: over the file when set, and an empty variable leaves the file to decide', async () => {
+    const cwd = await dirWithConfig({ server: { host: '0.0.0.0', port: 9000 } });
+    const cases: { name: string; env: Record<string, string>; want: { host: string; port: number; publicBaseUrl: string } }[] = [
+      { name: 'neither set', env: {}, want: { host: '0.0.0.0', port: 9000, publicBaseUrl: 'http://0.0.0.0:9000' } },
+      { name: 'both set', env: { HOST: 'cairn.internal', PORT: '9100' }, want: { host: 'cairn.internal', port: 9100, publicBaseUrl: 'http://cairn.internal:9100' } },
+      { name: 'HOST alone', env: { HOST: '127.0.0.2' }, want: { host: '127.0.0.2', port: 9000, publicBaseUrl: 'http://127.0.0.2:9000' } },
+      { name: 'both empty', env: { HOST: '', PORT: '' }, want: { host: '0.0.0.0', port: 9000, publicBaseUrl: 'http://0.0.0.0:9000' } },
+      { name: 'CAIRN_PUBLIC_URL over HOST and PORT', env: { HOST: '0.0.0.0', PORT: '80', CAIRN_PUBLIC_URL: 'https://cds.example.org' }, want: { host: '0.0.0.0', port: 80, publicBaseUrl: 'https://cds.example.org' } },
+    ];
+    for (const c of cases) {
+      const { config, problems } = resolveConfig({ cwd, env: c.env });
+      expect(problems, c.name).toEqual([]);
+      expect(config.server, c.name).toMatchObject(c.want);
+    }
   });
 
   it('lists every problem at once', async () => {
