@@ -6,7 +6,8 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 /**
  * toJsonValue converts a cql-execution result to plain JSON: dates and date-times as ISO strings
  * (keeping their precision), quantities as `{value, unit}`, codes and concepts as FHIR-shaped
- * objects, intervals as `{low, high, lowClosed, highClosed}`, FHIR records as their resource JSON.
+ * objects, intervals as `{low, high, lowClosed, highClosed}`, FHIR records as their resource JSON,
+ * and FHIR primitive elements (`Patient.id`, `MedicationRequest.status`) as their value, as in FHIR JSON.
  */
 export function toJsonValue(value: unknown): JsonValue {
   if (value === null || value === undefined) return null;
@@ -22,14 +23,33 @@ export function toJsonValue(value: unknown): JsonValue {
     return { low: toJsonValue(value.low), high: toJsonValue(value.high), lowClosed: value.lowClosed ?? null, highClosed: value.highClosed ?? null };
   }
   if (typeof value === 'object') {
-    const record = value as { _json?: unknown };
-    // cql-exec-fhir records keep the resource (or element) they wrap in `_json`.
-    if (record._json !== undefined) return toJsonValue(record._json);
+    const record = value as { _json?: unknown; _typeInfo?: ClassInfo; value?: unknown };
+    // cql-exec-fhir records keep the resource (or element) they wrap in `_json`; a primitive's is
+    // `{ value }`, which card text would show as JSON.
+    if (record._json !== undefined) return isFhirPrimitive(record._typeInfo) ? toJsonValue(record.value) : toJsonValue(record._json);
     const out: Record<string, JsonValue> = {};
     for (const [key, field] of Object.entries(value)) out[key] = toJsonValue(field);
     return out;
   }
   return null;
+}
+
+/** The part of cql-exec-fhir's class info read here. */
+interface ClassInfo {
+  findElement(name: string): { readonly typeSpecifier?: { readonly namespace?: string } } | undefined;
+}
+
+const primitiveClasses = new WeakMap<ClassInfo, boolean>();
+
+/** A FHIR primitive type (`id`, `dateTime`, `code` and its bindings such as `AdministrativeGender`) is a class whose `value` is a System type. */
+function isFhirPrimitive(typeInfo: ClassInfo | undefined): boolean {
+  if (typeInfo === undefined || typeof typeInfo.findElement !== 'function') return false;
+  let primitive = primitiveClasses.get(typeInfo);
+  if (primitive === undefined) {
+    primitive = typeInfo.findElement('value')?.typeSpecifier?.namespace === 'System';
+    primitiveClasses.set(typeInfo, primitive);
+  }
+  return primitive;
 }
 
 function compact(object: Record<string, JsonValue | undefined>): Record<string, JsonValue> {

@@ -220,3 +220,43 @@ describe('what a card never carries', () => {
     })]);
   });
 });
+
+describe('facts that are FHIR elements', () => {
+  it('reads a FHIR primitive (an id, a status, a dateTime, a list of them) as its value, not as an object holding it', async () => {
+    const { copyKnowledge } = await import('../support/knowledge.ts');
+    const { writeFile } = await import('node:fs/promises');
+    const root = await copyKnowledge();
+    await writeFile(path.join(root, 'cql/PrimitiveFacts.cql'), [
+      "library PrimitiveFacts version '1.0.0'",
+      "using FHIR version '4.0.1'",
+      'context Patient',
+      'define "Fires": true',
+      'define "Patient Id": Patient.id',
+      'define "Gender": Patient.gender',
+      'define "Birth Date": Patient.birthDate',
+      'define "Order Ids": [MedicationRequest] M return M.id',
+      'define "Order": First([MedicationRequest])',
+      'define "Wrapped Status": { status: First([MedicationRequest]).status }',
+    ].join('\n'));
+    await writeFile(path.join(root, 'rules/primitive-facts.json'), JSON.stringify({
+      id: 'primitive-facts', version: '1.0.0', title: 'Primitive facts', description: 'Shows FHIR primitives in card text.', status: 'active',
+      source: { label: 'Cairn test fixture' }, runs: { hooks: ['patient-view'] },
+      cql: { library: 'PrimitiveFacts', facts: ['Fires', 'Patient Id', 'Gender', 'Birth Date', 'Order Ids', 'Order', 'Wrapped Status'] },
+      conditions: { all: [{ fact: 'Fires', operator: 'equal', value: true }] },
+      outcome: { card: { summary: 'Patient {{Patient Id}} ({{Gender}}, born {{Birth Date}}): orders {{Order Ids}}', indicator: 'info' } },
+    }));
+    const knowledge = await loadPreparedKnowledge(root, testDeps());
+    const result = await evaluatePatient(knowledge, patient, { evaluatedAt: AT, hook: 'patient-view', context: { patientId: 'p1', userId: 'Practitioner/1' }, ruleIds: ['primitive-facts'], trace: true });
+    expect(result.errors).toEqual([]);
+    const stored = patient.entry.map((e) => e.resource);
+    const patientResource = stored.find((r) => r.resourceType === 'Patient')!;
+    const orders = stored.filter((r) => r.resourceType === 'MedicationRequest');
+    expect(orders.length).toBeGreaterThan(0);
+    const card = result.decisions[0] as CardDecision;
+    expect(card.card.summary).toBe(`Patient ${patientResource.id} (${String(patientResource.gender)}, born ${String(patientResource.birthDate)}): orders ${orders.map((o) => o.id).join(', ')}`);
+    const facts = result.traces?.[0]?.facts ?? {};
+    expect(facts).toMatchObject({ 'Patient Id': patientResource.id, 'Order Ids': orders.map((o) => o.id), 'Wrapped Status': { status: orders[0]!.status } });
+    // A resource stays its FHIR JSON.
+    expect(facts.Order).toEqual(orders[0]);
+  });
+});
