@@ -56,8 +56,7 @@ beforeAll(async () => {
     'define "Proposed Follow-ups": [Appointment] A where A.status = \'proposed\' and exists (A.appointmentType.coding C where C.code = \'FOLLOWUP\')',
     'define "Has Proposed Follow-up": exists "Proposed Follow-ups"',
     'define "Follow-up": First("Proposed Follow-ups")',
-    // `.value`: the id element itself would be the fact `{ value }`, shown as JSON in card text.
-    'define "Follow-up Id": "Follow-up".id.value',
+    'define "Follow-up Id": "Follow-up".id',
     'define "Follow-up Type": "Follow-up".appointmentType',
     'define "Follow-up Participants": "Follow-up".participant',
   ].join('\n'));
