@@ -14,7 +14,8 @@ export type PrefetchOutcome =
   /** The call needs what only the full path has: the FHIR server, the local copy, or Fastify's JSON parser and its error answers. */
   | { readonly kind: 'fallback' }
   | ({ readonly kind: 'invalid'; readonly issues: readonly RequestIssue[] } & CallIdentifiers)
-  | { readonly kind: 'evaluated'; readonly hookInstance: string; readonly patientId: string; readonly evaluation: PatientEvaluation };
+  /** `fhirServer`: the one the call names, unused here but checked against the client's by the caller. */
+  | { readonly kind: 'evaluated'; readonly hookInstance: string; readonly patientId: string; readonly fhirServer?: string; readonly evaluation: PatientEvaluation };
 
 /**
  * A call's body as received: its bytes (UTF-8, decoded as Fastify's JSON parser decodes them), or
@@ -54,7 +55,7 @@ export async function evaluateFromPrefetch(prepared: PreparedKnowledge, service:
     const data = await assemblePatientData({ templates: service.prefetch, context, prefetch: request.prefetch, followReferences: ['Medication'] });
     if (shortfallOf(data, service.prefetch)) return { kind: 'fallback' };
     const evaluation = await evaluatePatient(prepared, data.resources, { evaluatedAt, hook: service.hook, context, hookInstance: request.hookInstance, ruleIds: service.ruleIds });
-    return { kind: 'evaluated', hookInstance: request.hookInstance, patientId: String(context.patientId), evaluation };
+    return { kind: 'evaluated', hookInstance: request.hookInstance, patientId: String(context.patientId), ...(request.fhirServer ? { fhirServer: request.fhirServer } : {}), evaluation };
   } catch {
     return { kind: 'fallback' };
   }

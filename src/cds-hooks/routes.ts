@@ -3,7 +3,7 @@ import type { CardDecision, PatientEvaluation } from '../domain/decisions.ts';
 import type { PreparedKnowledge } from '../evaluate/prepare.ts';
 import { evaluatePatient } from '../evaluate/evaluate.ts';
 import { sendProblem } from '../http/problem.ts';
-import { type ClientAuthenticator } from './auth/index.ts';
+import { fhirServerAllowed, type ClientAuthenticator } from './auth/index.ts';
 import { inThreadEvaluator, type CallEvaluator } from './evaluation-pool.ts';
 import { FeedbackRequestSchema, toRecords } from './feedback.ts';
 import { assemblePatientData, shortfallOf, type LocalSource } from './prefetch/assemble.ts';
@@ -36,6 +36,8 @@ interface ServiceParams {
 declare module 'fastify' {
   interface FastifyRequest {
     cdsClient?: string;
+    /** The FHIR servers the verified client's calls may name (undefined: any). */
+    cdsFhirServers?: readonly string[];
   }
 }
 
@@ -57,6 +59,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
 
   // Declared, so every request object has the field from the start (one shape, as Fastify advises).
   app.decorateRequest('cdsClient', undefined);
+  app.decorateRequest('cdsFhirServers', undefined);
 
   // A token accepted before a restart is still accepted at most once.
   deps.authenticator.restoreClaims(await deps.store.liveClaims(deps.now().getTime() / 1000));
@@ -70,6 +73,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       if (result.authentication === 'off') request.log.warn(result.warning);
       else deps.store.recordClaim({ iss: result.client.iss, jti: result.client.jti, until: result.client.replayUntil });
       request.cdsClient = result.client?.name ?? result.client?.iss ?? 'unauthenticated';
+      request.cdsFhirServers = result.client?.fhirServers;
       return;
     }
     request.log.info({ reason: result.reason }, 'CDS client authentication failed');
@@ -144,6 +148,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   const invalid = (reply: FastifyReply, title: string, issues: readonly RequestIssue[]): FastifyReply =>
     sendProblem(reply, { title, status: 400, detail: issues.map((i) => `${i.field}: ${i.message}`).join('; '), issues });
   const invalidRequest = (reply: FastifyReply, issues: readonly RequestIssue[]): FastifyReply => invalid(reply, 'Invalid CDS Hooks request', issues);
+  const notTheClientsServer: RequestIssue = { field: 'fhirServer', message: 'not a FHIR server this CDS client is configured with (its fhirServers)' };
 
   const answerServiceCall = async (
     request: FastifyRequest<{ Params: ServiceParams }>,
@@ -159,6 +164,11 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     }
     if (quick.kind === 'evaluated') {
       const { evaluation } = quick;
+      // Refused even when the prefetch left nothing to read from it: the answer must not depend on what was prefetched.
+      if (quick.fhirServer !== undefined && !fhirServerAllowed(quick.fhirServer, request.cdsFhirServers)) {
+        await unanswered(400, quick);
+        return invalidRequest(reply, [notTheClientsServer]);
+      }
       return respond({ service, prepared, started, request, hookInstance: quick.hookInstance, patientId: quick.patientId, evaluation });
     }
     // The full path: the body parsed here, missing data fetched from the FHIR server or the local copy.
@@ -168,6 +178,10 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       return invalidRequest(reply, parsed.issues);
     }
     const { request: hookRequest, context } = parsed;
+    if (hookRequest.fhirServer !== undefined && !fhirServerAllowed(hookRequest.fhirServer, request.cdsFhirServers)) {
+      await unanswered(400, { hookInstance: hookRequest.hookInstance, patientId: String(context.patientId) });
+      return invalidRequest(reply, [notTheClientsServer]);
+    }
     const data = await assemblePatientData({
       templates: service.prefetch,
       context,

@@ -5,6 +5,7 @@ import { AUTH_OFF_WARNING, FORBIDDEN_MESSAGE } from '../../src/cds-hooks/auth/in
 import type { Card } from '../../src/domain/decisions.ts';
 import { queryRows } from '../../src/warehouse/database.ts';
 import { PROJECT_ROOT } from '../support/knowledge.ts';
+import { EHR_TOKEN, startEhrServer, type EhrServer } from './live.ts';
 import { hookRequestFromCase, OTHER_ISSUER, startService, type TestService } from './support.ts';
 
 /**
@@ -86,6 +87,54 @@ describe('a client allowed only some services', () => {
     const url = `/cds-services/${ORDER_SIGN}`;
     const response = await service.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', authorization: `Bearer ${await service.token(`/cds-services/${ORDER_SELECT}`)}` }, payload: JSON.stringify(body[ORDER_SIGN]) });
     expect(response.statusCode).toBe(401);
+  });
+});
+
+describe('a client allowed only its own FHIR server (fhirServers)', () => {
+  let service: TestService;
+  let own: EhrServer;
+  let other: EhrServer;
+  let body: Record<string, unknown>;
+  const url = `/cds-services/${ORDER_SELECT}`;
+  const fhirAuthorization = { access_token: EHR_TOKEN, token_type: 'Bearer', expires_in: 300, scope: 'user/*.read', subject: 'cairn' };
+
+  const post = async (payload: unknown) =>
+    service.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', authorization: `Bearer ${await service.token(url)}` }, payload: JSON.stringify(payload) });
+
+  beforeAll(async () => {
+    const testCase = await opioidCase();
+    const resources = (testCase.patient as { entry: { resource: { resourceType: string; id: string } }[] }).entry.map((e) => e.resource);
+    own = await startEhrServer({ patients: { p1: resources } });
+    other = await startEhrServer({ patients: { p1: resources } });
+    // Configured with an upper-case scheme and a trailing slash: compared as URLs, not as text.
+    service = await startService({ fhirServers: [`${own.base.replace(/^http:/, 'HTTP:')}/`] });
+    body = (await bodies(await templatesOf(service, `Bearer ${await service.token(DISCOVERY)}`)))[ORDER_SELECT]!;
+  });
+
+  afterAll(async () => {
+    await service?.close();
+    await own?.close();
+    await other?.close();
+  });
+
+  it('reads what the prefetch omits from its own server', async () => {
+    const before = own.requests.length;
+    const response = await post({ ...body, prefetch: undefined, fhirServer: own.base, fhirAuthorization });
+    expect(response.statusCode).toBe(200);
+    expect((response.json() as { cards: Card[] }).cards).toHaveLength(1);
+    expect(own.requests.length).toBeGreaterThan(before);
+  });
+
+  it('gets 400 naming fhirServer for another server, which is never contacted, whether or not the prefetch left anything to read', async () => {
+    for (const prefetch of [undefined, body.prefetch]) {
+      const response = await post({ ...body, prefetch, fhirServer: other.base, fhirAuthorization });
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect((response.json() as { issues: { field: string }[] }).issues.map((i) => i.field)).toEqual(['fhirServer']);
+    }
+    expect(other.requests).toEqual([]);
+    // A call that names no server is answered from its prefetch as ever.
+    expect((await post(body)).statusCode).toBe(200);
   });
 });
 

@@ -47,6 +47,8 @@ export interface ServiceOptions {
   readonly authMode?: 'required' | 'off';
   /** The service ids ISSUER's client may call; default '*'. OTHER_ISSUER's client may always call every service. */
   readonly services?: readonly string[];
+  /** The FHIR servers ISSUER's client may name as fhirServer; default any. */
+  readonly fhirServers?: readonly string[];
   /** Fastify's logger option (e.g. `{ level: 'info', stream }` to read what the app logs); default: no logging. */
   readonly logger?: FastifyServerOptions['logger'];
 }
@@ -57,7 +59,7 @@ export async function startService(options: ServiceOptions = {}): Promise<TestSe
   const jwk = { ...(await exportJWK(keyPair.publicKey)), kid: 'test-key', alg: 'ES384', use: 'sig' };
   let now = Date.parse('2026-03-01T12:00:00Z');
   const clients = [
-    { name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] }, ...(options.services ? { services: [...options.services] } : {}) },
+    { name: 'test-ehr', iss: ISSUER, jwks: { keys: [jwk] }, ...(options.services ? { services: [...options.services] } : {}), ...(options.fhirServers ? { fhirServers: [...options.fhirServers] } : {}) },
     { name: 'other-ehr', iss: OTHER_ISSUER, jwks: { keys: [jwk] } },
   ];
   const authenticator = createClientAuthenticator(options.authMode === 'off' ? parseAuthConfig({ mode: 'off' }) : parseAuthConfig({ mode: 'required', clients }), { now: () => now });

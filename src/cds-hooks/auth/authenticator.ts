@@ -30,6 +30,8 @@ export interface AuthenticatedClient {
   readonly kid: string;
   /** Until when (epoch seconds) the jti is refused again: the token's exp plus the leeway. */
   readonly replayUntil: number;
+  /** The only FHIR server base URLs its calls may name (configured `fhirServers`); undefined: any. */
+  readonly fhirServers?: readonly string[];
 }
 
 /** A jti an authenticator has accepted, as kept across restarts (see restoreClaims). */
@@ -168,6 +170,7 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
       ...(cfg.name === undefined ? {} : { name: cfg.name }),
       ...(sub === undefined ? {} : { sub }),
       ...(tenant === undefined ? {} : { tenant }),
+      ...(cfg.fhirServers === undefined ? {} : { fhirServers: cfg.fhirServers }),
     };
     return { ok: true, authentication: 'verified', client: Object.freeze(identity) };
   }

@@ -77,12 +77,32 @@ export const ClientConfigSchema = z
     sub: z.array(z.string().min(1)).min(1).optional(),
     /** Service ids this client may call, or '*' for all (default). Discovery is open to every configured client. */
     services: z.union([z.literal('*'), z.array(z.string().min(1))]).default('*'),
+    /**
+     * If set, the only FHIR servers (base URLs) this client's calls may name as `fhirServer`: a call
+     * naming another is refused, so a client cannot make Cairn read any URL it likes on its behalf.
+     */
+    fhirServers: z.array(z.url({ protocol: /^https?$/ })).min(1).transform((urls) => urls.map(fhirServerBase)).optional(),
   })
   .refine((client) => client.jwks !== undefined || client.jku !== undefined, {
     message: 'a client needs "jwks" (inline public keys) or "jku" (allow-listed JWKS URLs), or both',
   });
 
 export type ClientConfig = z.infer<typeof ClientConfigSchema>;
+
+/** A FHIR server base URL compared as URLs are: scheme and host case-insensitive, default port dropped, no trailing slash. */
+export function fhirServerBase(url: string): string {
+  return new URL(url).href.replace(/\/+$/, '');
+}
+
+/** fhirServerAllowed says whether a call may name `fhirServer`, given its client's `fhirServers` (undefined: any). */
+export function fhirServerAllowed(fhirServer: string, allowed: readonly string[] | undefined): boolean {
+  if (allowed === undefined) return true;
+  try {
+    return allowed.includes(fhirServerBase(fhirServer));
+  } catch {
+    return false;
+  }
+}
 export type ClientConfigInput = z.input<typeof ClientConfigSchema>;
 
 /** Limits of the remote JWKS cache. */

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CairnError } from '../../../src/domain/errors.ts';
-import { createClientAuthenticator, parseAuthConfig, readClientConfigFiles, type ClientConfig } from '../../../src/cds-hooks/auth/index.ts';
+import { createClientAuthenticator, fhirServerAllowed, parseAuthConfig, readClientConfigFiles, type ClientConfig } from '../../../src/cds-hooks/auth/index.ts';
 import { HAS_SHARED, PROJECT_ROOT, SHARED_CDS_HOOKS, SHARED_MISSING } from './support.ts';
 
 const EC_KEY = { kty: 'EC', crv: 'P-384', kid: 'k', x: 'dw_JGR8nB2I6XveNxUOl2qk699ZPLM2nYI5STSdiEl9avAkrm3CkfYMbrrjr8laB', y: 'Sm3mLE-n1zYNla_aiE3cb3nZsL51RbC7ysw3q8aJLxGm-hx79RPMYpITDjp7kgzy' };
@@ -44,6 +44,8 @@ describe('AuthConfigSchema', () => {
     { name: 'token lifetime over an hour', input: { mode: 'required', clients: [client()], maxTokenLifetimeSeconds: 3_601 }, want: ['$.maxTokenLifetimeSeconds'] },
     { name: 'unknown key', input: { mode: 'required', clients: [client({ audience: 'x' })] }, want: ['$.clients[0]'] },
     { name: 'services not a list', input: { mode: 'required', clients: [client({ services: 'statin-use' })] }, want: ['$.clients[0].services'] },
+    { name: 'fhirServers not a web URL', input: { mode: 'required', clients: [client({ fhirServers: ['ftp://ehr.example.org/fhir'] })] }, want: ['$.clients[0].fhirServers[0]'] },
+    { name: 'fhirServers empty', input: { mode: 'required', clients: [client({ fhirServers: [] })] }, want: ['$.clients[0].fhirServers'] },
   ])('names the path: $name', ({ input, want }) => {
     const problems = problemsOf(input);
     for (const prefix of want) expect(problems.some((problem) => problem.startsWith(prefix)), `${prefix} in ${JSON.stringify(problems)}`).toBe(true);
@@ -58,6 +60,17 @@ describe('AuthConfigSchema', () => {
       expect((error as CairnError).problems.length).toBeGreaterThanOrEqual(3);
       expect((error as CairnError).problems.every((problem) => problem.file === 'auth.json')).toBe(true);
     }
+  });
+
+  it('compares fhirServers as URLs: scheme and host in any case, default port, trailing slash', () => {
+    const [configured] = parseAuthConfig({ mode: 'required', clients: [client({ fhirServers: ['HTTPS://EHR.example.org:443/fhir/r4/'] })] }).clients;
+    expect(configured?.fhirServers).toEqual(['https://ehr.example.org/fhir/r4']);
+    const allowed = configured?.fhirServers;
+    for (const same of ['https://ehr.example.org/fhir/r4', 'https://ehr.example.org/fhir/r4/', 'https://Ehr.Example.org:443/fhir/r4']) expect(fhirServerAllowed(same, allowed), same).toBe(true);
+    for (const other of ['https://ehr.example.org/fhir/R4', 'https://ehr.example.org/fhir', 'https://ehr.example.org/fhir/r4/Patient', 'http://ehr.example.org/fhir/r4', 'https://ehr.example.org:8443/fhir/r4', 'not a url']) {
+      expect(fhirServerAllowed(other, allowed), other).toBe(false);
+    }
+    expect(fhirServerAllowed('https://anywhere.example/fhir', undefined)).toBe(true);
   });
 
   it('accepts mode off without clients', () => {
