@@ -160,7 +160,8 @@ export function createClientAuthenticator(config: AuthConfig, deps: Authenticato
     if (claim === 'replayed') return unauthorized({ ok: false, reason: 'replayed jti', detail: quote(jti) }, true);
     if (claim === 'full') return unauthorized({ ok: false, reason: 'replay cache full' }, true);
     if (input.serviceId !== undefined && cfg.services !== '*' && !cfg.services.includes(input.serviceId)) {
-      return { ok: false, status: 403, reason: 'client not allowed for service', detail: `${cfg.name ?? iss} -> ${quote(input.serviceId)}`, message: FORBIDDEN_MESSAGE, client: cfg.name ?? iss };
+      const refused = cfg.name ?? iss;
+      return { ok: false, status: 403, reason: 'client not allowed for service', detail: `${refused} -> ${quote(input.serviceId)}`, message: FORBIDDEN_MESSAGE, client: refused };
     }
     const identity: AuthenticatedClient = {
       iss,

@@ -88,6 +88,7 @@ export const ClientConfigSchema = z
   });
 
 export type ClientConfig = z.infer<typeof ClientConfigSchema>;
+export type ClientConfigInput = z.input<typeof ClientConfigSchema>;
 
 /** A FHIR server base URL compared as URLs are: scheme and host case-insensitive, default port dropped, no trailing slash. */
 export function fhirServerBase(url: string): string {
@@ -103,7 +104,6 @@ export function fhirServerAllowed(fhirServer: string, allowed: readonly string[]
     return false;
   }
 }
-export type ClientConfigInput = z.input<typeof ClientConfigSchema>;
 
 /** Limits of the remote JWKS cache. */
 const JwksFetchSchema = z.strictObject({
