@@ -26,7 +26,16 @@ export interface FhirConnection {
   readonly maxPages: number;
   readonly now: () => number;
   readonly log: FetchRecord[];
+  /** The most one answer may hold (default {@link MAX_RESPONSE_BYTES}). */
+  readonly maxResponseBytes?: number;
 }
+
+/**
+ * The most one answer (a read or a searchset page) may hold: 16 MiB, hundreds of times a patient's
+ * page of results. A larger one is refused unread, as a server (or a URL that is not a FHIR server)
+ * could otherwise take the process's memory and the call's time budget with it.
+ */
+export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 /** The outcome of one read or search with its pages. */
 export type FetchOutcome =
@@ -164,10 +173,17 @@ async function getJson(connection: FhirConnection, key: string, url: string): Pr
   }
   let body: unknown;
   try {
-    body = JSON.parse(await response.text());
+    const text = await readCapped(response, connection.maxResponseBytes ?? MAX_RESPONSE_BYTES);
+    if (text === undefined) {
+      const detail = `HTTP ${response.status}: response larger than ${connection.maxResponseBytes ?? MAX_RESPONSE_BYTES} bytes; not read`;
+      record(response.status, detail);
+      return { ok: false, timeout: false, detail };
+    }
+    body = JSON.parse(text);
   } catch (error) {
     const timeout = connection.signal.aborted;
-    const detail = timeout ? 'time budget spent' : `HTTP ${response.status}: response is not JSON (${messageOf(error)})`;
+    // The body itself is never quoted: what a server that is not a FHIR server says is not the caller's to read.
+    const detail = timeout ? 'time budget spent' : error instanceof SyntaxError ? `HTTP ${response.status}: response is not JSON` : `HTTP ${response.status}: response could not be read (${messageOf(error)})`;
     record(response.status, detail);
     return { ok: false, timeout, detail };
   }
@@ -179,6 +195,30 @@ async function getJson(connection: FhirConnection, key: string, url: string): Pr
   }
   record(response.status);
   return { ok: true, body };
+}
+
+/** readCapped reads a response body as UTF-8 text, or gives undefined (and stops reading) once it exceeds `maxBytes`. */
+async function readCapped(response: Response, maxBytes: number): Promise<string | undefined> {
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  if (declared > maxBytes || !response.body) {
+    await response.body?.cancel();
+    return declared > maxBytes ? undefined : '';
+  }
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > maxBytes) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  // As Response.text() decodes: UTF-8, a leading BOM dropped.
+  return new TextDecoder().decode(Buffer.concat(chunks, bytes));
 }
 
 function messageOf(error: unknown): string {

@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
-import { fetchQuery, followPages, parseFhirBase, underBaseUrl, type FetchRecord, type FhirConnection } from '../../../src/cds-hooks/prefetch/fhir-fetch.ts';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fetchQuery, followPages, MAX_RESPONSE_BYTES, parseFhirBase, underBaseUrl, type FetchRecord, type FhirConnection } from '../../../src/cds-hooks/prefetch/fhir-fetch.ts';
 
 /** Where the bearer token may go: only under the fhirServer's base URL, and only over TLS unless on loopback. */
 
@@ -103,5 +105,75 @@ describe('fetchQuery', () => {
     const outcome = await fetchQuery(connection, 'patient', 'Patient/p1');
     expect(outcome.ok).toBe(true);
     expect(sent).toEqual([{ url: 'http://ehr.example.org/fhir/Patient/p1', authorization: null }]);
+  });
+});
+
+describe('answers a FHIR server gives', () => {
+  const CAP = 64 * 1024;
+  let server: Server;
+  let base = '';
+  /** Bytes the endless answer wrote before the reader let go. */
+  let endlessWritten = 0;
+  let endlessClosed: Promise<void> = Promise.resolve();
+
+  beforeAll(async () => {
+    server = createServer((request, response) => {
+      const path = (request.url ?? '').replace(/^\/fhir\//, '');
+      if (path === 'Patient/declared') {
+        response.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': String(CAP + 1) });
+        response.end(`{"resourceType":"Patient","id":"declared","x":"${'a'.repeat(CAP + 1 - 44)}"}`);
+      } else if (path === 'Patient/endless') {
+        // Chunked, with no end: only the reader stopping ends it.
+        response.writeHead(200, { 'content-type': 'application/fhir+json' });
+        endlessClosed = new Promise((resolve) => response.on('close', () => resolve()));
+        const chunk = Buffer.alloc(16 * 1024, 'a');
+        const write = (): void => {
+          while (!response.destroyed && response.write(chunk)) endlessWritten += chunk.length;
+          if (!response.destroyed) response.once('drain', write);
+        };
+        response.write('{"resourceType":"Patient","id":"endless","x":"');
+        write();
+      } else if (path === 'Patient/secret') {
+        response.writeHead(200, { 'content-type': 'text/plain' });
+        response.end('ami-id SECRET-VALUE-123');
+      } else if (path === 'Patient/bom') {
+        response.writeHead(200, { 'content-type': 'application/fhir+json' });
+        response.end(`\uFEFF${JSON.stringify({ resourceType: 'Patient', id: 'bom' })}`);
+      } else {
+        response.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fhir`;
+  });
+
+  afterAll(async () => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  const connection = (): FhirConnection => ({ base: parseFhirBase(base)!, accessToken: 'secret', fetch, signal: new AbortController().signal, maxPages: 10, now: () => 0, log: [], maxResponseBytes: CAP });
+
+  it('refuses unread an answer whose Content-Length is over the limit', async () => {
+    expect(await fetchQuery(connection(), 'patient', 'Patient/declared')).toEqual({ ok: false, timeout: false, detail: `HTTP 200: response larger than ${CAP} bytes; not read` });
+  });
+
+  it('stops reading an answer that grows past the limit, and lets the server go', async () => {
+    const outcome = await fetchQuery(connection(), 'patient', 'Patient/endless');
+    expect(outcome).toEqual({ ok: false, timeout: false, detail: `HTTP 200: response larger than ${CAP} bytes; not read` });
+    await endlessClosed;
+    // Back-pressure: the server got no further than a few socket buffers beyond the limit.
+    expect(endlessWritten).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('never quotes an answer that is not JSON', async () => {
+    const outcome = await fetchQuery(connection(), 'patient', 'Patient/secret');
+    expect(outcome).toEqual({ ok: false, timeout: false, detail: 'HTTP 200: response is not JSON' });
+    expect(JSON.stringify(outcome)).not.toContain('SECRET');
+  });
+
+  it('reads JSON after a byte order mark, as Response.text() does', async () => {
+    expect(await fetchQuery(connection(), 'patient', 'Patient/bom')).toEqual({ ok: true, resources: [{ resourceType: 'Patient', id: 'bom' }] });
+  });
+
+  it('keeps the default limit at 16 MiB', () => {
+    expect(MAX_RESPONSE_BYTES).toBe(16 * 1024 * 1024);
   });
 });
