@@ -25,21 +25,30 @@ function contextId(type: string) {
   return z.string().trim().regex(new RegExp(`^(?:${type}/)?${ID}$`), message).transform((id) => (id.startsWith(`${type}/`) ? id.slice(type.length + 1) : id));
 }
 
-const UserId = z.string().trim().regex(new RegExp(`^(?:Practitioner|PractitionerRole|Patient|RelatedPerson)/${ID}$`), 'must be a FHIR reference to Practitioner, PractitionerRole, Patient or RelatedPerson');
+/** userId: a reference to one of `types`, the users each hook names ({@link https://cds-hooks.org/hooks/}). */
+function userId(...types: readonly string[]) {
+  const listed = `${types.slice(0, -1).join(', ')} or ${types.at(-1)}`;
+  return z.string().trim().regex(new RegExp(`^(?:${types.join('|')})/${ID}$`), `must be a FHIR reference to ${listed} (this hook's users)`);
+}
+
+/** Clinicians: the user of the order, encounter and discharge hooks. */
+const ClinicianId = userId('Practitioner', 'PractitionerRole');
+/** Anyone who may open a chart or book an appointment: patients and their carers too. */
+const AnyUserId = userId('Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson');
 const Reference = z.string().trim().min(1);
 const EncounterId = contextId('Encounter');
 const PatientId = contextId('Patient');
 
-const base = { userId: UserId, patientId: PatientId, encounterId: EncounterId.optional() };
+const base = { patientId: PatientId, encounterId: EncounterId.optional() };
 
 /** The context fields each hook requires; unknown extra fields are allowed (spec: extensible). */
 export const HOOK_CONTEXTS = {
-  'patient-view': z.looseObject(base),
-  'order-select': z.looseObject({ ...base, selections: z.array(Reference).min(1), draftOrders: Bundle }),
-  'order-sign': z.looseObject({ ...base, draftOrders: Bundle }),
-  'encounter-start': z.looseObject({ ...base, encounterId: EncounterId }),
-  'encounter-discharge': z.looseObject({ ...base, encounterId: EncounterId }),
-  'appointment-book': z.looseObject({ ...base, appointments: Bundle }),
+  'patient-view': z.looseObject({ ...base, userId: AnyUserId }),
+  'order-select': z.looseObject({ ...base, userId: ClinicianId, selections: z.array(Reference).min(1), draftOrders: Bundle }),
+  'order-sign': z.looseObject({ ...base, userId: ClinicianId, draftOrders: Bundle }),
+  'encounter-start': z.looseObject({ ...base, userId: ClinicianId, encounterId: EncounterId }),
+  'encounter-discharge': z.looseObject({ ...base, userId: ClinicianId, encounterId: EncounterId }),
+  'appointment-book': z.looseObject({ ...base, userId: AnyUserId, appointments: Bundle }),
 } satisfies Record<HookId, z.ZodType>;
 
 const FhirAuthorization = z.strictObject({
@@ -92,6 +101,29 @@ function issuesOf(error: z.ZodError, prefix: string[] = []): RequestIssue[] {
   return error.issues.map((issue) => ({ field: [...prefix, ...issue.path.map(String)].join('.') || '(body)', message: issue.message }));
 }
 
+/** Deeper JSON than any FHIR resource needs; it is refused before anything walks it recursively (hashing the context for card ids would overflow the stack). */
+const MAX_DEPTH = 100;
+
+/** tooDeep names the context or prefetch key nested deeper than MAX_DEPTH, if one is. */
+function tooDeep(request: HookRequest): string | undefined {
+  if (depthExceeds(request.context, MAX_DEPTH)) return 'context';
+  for (const [key, value] of Object.entries(request.prefetch ?? {})) if (depthExceeds(value, MAX_DEPTH)) return `prefetch.${key}`;
+  return undefined;
+}
+
+/** depthExceeds walks `value` without recursion, stopping as soon as it finds nesting past `limit`. */
+function depthExceeds(value: unknown, limit: number): boolean {
+  const pending: { readonly value: unknown; readonly depth: number }[] = [{ value, depth: 0 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.value === null || typeof next.value !== 'object') continue;
+    if (next.depth >= limit) return true;
+    for (const child of Array.isArray(next.value) ? next.value : Object.values(next.value)) {
+      if (child !== null && typeof child === 'object') pending.push({ value: child, depth: next.depth + 1 });
+    }
+  }
+  return false;
+}
+
 function refused(body: unknown, issues: readonly RequestIssue[]): ParsedHookRequest {
   return { ok: false, issues, ...callIdentifiers(body) };
 }
@@ -101,6 +133,8 @@ export function parseHookRequest(body: unknown, serviceHook: HookId): ParsedHook
   const parsed = HookRequestSchema.safeParse(body);
   if (!parsed.success) return refused(body, issuesOf(parsed.error));
   const request = parsed.data;
+  const deep = tooDeep(request);
+  if (deep) return refused(body, [{ field: deep, message: `nested more than ${MAX_DEPTH} levels deep; no FHIR resource is` }]);
   // Checked here, not with zod's superRefine: zod 4.6's superRefine keeps each parsed body reachable
   // until a full GC, so every call's whole prefetch was promoted to the old generation (measured:
   // ~170 KB a call; scavenges of 6-20 ms in the evaluation workers, frequent mark-compacts).

@@ -167,6 +167,17 @@ describe('service calls', () => {
     expect(broken.headers['content-type']).toContain('application/problem+json');
   });
 
+  it('gives 400 naming context for a context nested 30,000 deep (it overflowed the stack: 500)', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const deep = `${'{"a":'.repeat(30_000)}1${'}'.repeat(30_000)}`;
+    const text = JSON.stringify({ ...body, context: { ...(body.context as object), deep: 0 } }).replace('"deep":0', `"deep":${deep}`);
+    const response = await call(ORDER_SELECT, text);
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['content-type']).toContain('application/problem+json');
+    expect((response.json() as { issues: { field: string }[] }).issues.map((i) => i.field)).toEqual(['context']);
+  });
+
   it('gives 412 naming the prefetch key it could not obtain, without a FHIR server', async () => {
     const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
     const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);

@@ -90,3 +90,50 @@ describe('the ids a refused call is audited under', () => {
     );
   });
 });
+
+describe('who the user may be, per hook', () => {
+  it.each([
+    { hook: 'order-sign' as const, userId: 'Patient/1' },
+    { hook: 'order-select' as const, userId: 'RelatedPerson/1' },
+    { hook: 'encounter-start' as const, userId: 'Patient/1' },
+    { hook: 'encounter-discharge' as const, userId: 'RelatedPerson/1' },
+  ])('refuses $userId in $hook (clinicians only), naming context.userId', ({ hook, userId }) => {
+    const parsed = parseHookRequest({ hook, hookInstance: 'x', context: { userId, patientId: 'p1', encounterId: 'e1', draftOrders: { resourceType: 'Bundle' }, selections: ['MedicationRequest/1'] } }, hook);
+    expect(parsed.ok ? [] : parsed.issues.map((i) => i.field)).toContain('context.userId');
+    expect(parsed.ok ? '' : parsed.issues.find((i) => i.field === 'context.userId')?.message).toMatch(/Practitioner or PractitionerRole/);
+  });
+
+  it.each([
+    { hook: 'patient-view' as const, userId: 'Patient/1' },
+    { hook: 'patient-view' as const, userId: 'RelatedPerson/1' },
+    { hook: 'appointment-book' as const, userId: 'Patient/1' },
+    { hook: 'order-sign' as const, userId: 'PractitionerRole/1' },
+  ])('accepts $userId in $hook', ({ hook, userId }) => {
+    const parsed = parseHookRequest({ hook, hookInstance: 'x', context: { userId, patientId: 'p1', draftOrders: { resourceType: 'Bundle' }, appointments: { resourceType: 'Bundle' } } }, hook);
+    expect(parsed.ok ? [] : parsed.issues).toEqual([]);
+  });
+});
+
+describe('nesting', () => {
+  /** nested builds `levels` objects, each inside the last, without recursion. */
+  const nested = (levels: number): Record<string, unknown> => {
+    let value: Record<string, unknown> = {};
+    for (let i = 1; i < levels; i++) value = { a: value };
+    return value;
+  };
+
+  it('accepts 100 levels and refuses 101, naming the context or the prefetch key', () => {
+    const body = (context: unknown, prefetch?: unknown) => ({ hook: 'patient-view', hookInstance: 'x', context: { userId: 'Practitioner/u1', patientId: 'p1', deep: context }, ...(prefetch ? { prefetch } : {}) });
+    // The context object itself is the first level.
+    expect(parseHookRequest(body(nested(99)), 'patient-view').ok).toBe(true);
+    const tooDeep = parseHookRequest(body(nested(100)), 'patient-view');
+    expect(tooDeep.ok ? [] : tooDeep.issues.map((i) => i.field)).toEqual(['context']);
+    const deepPrefetch = parseHookRequest(body({}, { patient: nested(101) }), 'patient-view');
+    expect(deepPrefetch.ok ? [] : deepPrefetch.issues.map((i) => i.field)).toEqual(['prefetch.patient']);
+  });
+
+  it('refuses 50,000 levels without overflowing the stack', () => {
+    const parsed = parseHookRequest({ hook: 'patient-view', hookInstance: 'x', context: { userId: 'Practitioner/u1', patientId: 'p1', deep: nested(50_000) } }, 'patient-view');
+    expect(parsed).toMatchObject({ ok: false, issues: [{ field: 'context' }], hookInstance: 'x', patientId: 'p1' });
+  });
+});
