@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import { cdsHooksRoutes, type CdsHooksDeps } from '../cds-hooks/routes.ts';
 import { dashboardRoutes, type DashboardDeps } from '../dashboards/routes.ts';
 import { adminRoutes, type AdminDeps } from './admin-routes.ts';
-import { sendProblem } from './problem.ts';
+import { quoteInput, sendProblem } from './problem.ts';
 
 export interface AppOptions {
   readonly cdsHooks: CdsHooksDeps;
@@ -69,7 +69,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return sendProblem(reply, { title, status, detail, ...(error.code ? { code: error.code } : {}) });
   });
 
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, { title: 'Not found', status: 404, detail: `no route ${request.method} ${request.url.split('?')[0]}` }));
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, { title: 'Not found', status: 404, detail: `no route ${request.method} ${quoteInput(request.url.split('?')[0] ?? '', 200)}` }));
+
+  // Bodies are read as sent: a compressed one would only fail as "not JSON", so say what is wrong.
+  // (preParsing: after the CDS routes' authentication, so an untrusted caller still gets 401 first.)
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') throw Object.assign(new Error(`Content-Encoding ${quoteInput(encoding, 40)} is not supported: send the body uncompressed`), { statusCode: 415 });
+    return payload;
+  });
 
   await app.register(async (scope) => cdsHooksRoutes(scope, options.cdsHooks));
   const dashboards = options.dashboards;

@@ -16,3 +16,8 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export function sendProblem(reply: FastifyReply, problem: ProblemDetails): FastifyReply {
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
 }
+
+/** quoteInput quotes what a caller sent for a problem's detail, cut to `max` characters: an error must not echo a megabyte back. */
+export function quoteInput(value: string, max = 100): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+}

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Card } from '../../src/domain/decisions.ts';
@@ -215,6 +216,24 @@ describe('service calls', () => {
     } finally {
       await small.close();
     }
+  });
+
+  it('gives 415 for a compressed body (it was a 400 "not JSON"), and 401 first to a caller without a token', async () => {
+    const gzipped = gzipSync(JSON.stringify({ hook: 'order-select' }));
+    const compressed = await service.app.inject({ method: 'POST', url: ORDER_SELECT, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', authorization: `Bearer ${await service.token(ORDER_SELECT)}` }, payload: gzipped });
+    expect(compressed.statusCode).toBe(415);
+    expect(compressed.headers['content-type']).toContain('application/problem+json');
+    expect(compressed.json()).toMatchObject({ title: 'Unsupported media type', detail: 'Content-Encoding "gzip" is not supported: send the body uncompressed' });
+    const anonymous = await service.app.inject({ method: 'POST', url: ORDER_SELECT, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, payload: gzipped });
+    expect(anonymous.statusCode).toBe(401);
+    const identity = await call(ORDER_SELECT, '{', { headers: { 'content-encoding': 'identity' } });
+    expect(identity.statusCode).toBe(400);
+  });
+
+  it('quotes at most 200 characters of an unknown path back', async () => {
+    const response = await service.app.inject({ method: 'GET', url: `/${'x'.repeat(5000)}` });
+    expect(response.statusCode).toBe(404);
+    expect(String((response.json() as { detail: string }).detail).length).toBeLessThan(260);
   });
 
   it('echoes an allow-listed CORS origin on preflight and never a wildcard', async () => {
