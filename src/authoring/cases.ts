@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Decision } from '../domain/decisions.ts';
 import type { Problem } from '../domain/errors.ts';
+import { parseHookContext } from '../domain/hook-context.ts';
 import { HOOK_IDS } from '../domain/hooks.ts';
 import type { PatientData } from '../cql-engine/patient-source.ts';
 import { evaluateDefines, evaluatePatient, type RuleTrace } from '../evaluate/evaluate.ts';
@@ -16,7 +17,9 @@ const JsonObject = z.record(z.string(), z.unknown());
 
 /**
  * A rule test case, stored as `rules/<rule-id>.tests/<case>.json`: patient data, optional hook
- * context, the evaluation instant and what must (or must not) come out.
+ * context, the evaluation instant and what must (or must not) come out. A case with a hook is a
+ * call the CDS service would answer: its context is validated as the service validates it, and the
+ * rules see it as the service passes it on (ids bare, strings trimmed).
  */
 export const RuleCaseSchema = z
   .strictObject({
@@ -34,7 +37,19 @@ export const RuleCaseSchema = z
       defines: JsonObject.optional(),
     }),
   })
-  .refine((c) => !c.context || c.hook, { path: ['context'], message: 'a context needs a hook' });
+  .refine((c) => !c.context || c.hook, { path: ['context'], message: 'a context needs a hook' })
+  .transform((c, ctx) => {
+    if (!c.hook) return c;
+    const parsed = c.context ? parseHookContext(c.hook, c.context) : { ok: false as const, issues: [{ field: 'context', message: `required: a ${c.hook} call carries the context its hook defines` }] };
+    if (parsed.ok) return { ...c, context: parsed.context };
+    for (const issue of parsed.issues) ctx.issues.push({ code: 'custom', input: c.context, path: issuePath(issue.field), message: `${issue.message}; the CDS service answers such a call with 400, so this case tests a call that never reaches the rule` });
+    return z.NEVER;
+  });
+
+/** issuePath turns a request field (`context.selections.0`) into a path in the case file. */
+function issuePath(field: string): (string | number)[] {
+  return field.split('.').map((key) => (/^\d+$/.test(key) ? Number(key) : key));
+}
 
 export type RuleCase = z.infer<typeof RuleCaseSchema>;
 

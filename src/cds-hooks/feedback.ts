@@ -1,10 +1,21 @@
 import { z } from 'zod';
-import type { FeedbackRecord, Snooze } from './store.ts';
+import type { RequestIssue } from './request.ts';
+import { MAX_SNOOZE_DAYS, type FeedbackRecord, type Snooze } from './store.ts';
+
+/**
+ * Items one feedback request may carry. CDS Hooks 2.0 sets no bound on the array; a client reports
+ * the cards of one user action or a short backlog, and 10,000 items held the store ~25 s.
+ */
+export const MAX_FEEDBACK_ITEMS = 1000;
 
 /** CDS Hooks 2.0 feedback body ({@link https://cds-hooks.hl7.org/2.0/#feedback}). */
 export const FeedbackRequestSchema = z.looseObject({
   feedback: z
-    .array(
+    .array(z.unknown())
+    .min(1)
+    .max(MAX_FEEDBACK_ITEMS, { message: `at most ${MAX_FEEDBACK_ITEMS} items a request; send the rest in further requests` })
+    // Counted first: items beyond the cap are neither parsed nor answered one issue each.
+    .pipe(z.array(
       z.looseObject({
         card: z.string().min(1),
         outcome: z.enum(['accepted', 'overridden']),
@@ -22,14 +33,58 @@ export const FeedbackRequestSchema = z.looseObject({
         if (item.outcome === 'overridden' && item.acceptedSuggestions?.length) ctx.addIssue({ code: 'custom', path: ['acceptedSuggestions'], message: 'only with outcome "accepted"' });
         if (item.outcome === 'accepted' && item.overrideReason) ctx.addIssue({ code: 'custom', path: ['overrideReason'], message: 'only with outcome "overridden"' });
       }),
-    )
-    .min(1),
+    )),
 });
 
 export type FeedbackRequest = z.infer<typeof FeedbackRequestSchema>;
 
-/** Longest snooze a reason code can ask for: a year; longer is no snooze (and no date past JavaScript's range). */
-export const MAX_SNOOZE_DAYS = 366;
+// A year; longer is no snooze (and no date past JavaScript's range). The store keeps to it too.
+export { MAX_SNOOZE_DAYS };
+
+const DAY_MS = 86_400_000;
+
+/** How far an outcomeTimestamp may be ahead of this service's clock: the two clocks' disagreement, not a time yet to come. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * futureOutcomes names each item whose outcomeTimestamp is more than MAX_CLOCK_SKEW_MS after
+ * `receivedAt`. The user acted before the client sent the feedback: a later time is a wrong clock or
+ * a made-up value, and stored it would start a snooze whenever it says and outrank every real
+ * outcome of the card in the rule statistics (the latest outcome counts).
+ */
+export function futureOutcomes(request: FeedbackRequest, receivedAt: string): RequestIssue[] {
+  const latest = Date.parse(receivedAt) + MAX_CLOCK_SKEW_MS;
+  return request.feedback.flatMap((item, i) =>
+    Date.parse(item.outcomeTimestamp) > latest
+      ? [{ field: `feedback.${i}.outcomeTimestamp`, message: `is after the feedback was received (${receivedAt}) by more than ${MAX_CLOCK_SKEW_MS / 60_000} minutes: it is when the user acted, by a correct clock` }]
+      : [],
+  );
+}
+
+/** How many ids, or issues, an answer echoes, and how much of each id: the caller's input is not sent back wholesale. */
+export const MAX_ECHOED = 10;
+export const MAX_ECHOED_ID_LENGTH = 64;
+
+/** echoId is an id as an answer quotes it: at most MAX_ECHOED_ID_LENGTH characters, then an ellipsis. */
+export function echoId(id: string): string {
+  if (id.length <= MAX_ECHOED_ID_LENGTH) return id;
+  const cut = id.slice(0, MAX_ECHOED_ID_LENGTH);
+  // Never half a surrogate pair.
+  return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
+}
+
+/** echoIds lists ids for an answer: each once, cut by echoId, at most MAX_ECHOED of them and how many more. */
+export function echoIds(ids: readonly string[]): string {
+  const distinct = [...new Set(ids)];
+  const listed = distinct.slice(0, MAX_ECHOED).map(echoId).join(', ');
+  return distinct.length > MAX_ECHOED ? `${listed} and ${distinct.length - MAX_ECHOED} more` : listed;
+}
+
+/** firstIssues keeps the first MAX_ECHOED issues and says how many more there were (as an issue on `feedback`). */
+export function firstIssues(issues: readonly RequestIssue[]): RequestIssue[] {
+  if (issues.length <= MAX_ECHOED) return [...issues];
+  return [...issues.slice(0, MAX_ECHOED), { field: 'feedback', message: `and ${issues.length - MAX_ECHOED} more problems` }];
+}
 
 const SNOOZE = /(?:^|[-_])snooze[-_]?(\d{1,4})\s*(d|day|days|w|wk|week|weeks|m|mo|month|months)$/i;
 
@@ -50,7 +105,10 @@ export type OfferedReasons = (ruleId: string) => readonly { readonly system: str
  * toRecords turns a validated feedback body into store records and the snoozes it asks for. Only
  * a snooze reason the card's rule offers silences it: the client may send any Coding, and one it
  * makes up (`snooze-36500d` on a drug-interaction card that offers no snooze) must not mute a
- * safety warning. Every item is recorded either way.
+ * safety warning. Every item is recorded either way. A snooze silences the rule for the patient at
+ * `client` only (patient ids are the EHR's own), and runs from the outcome, or from receipt if that
+ * is earlier, for its period: it ends at most MAX_SNOOZE_DAYS after receipt whatever
+ * outcomeTimestamp says.
  */
 export function toRecords(
   request: FeedbackRequest,
@@ -64,7 +122,8 @@ export function toRecords(
 ): { records: FeedbackRecord[]; snoozes: Snooze[] } {
   const records: FeedbackRecord[] = [];
   const snoozes: Snooze[] = [];
-  for (const item of request.feedback) {
+  const receivedMs = Date.parse(context.receivedAt);
+  for (const [i, item] of request.feedback.entries()) {
     const reason = item.overrideReason?.reason;
     records.push({
       cardUuid: item.card,
@@ -81,8 +140,9 @@ export function toRecords(
     const offered = owner && reason ? context.offeredReasons(owner.ruleId)?.some((o) => o.system === reason.system && o.code === reason.code) : false;
     const days = item.outcome === 'overridden' && reason && offered ? snoozeDays(reason.code) : undefined;
     if (days !== undefined && owner) {
-      const until = new Date(Date.parse(item.outcomeTimestamp) + days * 86_400_000).toISOString();
-      snoozes.push({ ruleId: owner.ruleId, patientId: owner.patientId, until });
+      const start = Math.min(Date.parse(item.outcomeTimestamp), receivedMs);
+      const until = new Date(start + days * DAY_MS).toISOString();
+      snoozes.push({ ruleId: owner.ruleId, patientId: owner.patientId, client: context.client, until, item: i });
     }
   }
   return { records, snoozes };

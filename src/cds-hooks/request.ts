@@ -1,55 +1,14 @@
 import { z } from 'zod';
-import { FHIR_ID_CHARS } from '../domain/fhir-id.ts';
+import { ContextPatientId, parseHookContext, type RequestIssue } from '../domain/hook-context.ts';
 import { HOOK_IDS, type HookId } from '../domain/hooks.ts';
 
 /**
- * CDS Hooks 2.0 service request ({@link https://cds-hooks.hl7.org/2.0/#http-request-1}) and the
- * context each hook requires ({@link https://cds-hooks.org/hooks/}). Parsed with zod at the edge so
- * every problem names its field.
+ * CDS Hooks 2.0 service request ({@link https://cds-hooks.hl7.org/2.0/#http-request-1}), parsed with
+ * zod at the edge so every problem names its field. The context each hook requires is in
+ * src/domain/hook-context.ts, shared with the rule test cases.
  */
 
-const Bundle = z.looseObject({
-  resourceType: z.literal('Bundle', { error: 'must be a FHIR Bundle' }),
-  entry: z.array(z.looseObject({ resource: z.looseObject({ resourceType: z.string() }).optional() })).optional(),
-});
-
-/**
- * A FHIR id ({@link https://hl7.org/fhir/R4/datatypes.html#id}) that is not `.` or `..`: those match
- * the grammar but are URL dot segments, so `Patient/..` would read another URL with the bearer token.
- */
-const ID = `(?!\\.{1,2}$)${FHIR_ID_CHARS}`;
-
-/** contextId parses a context id of `type`, bare as the spec says or `Type/id` as some clients send it, to the bare id. */
-function contextId(type: string) {
-  const message = `must be a FHIR ${type} id ([A-Za-z0-9-.]{1,64}, not "." or ".."), optionally prefixed "${type}/"`;
-  return z.string().trim().regex(new RegExp(`^(?:${type}/)?${ID}$`), message).transform((id) => (id.startsWith(`${type}/`) ? id.slice(type.length + 1) : id));
-}
-
-/** userId: a reference to one of `types`, the users each hook names ({@link https://cds-hooks.org/hooks/}). */
-function userId(...types: readonly string[]) {
-  const listed = `${types.slice(0, -1).join(', ')} or ${types.at(-1)}`;
-  return z.string().trim().regex(new RegExp(`^(?:${types.join('|')})/${ID}$`), `must be a FHIR reference to ${listed} (this hook's users)`);
-}
-
-/** Clinicians: the user of the order, encounter and discharge hooks. */
-const ClinicianId = userId('Practitioner', 'PractitionerRole');
-/** Anyone who may open a chart or book an appointment: patients and their carers too. */
-const AnyUserId = userId('Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson');
-const Reference = z.string().trim().min(1);
-const EncounterId = contextId('Encounter');
-const PatientId = contextId('Patient');
-
-const base = { patientId: PatientId, encounterId: EncounterId.optional() };
-
-/** The context fields each hook requires; unknown extra fields are allowed (spec: extensible). */
-export const HOOK_CONTEXTS = {
-  'patient-view': z.looseObject({ ...base, userId: AnyUserId }),
-  'order-select': z.looseObject({ ...base, userId: ClinicianId, selections: z.array(Reference).min(1), draftOrders: Bundle }),
-  'order-sign': z.looseObject({ ...base, userId: ClinicianId, draftOrders: Bundle }),
-  'encounter-start': z.looseObject({ ...base, userId: ClinicianId, encounterId: EncounterId }),
-  'encounter-discharge': z.looseObject({ ...base, userId: ClinicianId, encounterId: EncounterId }),
-  'appointment-book': z.looseObject({ ...base, userId: AnyUserId, appointments: Bundle }),
-} satisfies Record<HookId, z.ZodType>;
+export { HOOK_CONTEXTS, type RequestIssue } from '../domain/hook-context.ts';
 
 const FhirAuthorization = z.strictObject({
   access_token: z.string().min(1),
@@ -73,11 +32,6 @@ export const HookRequestSchema = z.looseObject({
 
 export type HookRequest = z.infer<typeof HookRequestSchema>;
 
-export interface RequestIssue {
-  readonly field: string;
-  readonly message: string;
-}
-
 export type ParsedHookRequest =
   | { readonly ok: true; readonly request: HookRequest; readonly hook: HookId; readonly context: Record<string, unknown> }
   | ({ readonly ok: false; readonly issues: readonly RequestIssue[] } & CallIdentifiers);
@@ -93,7 +47,7 @@ export function callIdentifiers(body: unknown): CallIdentifiers {
   const fields = body !== null && typeof body === 'object' ? (body as { hookInstance?: unknown; context?: unknown }) : {};
   const context = fields.context !== null && typeof fields.context === 'object' ? (fields.context as { patientId?: unknown }) : {};
   const hookInstance = HookRequestSchema.shape.hookInstance.safeParse(fields.hookInstance);
-  const patientId = PatientId.safeParse(context.patientId);
+  const patientId = ContextPatientId.safeParse(context.patientId);
   return { hookInstance: hookInstance.success ? hookInstance.data : '', patientId: patientId.success ? patientId.data : '' };
 }
 
@@ -143,15 +97,7 @@ export function parseHookRequest(body: unknown, serviceHook: HookId): ParsedHook
     const known = (HOOK_IDS as readonly string[]).includes(request.hook);
     return refused(body, [{ field: 'hook', message: `this service answers ${serviceHook}, not ${known ? '' : 'unknown hook '}${request.hook}` }]);
   }
-  const context = HOOK_CONTEXTS[serviceHook].safeParse(request.context);
-  if (!context.success) return refused(body, issuesOf(context.error, ['context']));
-  const unknownSelections = serviceHook === 'order-select' ? selectionsNotDrafted(context.data as z.infer<(typeof HOOK_CONTEXTS)['order-select']>) : [];
-  if (unknownSelections.length > 0) return refused(body, unknownSelections);
-  return { ok: true, request, hook: serviceHook, context: context.data as Record<string, unknown> };
-}
-
-/** order-select's `selections` name resources of its `draftOrders` (`MedicationRequest/103`); one that names none is an error, not a card about nothing. */
-function selectionsNotDrafted(context: z.infer<(typeof HOOK_CONTEXTS)['order-select']>): RequestIssue[] {
-  const drafted = new Set((context.draftOrders.entry ?? []).flatMap((e) => (e.resource && typeof e.resource.id === 'string' ? [`${e.resource.resourceType}/${e.resource.id}`] : [])));
-  return context.selections.flatMap((selection, i) => (drafted.has(selection) ? [] : [{ field: `context.selections.${i}`, message: `"${selection}" is not a resource of context.draftOrders (expected Type/id of one of its entries)` }]));
+  const context = parseHookContext(serviceHook, request.context);
+  if (!context.ok) return refused(body, context.issues);
+  return { ok: true, request, hook: serviceHook, context: context.context };
 }

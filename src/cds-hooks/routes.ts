@@ -5,7 +5,8 @@ import { evaluatePatient } from '../evaluate/evaluate.ts';
 import { sendProblem } from '../http/problem.ts';
 import { fhirServerAllowed, type ClientAuthenticator } from './auth/index.ts';
 import { inThreadEvaluator, type CallEvaluator } from './evaluation-pool.ts';
-import { FeedbackRequestSchema, toRecords } from './feedback.ts';
+import { notEvaluatedCards } from './not-evaluated.ts';
+import { echoId, echoIds, FeedbackRequestSchema, firstIssues, futureOutcomes, toRecords } from './feedback.ts';
 import { assemblePatientData, shortfallOf, type LocalSource } from './prefetch/assemble.ts';
 import { parseHookRequest, type CallIdentifiers, type RequestIssue } from './request.ts';
 import { describeServices, discoveryEntry, type CdsService } from './services.ts';
@@ -250,8 +251,10 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
   const respond = async (call: Invocation & { readonly evaluation: PatientEvaluation }): Promise<unknown> => {
     const { service, hookInstance, patientId, evaluation } = call;
     const { evaluatedAt } = evaluation;
-    const snoozed = await deps.store.snoozedRules(patientId, evaluatedAt);
-    const decisions = evaluation.decisions.filter((d): d is CardDecision => d.kind === 'card');
+    const snoozed = await deps.store.snoozedRules(call.request.cdsClient ?? 'unknown', patientId, evaluatedAt);
+    // A rule that failed answers a card saying it was not checked: silence would read as "nothing found".
+    const notEvaluated = notEvaluatedCards(call.prepared, evaluation.errors, { hook: service.hook, hookInstance, patientId, evaluatedAt });
+    const decisions = [...evaluation.decisions.filter((d): d is CardDecision => d.kind === 'card'), ...notEvaluated];
     const shown = decisions.filter((d) => !snoozed.has(d.ruleId));
     for (const error of evaluation.errors) call.request.log.error({ ruleId: error.ruleId, library: error.library, error: error.message }, 'rule failed');
     const cards: IssuedCard[] = shown.map((d) => ({
@@ -277,8 +280,12 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const service = servicesOf(deps.knowledge()).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"` });
     const parsed = FeedbackRequestSchema.safeParse(await jsonOf(request));
-    const invalidFeedback = (issues: readonly RequestIssue[]): FastifyReply => invalid(reply, 'Invalid feedback', issues);
+    // At most a few issues, each id in them cut short: a 400 does not echo a megabyte body back.
+    const invalidFeedback = (issues: readonly RequestIssue[]): FastifyReply => invalid(reply, 'Invalid feedback', firstIssues(issues));
     if (!parsed.success) return invalidFeedback(parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message })));
+    const receivedAt = deps.now().toISOString();
+    const future = futureOutcomes(parsed.data, receivedAt);
+    if (future.length > 0) return invalidFeedback(future);
     const uuids = parsed.data.feedback.map((f) => f.card);
     const issued = await deps.store.findCards(uuids);
     const client = request.cdsClient ?? 'unknown';
@@ -288,12 +295,12 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       return card?.serviceId !== service.id || (card.client !== '' && card.client !== client);
     });
     if (unknown.length > 0) {
-      return sendProblem(reply, { title: 'Unknown card', status: 404, detail: `service "${service.id}" never issued card ${unknown.join(', ')}` });
+      return sendProblem(reply, { title: 'Unknown card', status: 404, detail: `service "${service.id}" never issued card ${echoIds(unknown)}` });
     }
     const notOffered = parsed.data.feedback.flatMap((item, i) =>
       (item.acceptedSuggestions ?? []).flatMap((suggestion, j) => {
         const offered = issued.get(item.card)?.suggestions;
-        return offered && !offered.includes(suggestion.id) ? [{ field: `feedback.${i}.acceptedSuggestions.${j}.id`, message: `card ${item.card} offered no suggestion "${suggestion.id}"` }] : [];
+        return offered && !offered.includes(suggestion.id) ? [{ field: `feedback.${i}.acceptedSuggestions.${j}.id`, message: `card ${echoId(item.card)} offered no suggestion "${echoId(suggestion.id)}"` }] : [];
       }),
     );
     if (notOffered.length > 0) return invalidFeedback(notOffered);
@@ -301,7 +308,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const { records, snoozes } = toRecords(parsed.data, {
       serviceId: service.id,
       client,
-      receivedAt: deps.now().toISOString(),
+      receivedAt,
       cardOwner: (uuid) => issued.get(uuid),
       offeredReasons: (ruleId) => rules.find(({ rule }) => rule.id === ruleId)?.rule.outcome.card?.overrideReasons,
     });

@@ -58,11 +58,18 @@ export interface FeedbackResult {
   readonly duplicates: number;
 }
 
-/** A rule silenced for one patient until `until` (from a "snooze" override reason). */
+/** Longest snooze: a reason code asking for more is no snooze, and none ends later than this many days after its feedback was received. */
+export const MAX_SNOOZE_DAYS = 366;
+
+/** A rule silenced for one patient at one CDS client until `until` (from a "snooze" override reason). */
 export interface Snooze {
   readonly ruleId: string;
   readonly patientId: string;
+  /** The client whose feedback asked for it: patient ids are per EHR, so only its calls are silenced. */
+  readonly client: string;
   readonly until: string;
+  /** The index, among the items recorded with it, of the feedback item asking for it: added only if that item is stored (not a duplicate). */
+  readonly item: number;
 }
 
 /**
@@ -80,8 +87,11 @@ export interface CdsStore {
   /** The claims recorded that are still live at `nowSeconds` (epoch seconds). */
   liveClaims(nowSeconds: number): Promise<TokenClaim[]>;
   findCards(uuids: readonly string[]): Promise<ReadonlyMap<string, IssuedCard>>;
-  /** Stores feedback idempotently (same card, outcome and timestamp twice is one item) and the snoozes it implies. */
+  /**
+   * Stores feedback idempotently (same card, outcome and timestamp twice is one item) and the snoozes
+   * its stored items ask for: a duplicate item is no change at all, whatever reason it gives.
+   */
   recordFeedback(items: readonly FeedbackRecord[], snoozes: readonly Snooze[]): Promise<FeedbackResult>;
-  /** Rules snoozed for a patient at `at`. */
-  snoozedRules(patientId: string, at: string): Promise<ReadonlySet<string>>;
+  /** Rules snoozed for a patient of `client` at `at`. */
+  snoozedRules(client: string, patientId: string, at: string): Promise<ReadonlySet<string>>;
 }
