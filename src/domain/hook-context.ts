@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { FHIR_ID_CHARS } from './fhir-id.ts';
 import type { HookId } from './hooks.ts';
+import { isRecord } from './json.ts';
+import { otherPatient } from './patient-reference.ts';
 
 /**
  * The context each CDS Hooks hook requires ({@link https://cds-hooks.org/hooks/}). Kept in domain/
@@ -75,7 +77,23 @@ export function parseHookContext(hook: HookId, context: unknown): ParsedHookCont
   // reachable until a full GC, which the CDS service measured as whole prefetches promoted per call.
   const unknownSelections = hook === 'order-select' ? selectionsNotDrafted(parsed.data as z.infer<(typeof HOOK_CONTEXTS)['order-select']>) : [];
   if (unknownSelections.length > 0) return { ok: false, issues: unknownSelections };
+  const otherPatients = resourcesOfOtherPatients(parsed.data as Record<string, unknown>);
+  if (otherPatients.length > 0) return { ok: false, issues: otherPatients };
   return { ok: true, context: parsed.data as Record<string, unknown> };
+}
+
+/**
+ * A call is about one patient: a context Bundle (draftOrders, appointments) holding a resource about
+ * another is a request that contradicts itself, whose orders must not be checked as this patient's.
+ */
+function resourcesOfOtherPatients(context: Record<string, unknown>): RequestIssue[] {
+  const patientId = String(context.patientId);
+  return Object.entries(context).flatMap(([field, value]) => {
+    if (!isRecord(value) || value.resourceType !== 'Bundle' || !Array.isArray(value.entry)) return [];
+    const resources = value.entry.flatMap((entry) => (isRecord(entry) && isRecord(entry.resource) && typeof entry.resource.resourceType === 'string' ? [entry.resource as { resourceType: string }] : []));
+    const other = otherPatient(resources, patientId);
+    return other === undefined ? [] : [{ field: `context.${field}`, message: `${other}: a call is about the context patient only` }];
+  });
 }
 
 /** order-select's `selections` name resources of its `draftOrders` (`MedicationRequest/103`); one that names none is an error, not a card about nothing. */

@@ -66,8 +66,14 @@ function hookRequest(patientId: string, hookInstance: string): Record<string, un
     hookInstance,
     fhirServer: ehr.base,
     fhirAuthorization: { access_token: EHR_TOKEN, token_type: 'Bearer', expires_in: 300, scope: 'user/*.read', subject: 'cairn' },
-    context: { ...testCase.context, patientId },
+    context: { ...testCase.context, patientId, draftOrders: draftOrdersOf(patientId) },
   };
+}
+
+/** The case's draft orders, as orders for `patientId` (a call is about one patient). */
+function draftOrdersOf(patientId: string): unknown {
+  const bundle = testCase.context.draftOrders as { entry: { resource: Resource }[] };
+  return { ...bundle, entry: bundle.entry.map((e) => ({ ...e, resource: { ...e.resource, subject: { reference: `Patient/${patientId}` } } })) };
 }
 
 async function call(urlPath: string, body: unknown, token?: string): Promise<{ status: number; contentType: string; json: Record<string, unknown> }> {

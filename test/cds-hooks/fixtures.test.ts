@@ -280,6 +280,9 @@ describe.skipIf(!HAS_SHARED)(title('AHRQ CQL Services fixtures (patient-view)'),
 describe.skipIf(!HAS_SHARED)(title('Da Vinci CRD test kit'), () => {
   const dir = 'davinci-crd-test-kit';
   const requests = HAS_SHARED ? readdirSync(fixture(dir)).filter((f) => f.endsWith('_hook_request.json')).sort() : [];
+  /** As published, these name draft orders of Patient/1288992 under patientId "example": a call about two patients. */
+  const TWO_PATIENTS = new Set(['order_select_hook_request.json', 'order_sign_hook_request.json']);
+  const DRAFTS_PATIENT = '1288992';
 
   it('its valid_cards.json cards pass our CDS Hooks 2.0 card schema (sanity check of the schema)', () => {
     const cards = readJson<unknown[]>(dir, 'valid_cards.json');
@@ -293,7 +296,10 @@ describe.skipIf(!HAS_SHARED)(title('Da Vinci CRD test kit'), () => {
     const served = SERVICE_FOR[hook];
     const response = await post(`/cds-services/${served ?? HBA1C}`, request);
     expect(response.status).toBeLessThan(500);
-    if (served) {
+    if (TWO_PATIENTS.has(file)) {
+      expect(response.status).toBe(400);
+      expect(issueFields(response.json)).toEqual(['context.draftOrders']);
+    } else if (served) {
       // Valid request without prefetch; its fhirServer (https://example/r4) is refused in tests.
       expect(response.status).toBe(412);
       expect(missingKeys(response.json)).toEqual(keysOf(served));
@@ -303,16 +309,17 @@ describe.skipIf(!HAS_SHARED)(title('Da Vinci CRD test kit'), () => {
     }
     if ((HOOK_IDS as readonly string[]).includes(hook)) {
       const parsed = parseHookRequest(request, hook);
-      expect(parsed.ok ? [] : parsed.issues).toEqual([]);
+      expect(parsed.ok ? [] : parsed.issues.map((i) => i.field)).toEqual(TWO_PATIENTS.has(file) ? ['context.draftOrders'] : []);
     } else {
       expect(['fancy-structure', 'order-dispatch']).toContain(hook);
     }
   });
 
-  it.each(['order_select_hook_request.json', 'order_sign_hook_request.json'])('%s with its fhirServer standing in on 127.0.0.1: 200 with spec-valid cards', async (file) => {
+  it.each([...TWO_PATIENTS])('%s about the patient of its draft orders, with its fhirServer standing in on 127.0.0.1: 200 with spec-valid cards', async (file) => {
     const request = readJson(dir, file);
-    ehrPatients.example = [{ resourceType: 'Patient', id: 'example', gender: 'male', birthDate: '1960-01-01' }];
-    const response = await post(`/cds-services/${SERVICE_FOR[request.hook as HookId]}`, { ...request, fhirServer: ehr.base, fhirAuthorization: { ...(request.fhirAuthorization as Json), access_token: EHR_TOKEN } });
+    ehrPatients[DRAFTS_PATIENT] = [{ resourceType: 'Patient', id: DRAFTS_PATIENT, gender: 'male', birthDate: '1960-01-01' }];
+    const context = { ...(request.context as Json), patientId: DRAFTS_PATIENT };
+    const response = await post(`/cds-services/${SERVICE_FOR[request.hook as HookId]}`, { ...request, context, fhirServer: ehr.base, fhirAuthorization: { ...(request.fhirAuthorization as Json), access_token: EHR_TOKEN } });
     expect(response.status).toBe(200);
     expect(CardsResponseSchema.safeParse(response.json).success).toBe(true);
   });
@@ -432,7 +439,8 @@ describe.skipIf(!HAS_SHARED)(title('CDC opioid CDS requests (opioid-cds-r4)'), (
     'OpioidCDSREC08OrderSign/noPrefetch.json': { status: 412, missing: ['patient'] },
     'OpioidCDSREC10/request-example-rec-10-illicit-drugs-POS-Opiate-non-synthetic.json': { status: 200 },
     // Their prefetched Patient (item1) is null: the client has no Patient to give, and neither has its server.
-    'OpioidCDSREC10PatientView/request-example-rec-10-patient-view-2-illicit-drugs.json': { status: 412, missing: ['patient'] },
+    // Its Observation obs2 is about another patient, as is its Patient.
+    'OpioidCDSREC10PatientView/request-example-rec-10-patient-view-2-illicit-drugs.json': { status: 412, missing: ['observations', 'patient'] },
     'OpioidCDSREC11PatientView/request-example-rec-11-patient-view-benzo-trigger-with-opioid.json': { status: 412, missing: ['patient'] },
   };
 

@@ -8,7 +8,8 @@ import { FHIR_ID } from '../../domain/fhir-id.ts';
 import { MEDICATION_REFERENCE_HOLDERS } from '../../domain/medication.ts';
 import { fetchQuery, followPages, parseFhirBase, type FetchOutcome, type FetchRecord, type FhirConnection } from './fhir-fetch.ts';
 import { compare, isRecord, isResource } from './json.ts';
-import { otherPatient, readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
+import { otherPatient } from '../../domain/patient-reference.ts';
+import { readPrefetch, type MissingPrefetch, type MissingReason } from './read.ts';
 import { resourceTypeOfTemplate } from './templates.ts';
 import { normalizePatientId, resolvePrefetchTemplates } from './tokens.ts';
 
@@ -95,8 +96,9 @@ export interface AssembledPatientData {
  * assemblePatientData gathers a patient's data for one hook call from the prefetch, the FHIR server
  * (`fhirServer` with the `fhirAuthorization` bearer token) and a local source, within `budgetMs`.
  * It never throws for bad prefetch, server errors or timeouts: unsatisfied keys come back in
- * `missing`, partial searches in `incomplete`, references not obtained in `unresolved`
- * ({@link shortfallOf} sums them up).
+ * `missing` (a prefetch value or server answer holding anything of another patient included),
+ * partial searches in `incomplete`, references not obtained in `unresolved` ({@link shortfallOf}
+ * sums them up). Context resources about another patient are refused earlier, with the request.
  */
 export async function assemblePatientData(input: AssembleInput): Promise<AssembledPatientData> {
   const now = input.now ?? (() => performance.now());
@@ -223,10 +225,11 @@ export interface Shortfall {
 }
 
 /**
- * shortfallOf says what keeps `data` from being evaluated as complete (missing keys, searchsets still
- * incomplete, references not obtained), or undefined when nothing does. Partial data is never
- * evaluated as if complete: a missed page may hold the order a warning is about. Both service-call
- * paths ask it, so they agree on when data is complete; `templates` names incomplete keys' templates.
+ * shortfallOf says what keeps `data` from being evaluated as complete and as the context patient's
+ * (missing keys, those holding another patient's resources included; searchsets still incomplete;
+ * references not obtained), or undefined when nothing does. Partial data is never evaluated as if
+ * complete: a missed page may hold the order a warning is about. Both service-call paths ask it, so
+ * they agree on when data may be evaluated; `templates` names incomplete keys' templates.
  */
 export function shortfallOf(data: AssembledPatientData, templates: Readonly<Record<string, string>>): Shortfall | undefined {
   if (data.missing.length === 0 && data.incomplete.length === 0 && data.unresolved.length === 0) return undefined;
@@ -261,7 +264,7 @@ function applyOutcome(state: KeyState, key: string, outcome: FetchOutcome, isFol
     else state.miss(key, outcome.timeout ? 'timeout' : 'fetch-failed', outcome.detail);
     return;
   }
-  // A server that answers with another patient is not believed, as a prefetch holding one is not.
+  // A server that answers with anything of another patient is not believed, as a prefetch holding it is not.
   const other = patientId === undefined ? undefined : otherPatient(outcome.resources, patientId);
   if (other !== undefined) {
     if (isFollow) state.incomplete(key, '', `a next page ${other}`);

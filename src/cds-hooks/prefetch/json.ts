@@ -1,9 +1,9 @@
 /** Narrowing helpers for the untyped JSON of CDS Hooks requests and FHIR responses. */
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
+import { isRecord } from '../../domain/json.ts';
+
+export { isRecord };
 
 /** isResource is true for a JSON object with a non-empty string `resourceType`. */
 export function isResource(value: unknown): value is FhirResource {

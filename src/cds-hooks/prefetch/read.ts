@@ -7,6 +7,7 @@
  */
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
 import { compare, isRecord, isResource } from './json.ts';
+import { otherPatient } from '../../domain/patient-reference.ts';
 import { normalizePatientId } from './tokens.ts';
 
 /** Why a prefetch key has no usable data. */
@@ -51,8 +52,9 @@ export type PrefetchValue =
  * readPrefetch checks `prefetch` against the service's templates: which keys are satisfied, which
  * are missing and why, which searchsets continue on a `next` page. Keys not in `templates` are
  * ignored (with a warning): a service only uses data it asked for. `patientId` (with or without
- * `Patient/`), when given, is compared with each prefetched Patient's id: a key holding another
- * patient is missing (`other-patient`), since evaluation takes the patient from the data.
+ * `Patient/`), when given, is compared with each prefetched Patient's id and each resource's patient
+ * reference ({@link otherPatient}): a key holding anything of another patient is missing
+ * (`other-patient`), since evaluation takes every resource it is given as the context patient's.
  */
 export function readPrefetch(templates: Readonly<Record<string, string>>, prefetch: unknown, options: { readonly patientId?: string } = {}): PrefetchReading {
   const values = isRecord(prefetch) ? prefetch : {};
@@ -149,12 +151,6 @@ function legacyWrapped(value: unknown): PrefetchValue | undefined {
   if (status && !/^2\d\d\b/.test(status)) return { kind: 'outcome', detail: `prefetch response status ${status.slice(0, 40)}` };
   if (value.resource === null) return { kind: 'empty' };
   return isResource(value.resource) ? classifyFhirJson(value.resource) : { kind: 'invalid', detail: 'a prefetch wrapper without a FHIR resource' };
-}
-
-/** otherPatient describes the first Patient in `resources` with an id that is not `patientId`, if any. */
-export function otherPatient(resources: readonly FhirResource[], patientId: string): string | undefined {
-  const other = resources.find((r) => r.resourceType === 'Patient' && String(r.id ?? patientId) !== patientId);
-  return other && `holds Patient/${String(other.id)}, not the context patient ${patientId}`;
 }
 
 function isErrorOutcome(outcome: Readonly<Record<string, unknown>>): boolean {

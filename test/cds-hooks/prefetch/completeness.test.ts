@@ -93,14 +93,14 @@ describe('Medications referenced by id', () => {
   });
 
   it('takes one the local copy holds for a patient whose records reference it', async () => {
-    const context = { patientId: 'p-local', draftOrders: draftOrders(order({ medicationReference: { reference: 'Medication/med-local' } })) };
+    const context = { patientId: 'p-local', draftOrders: draftOrders(order({ medicationReference: { reference: 'Medication/med-local' } }, { subject: { reference: 'Patient/p-local' } })) };
     const result = await assemblePatientData({ templates: MEDS, context, prefetch: { medicationRequests: null }, localSource, followReferences: ['Medication'] });
     expect(result.unresolved).toEqual([]);
     expect(ids(result.resources)).toEqual(['Medication/med-local', 'MedicationRequest/draft-1']);
   });
 
   it('takes one the local copy holds that a draft order names and no stored record references', async () => {
-    const context = { patientId: 'p-local', draftOrders: draftOrders(order({ medicationReference: { reference: 'Medication/med-unreferenced' } })) };
+    const context = { patientId: 'p-local', draftOrders: draftOrders(order({ medicationReference: { reference: 'Medication/med-unreferenced' } }, { subject: { reference: 'Patient/p-local' } })) };
     const result = await assemblePatientData({ templates: MEDS, context, prefetch: { medicationRequests: null }, localSource, followReferences: ['Medication'] });
     expect(result.unresolved).toEqual([]);
     // The Medication its stored order references comes along (the local copy reads both in one query).

@@ -177,11 +177,12 @@ describe('readPrefetch', () => {
     expect(reading.missing).toEqual([{ key: 'Condition', template: AHRQ_TEMPLATES.Condition, reason: 'absent' }]);
     expect(reading.resources.map((r) => `${r.resourceType}/${r.id}`)).toEqual(['Observation/2', 'Patient/1']);
     expect(reading.warnings).toEqual([]);
-    // The fixture's Patient (id 1) is not its context patient (1288992): that key is not satisfied.
+    // The fixture's data (Patient 1, an Observation of Patient/1) is not its context patient's (1288992): neither key is satisfied.
     const checked = readPrefetch(AHRQ_TEMPLATES, request.prefetch, { patientId: (request.context as Json).patientId as string });
-    expect(checked.satisfied).toEqual(['Observation']);
+    expect(checked.satisfied).toEqual([]);
     expect(checked.missing).toEqual([
       { key: 'Condition', template: AHRQ_TEMPLATES.Condition, reason: 'absent' },
+      { key: 'Observation', template: AHRQ_TEMPLATES.Observation, reason: 'other-patient', detail: 'holds Observation/2 whose subject is not the context patient 1288992' },
       { key: 'Patient', template: AHRQ_TEMPLATES.Patient, reason: 'other-patient', detail: 'holds Patient/1, not the context patient 1288992' },
     ]);
   });
