@@ -55,24 +55,25 @@ function issuesOf(error: z.ZodError, prefix: string[] = []): RequestIssue[] {
   return error.issues.map((issue) => ({ field: [...prefix, ...issue.path.map(String)].join('.') || '(body)', message: issue.message }));
 }
 
-/** Deeper JSON than any FHIR resource needs; it is refused before anything walks it recursively (hashing the context for card ids would overflow the stack). */
+/**
+ * Deeper than any hook context needs. The context is hashed recursively into card ids, so a deeper
+ * one would overflow the stack (a 500); it is refused first. (Prefetch is never walked so: a
+ * resource is read only as deep as the CQL asks.)
+ */
 const MAX_DEPTH = 100;
-
-/** tooDeep names the context or prefetch key nested deeper than MAX_DEPTH, if one is. */
-function tooDeep(request: HookRequest): string | undefined {
-  if (depthExceeds(request.context, MAX_DEPTH)) return 'context';
-  for (const [key, value] of Object.entries(request.prefetch ?? {})) if (depthExceeds(value, MAX_DEPTH)) return `prefetch.${key}`;
-  return undefined;
-}
 
 /** depthExceeds walks `value` without recursion, stopping as soon as it finds nesting past `limit`. */
 function depthExceeds(value: unknown, limit: number): boolean {
-  const pending: { readonly value: unknown; readonly depth: number }[] = [{ value, depth: 0 }];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    if (next.value === null || typeof next.value !== 'object') continue;
-    if (next.depth >= limit) return true;
-    for (const child of Array.isArray(next.value) ? next.value : Object.values(next.value)) {
-      if (child !== null && typeof child === 'object') pending.push({ value: child, depth: next.depth + 1 });
+  const values: unknown[] = [value];
+  const depths: number[] = [0];
+  for (let next = values.pop(), depth = depths.pop() ?? 0; next !== undefined; next = values.pop(), depth = depths.pop() ?? 0) {
+    if (next === null || typeof next !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(next) ? next : Object.values(next)) {
+      if (child !== null && typeof child === 'object') {
+        values.push(child);
+        depths.push(depth + 1);
+      }
     }
   }
   return false;
@@ -87,8 +88,7 @@ export function parseHookRequest(body: unknown, serviceHook: HookId): ParsedHook
   const parsed = HookRequestSchema.safeParse(body);
   if (!parsed.success) return refused(body, issuesOf(parsed.error));
   const request = parsed.data;
-  const deep = tooDeep(request);
-  if (deep) return refused(body, [{ field: deep, message: `nested more than ${MAX_DEPTH} levels deep; no FHIR resource is` }]);
+  if (depthExceeds(request.context, MAX_DEPTH)) return refused(body, [{ field: 'context', message: `nested more than ${MAX_DEPTH} levels deep; no hook context is` }]);
   // Checked here, not with zod's superRefine: zod 4.6's superRefine keeps each parsed body reachable
   // until a full GC, so every call's whole prefetch was promoted to the old generation (measured:
   // ~170 KB a call; scavenges of 6-20 ms in the evaluation workers, frequent mark-compacts).

@@ -179,6 +179,18 @@ describe('service calls', () => {
     expect((response.json() as { issues: { field: string }[] }).issues.map((i) => i.field)).toEqual(['context']);
   });
 
+  it('answers a prefetch resource nested 30,000 deep without a 5xx (prefetch is only read as deep as the CQL asks)', async () => {
+    const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
+    const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
+    const deep = `${'{"a":'.repeat(30_000)}1${'}'.repeat(30_000)}`;
+    const observation = { resourceType: 'Observation', id: 'deep', status: 'final', subject: { reference: 'Patient/p1' }, note: 0 };
+    const prefetch = { ...(body.prefetch as Record<string, unknown>), observations: { resourceType: 'Bundle', type: 'searchset', entry: [{ resource: observation }] } };
+    expect(Object.keys(templates['medication-safety-order-select']!)).toContain('observations');
+    const text = JSON.stringify({ ...body, prefetch }).replace('"note":0', `"note":${deep}`);
+    const response = await call(ORDER_SELECT, text);
+    expect(response.statusCode).toBe(200);
+  });
+
   it('gives 412 naming the prefetch key it could not obtain, without a FHIR server', async () => {
     const testCase = await caseFile('opioid-benzodiazepine-concurrent', 'opioid-ordered-with-active-benzodiazepine');
     const body = hookRequestFromCase(testCase, templates['medication-safety-order-select']!);
