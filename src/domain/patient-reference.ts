@@ -77,16 +77,14 @@ const HISTORY = '/_history/';
  * patientOfReference returns the Patient id a literal reference names (`Patient/<id>`,
  * `<base>/Patient/<id>`, either with `/_history/<version>`), or undefined for a reference to
  * anything else (`Group/1`, `#contained`, `urn:uuid:...`, a conditional `Patient?identifier=`).
+ * Read leniently, so that sloppy spelling never hides whose a resource is: surrounding spaces, empty
+ * segments (`Patient//p2`, a trailing `/`) and the type's case (`patient/p2`) are ignored.
  */
 function patientOfReference(reference: string): string | undefined {
   const history = reference.indexOf(HISTORY);
-  const path = history < 0 ? reference : reference.slice(0, history);
-  const slash = path.lastIndexOf('/');
-  if (slash < 0) return undefined;
-  const typeStart = path.lastIndexOf('/', slash - 1) + 1;
-  // Compared in place: no substring made for the type.
-  if (slash - typeStart !== PATIENT_SEGMENT.length - 1 || !path.startsWith(PATIENT_SEGMENT, typeStart)) return undefined;
-  return path.slice(slash + 1) || undefined;
+  const segments = (history < 0 ? reference : reference.slice(0, history)).trim().split('/').filter((segment) => segment !== '');
+  if (segments.length < 2 || segments[segments.length - 2]?.toLowerCase() !== 'patient') return undefined;
+  return segments[segments.length - 1]?.trim() || undefined;
 }
 
 /**
@@ -129,7 +127,8 @@ export function otherPatient(resources: readonly FhirResource[], patientId: stri
     const element = PATIENT_REFERENCE_ELEMENT.get(type);
     if (element === undefined) continue;
     const value = resource[element];
-    const reference = isRecord(value) ? value.reference : undefined;
+    // A bare string is not a FHIR Reference, but it is read as one: whose it names still counts.
+    const reference = typeof value === 'string' ? value : isRecord(value) ? value.reference : undefined;
     if (typeof reference !== 'string') continue;
     patient ??= new ContextPatient(patientId);
     if (!patient.names(reference)) return `holds ${describe(resource)} whose ${element} is not the context patient ${patientId}`;
