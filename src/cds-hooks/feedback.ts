@@ -99,11 +99,12 @@ export function snoozeDays(code: string): number | undefined {
 }
 
 /** The override reasons a rule's card offers (system and code), by rule id; undefined for a rule the serving knowledge no longer has. */
-export type OfferedReasons = (ruleId: string) => readonly { readonly system: string; readonly code: string }[] | undefined;
+/** The override reasons the card with this uuid offered (undefined: not known). */
+export type OfferedReasons = (cardUuid: string) => readonly { readonly system: string; readonly code: string }[] | undefined;
 
 /**
  * toRecords turns a validated feedback body into store records and the snoozes it asks for. Only
- * a snooze reason the card's rule offers silences it: the client may send any Coding, and one it
+ * a snooze reason the card offered silences it: the client may send any Coding, and one it
  * makes up (`snooze-36500d` on a drug-interaction card that offers no snooze) must not mute a
  * safety warning. Every item is recorded either way. A snooze silences the rule for the patient at
  * `client` only (patient ids are the EHR's own), and runs from the outcome, or from receipt if that
@@ -137,7 +138,7 @@ export function toRecords(
       receivedAt: context.receivedAt,
     });
     const owner = context.cardOwner(item.card);
-    const offered = owner && reason ? context.offeredReasons(owner.ruleId)?.some((o) => o.system === reason.system && o.code === reason.code) : false;
+    const offered = owner && reason ? context.offeredReasons(item.card)?.some((o) => o.system === reason.system && o.code === reason.code) : false;
     const days = item.outcome === 'overridden' && reason && offered ? snoozeDays(reason.code) : undefined;
     if (days !== undefined && owner) {
       const start = Math.min(Date.parse(item.outcomeTimestamp), receivedMs);

@@ -270,6 +270,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       issuedAt: evaluatedAt,
       client: call.request.cdsClient ?? 'unknown',
       suggestions: (d.card.suggestions ?? []).flatMap((suggestion) => (suggestion.uuid ? [suggestion.uuid] : [])),
+      overrideReasons: (d.card.overrideReasons ?? []).map(({ system, code }) => ({ system, code })),
     }));
     await audit(call, 200, cards, { suppressed: decisions.length - shown.length, ruleErrors: evaluation.errors.length }, evaluatedAt);
     const systemActions = evaluation.decisions.flatMap((d) => (d.kind === 'system-action' && !snoozed.has(d.ruleId) ? d.actions : []));
@@ -310,7 +311,11 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       client,
       receivedAt,
       cardOwner: (uuid) => issued.get(uuid),
-      offeredReasons: (ruleId) => rules.find(({ rule }) => rule.id === ruleId)?.rule.outcome.card?.overrideReasons,
+      // What the card offered when issued; for a card stored before that was kept, what its rule offers now.
+      offeredReasons: (uuid) => {
+        const card = issued.get(uuid);
+        return card?.overrideReasons ?? rules.find(({ rule }) => rule.id === card?.ruleId)?.rule.outcome.card?.overrideReasons;
+      },
     });
     const result = await deps.store.recordFeedback(records, snoozes);
     return reply.code(200).send(result);

@@ -18,6 +18,14 @@ export interface IssuedCard {
   readonly client: string;
   /** Its suggestions' uuids: an accepted suggestion must be one of them (unknown for cards stored before they were kept). */
   readonly suggestions: readonly string[] | undefined;
+  /** The override reasons it offered: only those snooze (absent for cards stored before they were kept: their rule's count). */
+  readonly overrideReasons?: readonly OfferedReason[];
+}
+
+/** An override reason a card offered, as feedback names it. */
+export interface OfferedReason {
+  readonly system: string;
+  readonly code: string;
 }
 
 /**

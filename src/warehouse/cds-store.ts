@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import type { TokenClaim } from '../cds-hooks/auth/index.ts';
-import { MAX_SNOOZE_DAYS, type CdsStore, type FeedbackRecord, type FeedbackResult, type InvocationRecord, type IssuedCard, type Snooze } from '../cds-hooks/store.ts';
+import { MAX_SNOOZE_DAYS, type CdsStore, type FeedbackRecord, type FeedbackResult, type InvocationRecord, type IssuedCard, type OfferedReason, type Snooze } from '../cds-hooks/store.ts';
 import type { HookId } from '../domain/hooks.ts';
 import { closeAppenders, queryRows, type Warehouse } from './database.ts';
 
@@ -34,10 +34,12 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS cds_card (
      uuid VARCHAR PRIMARY KEY, service_id VARCHAR NOT NULL, hook VARCHAR NOT NULL, hook_instance VARCHAR NOT NULL,
      patient_id VARCHAR NOT NULL, rule_id VARCHAR NOT NULL, rule_version VARCHAR NOT NULL, knowledge_version VARCHAR NOT NULL,
-     indicator VARCHAR NOT NULL, issued_at TIMESTAMPTZ NOT NULL, client VARCHAR, suggestions JSON)`,
+     indicator VARCHAR NOT NULL, issued_at TIMESTAMPTZ NOT NULL, client VARCHAR, suggestions JSON, override_reasons JSON)`,
   // Cards stored before feedback was checked against the issuing client and the suggestions offered.
   `ALTER TABLE cds_card ADD COLUMN IF NOT EXISTS client VARCHAR`,
   `ALTER TABLE cds_card ADD COLUMN IF NOT EXISTS suggestions JSON`,
+  // Cards stored before the override reasons each offered were kept (their rule's are used).
+  `ALTER TABLE cds_card ADD COLUMN IF NOT EXISTS override_reasons JSON`,
   `CREATE TABLE IF NOT EXISTS cds_feedback (
      card_uuid VARCHAR NOT NULL, service_id VARCHAR NOT NULL, outcome VARCHAR NOT NULL, outcome_timestamp TIMESTAMPTZ NOT NULL,
      accepted_suggestions JSON NOT NULL, override_system VARCHAR, override_code VARCHAR, override_display VARCHAR,
@@ -185,8 +187,10 @@ export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOpti
       for (const text of [card.uuid, card.serviceId, card.hook, card.hookInstance, card.patientId, card.ruleId, card.ruleVersion, card.knowledgeVersion, card.indicator]) appender.appendVarchar(text);
       appender.appendTimestampTZ(instant(card.issuedAt));
       appender.appendVarchar(card.client);
-      if (card.suggestions) appender.appendVarchar(JSON.stringify(card.suggestions));
-      else appender.appendNull();
+      for (const list of [card.suggestions, card.overrideReasons]) {
+        if (list) appender.appendVarchar(JSON.stringify(list));
+        else appender.appendNull();
+      }
     });
   /** Invocations and claims, and the claims that expired pruned (at most once a minute: a DELETE is planned and scans). */
   const appendBatch = async (c: DuckDBConnection, batch: readonly InvocationRecord[], claims: readonly TokenClaim[]): Promise<void> => {
@@ -305,6 +309,7 @@ export async function createCdsStore(warehouse: Warehouse, options: CdsStoreOpti
           // Cards from before the client was kept name none: any client allowed the service may answer them.
           client: row.client === null ? '' : String(row.client),
           suggestions: row.suggestions === null ? undefined : (JSON.parse(String(row.suggestions)) as string[]),
+          ...(row.override_reasons === null || row.override_reasons === undefined ? {} : { overrideReasons: JSON.parse(String(row.override_reasons)) as OfferedReason[] }),
         } satisfies IssuedCard]));
       });
     },

@@ -73,3 +73,37 @@ describe('a rule that fails in a hook call', () => {
     expect(second.map((c) => c.uuid)).toEqual(first.map((c) => c.uuid));
   });
 });
+
+describe('feedback on a "not checked" card', () => {
+  const HBA1C = '/cds-services/hba1c-above-9-patient-view';
+  const SNOOZE = { system: 'http://cairn.health/fhir/CodeSystem/override-reason', code: 'snooze-30d' };
+
+  it('records a snooze the rule offers on its own cards, but does not obey it: the card offered none', async () => {
+    const discovery = await service.app.inject({ method: 'GET', url: '/cds-services', headers: { authorization: `Bearer ${await service.token('/cds-services')}` } });
+    const templates = (discovery.json() as { services: { id: string; prefetch?: Record<string, string> }[] }).services.find((s) => HBA1C.endsWith(s.id))?.prefetch ?? {};
+    const testCase = JSON.parse(await readFile(path.join(PROJECT_ROOT, 'rules/hba1c-above-9.tests/hba1c-10-2.json'), 'utf8')) as Parameters<typeof hookRequestFromCase>[0] & { patient: { entry: { resource: Record<string, unknown> }[] } };
+    const valid = { ...hookRequestFromCase(testCase, templates), context: { ...testCase.context, patientId: 'p-nc' } };
+    const withPatient = (body: Record<string, unknown>, extra: Record<string, unknown>[] = []): Record<string, unknown> => {
+      const prefetch = Object.fromEntries(Object.entries(body.prefetch as Record<string, { resourceType: string; id?: string; entry?: { resource: Record<string, unknown> }[] }>).map(([key, value]) => {
+        if (value?.resourceType === 'Patient') return [key, { ...value, id: 'p-nc' }];
+        const entry = (value?.entry ?? []).map((e) => ({ resource: { ...e.resource, subject: { reference: 'Patient/p-nc' } } }));
+        return [key, { ...value, entry: key === 'observations' || (value?.entry ?? []).some((e) => e.resource.resourceType === 'Observation') ? [...entry, ...extra.map((resource) => ({ resource }))] : entry }];
+      }));
+      return { ...body, prefetch };
+    };
+    const broken = { resourceType: 'Observation', id: 'broken', status: 'final', subject: { reference: 'Patient/p-nc' }, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: { not: 'a date' }, valueQuantity: { value: 10, unit: '%', system: 'http://unitsofmeasure.org', code: '%' } };
+
+    const failed = await post(HBA1C, { ...withPatient(valid, [broken]), hookInstance: 'nc-1' });
+    expect(failed.status).toBe(200);
+    const notChecked = (failed.json.cards as Card[]).find((card) => card.source.topic?.code === NOT_EVALUATED_TOPIC.code);
+    expect(notChecked, JSON.stringify(failed.json)).toBeDefined();
+    expect(notChecked!.overrideReasons).toBeUndefined();
+    const feedback = await post(`${HBA1C}/feedback`, { feedback: [{ card: notChecked!.uuid, outcome: 'overridden', outcomeTimestamp: '2026-03-01T12:00:05Z', overrideReason: { reason: SNOOZE } }] });
+    expect(feedback.status).toBe(200);
+
+    // The rule is not silenced for this patient: well-formed data gets its card.
+    const answered = await post(HBA1C, { ...withPatient(valid), hookInstance: 'nc-2' });
+    expect(answered.status).toBe(200);
+    expect((answered.json.cards as Card[]).map((card) => card.source.topic?.code)).toEqual(['diabetes-care']);
+  });
+});
