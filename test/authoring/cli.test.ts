@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PreviewReport } from '../../src/authoring/preview.ts';
-import { bumpRule, copySample, editFile, minimalWithCase, populate, runCli, tempDataDir } from './support.ts';
+import { bumpRule, copySample, editFile, minimalWithCase, nextVersion, populate, runCli, SAMPLE_HBA1C_VERSION, tempDataDir } from './support.ts';
 
 const AT = '2026-03-01T02:00:00Z';
 
@@ -16,7 +16,7 @@ describe('cairn preview', () => {
 
   it('reports per rule the patients, alerts, cards and care gaps of a changed rule against the baseline, with sample patients', async () => {
     const changed = await copySample();
-    await bumpRule(changed, 'hba1c-above-9', '1.2.0');
+    await bumpRule(changed, 'hba1c-above-9', nextVersion(SAMPLE_HBA1C_VERSION));
     await editFile(changed, 'rules/hba1c-above-9.json', (t) => t.replace('"operator": "equal", "value": true', '"operator": "notEqual", "value": true').replace(/"operator":\s*"equal",\s*"value":\s*true/, '"operator": "notEqual", "value": true'));
     const result = await runCli(dataDir, 'preview', '--knowledge', changed, '--baseline', baseline, '--at', AT, '--no-measures', '--json');
     expect(result.err).toBe('');
@@ -24,7 +24,7 @@ describe('cairn preview', () => {
     const report = JSON.parse(result.out) as PreviewReport;
     expect(report.patients).toBe(40);
     const hba1c = report.rules.find((r) => r.ruleId === 'hba1c-above-9')!;
-    expect(hba1c).toMatchObject({ change: 'changed', baselineVersion: '1.1.0', candidateVersion: '1.2.0' });
+    expect(hba1c).toMatchObject({ change: 'changed', baselineVersion: SAMPLE_HBA1C_VERSION, candidateVersion: nextVersion(SAMPLE_HBA1C_VERSION) });
     expect(hba1c.candidate.patients).toBeGreaterThan(hba1c.baseline.patients);
     expect(hba1c.candidate.cards).toBe(hba1c.candidate.patients);
     expect(hba1c.newlyFiring.count).toBe(hba1c.candidate.patients - hba1c.baseline.patients + hba1c.noLongerFiring.count);
@@ -37,7 +37,7 @@ describe('cairn preview', () => {
     const text = await runCli(dataDir, 'preview', '--knowledge', changed, '--baseline', baseline, '--at', AT, '--no-measures', '--patients', '10');
     expect(text.code).toBe(0);
     expect(text.out).toContain('over 10 patient(s)');
-    expect(text.out).toContain('hba1c-above-9  [changed 1.1.0 → 1.2.0]');
+    expect(text.out).toContain(`hba1c-above-9  [changed ${SAMPLE_HBA1C_VERSION} → ${nextVersion(SAMPLE_HBA1C_VERSION)}]`);
   }, 300_000);
 
   it('refuses a broken knowledge copy with every problem, and a bad --at', async () => {
@@ -65,7 +65,7 @@ describe('cairn activate / activations / restore', () => {
     const result = await runCli(dataDir, 'activate', '--knowledge', root, '--actor', 'ana');
     expect(result.code).toBe(0);
     expect(result.out).toMatch(/knowledge [0-9a-f]{16} activated: \d{2,} test case\(s\) passed; was none/);
-    expect(result.out).toContain('+hba1c-above-9@1.1.0');
+    expect(result.out).toContain(`+hba1c-above-9@${SAMPLE_HBA1C_VERSION}`);
   }, 300_000);
 
   it('refuses a broken copy with its failed test cases, lists the history, and restores the previous version', async () => {

@@ -19,7 +19,7 @@ import { createCdsStore } from '../../src/warehouse/cds-store.ts';
 import { openWarehouse, queryRows, type Warehouse } from '../../src/warehouse/database.ts';
 import { hookRequestFromCase, loopbackOnlyFetch } from '../cds-hooks/support.ts';
 import { testDeps } from '../support/knowledge.ts';
-import { bumpRule, copySample, editFile, minimalWithCase, tempDataDir } from './support.ts';
+import { bumpRule, copySample, editFile, minimalWithCase, nextVersion, SAMPLE_HBA1C_VERSION, tempDataDir } from './support.ts';
 
 type CdsStore = Awaited<ReturnType<typeof createCdsStore>>;
 
@@ -162,7 +162,7 @@ describe('activation under load', () => {
       const load = Promise.all(Array.from({ length: 4 }, worker));
 
       while (outcomes.length < 40) await new Promise((resolve) => setTimeout(resolve, 20));
-      await bumpRule(root, 'hba1c-above-9', '1.1.1');
+      await bumpRule(root, 'hba1c-above-9', nextVersion(SAMPLE_HBA1C_VERSION, 'patch'));
       const reload = await fetch(`${served.base}/api/admin/knowledge/reload`, { method: 'POST', headers: { authorization: `Bearer ${ANA}` } });
       const record = (await reload.json()) as { activated: boolean; version: string };
       state.swapped = true;
@@ -178,7 +178,7 @@ describe('activation under load', () => {
         expect(o.versions.length).toBeGreaterThan(0);
         expect(new Set(o.versions).size).toBe(1);
         expect([oldVersion, newVersion]).toContain(o.versions[0]);
-        expect(o.ruleVersions).toEqual([o.versions[0] === oldVersion ? '1.1.0' : '1.1.1']);
+        expect(o.ruleVersions).toEqual([o.versions[0] === oldVersion ? SAMPLE_HBA1C_VERSION : nextVersion(SAMPLE_HBA1C_VERSION, 'patch')]);
         if (o.startedAfterSwap) expect(o.versions[0]).toBe(newVersion);
       }
       expect(outcomes.some((o) => o.versions[0] === oldVersion)).toBe(true);

@@ -1,5 +1,5 @@
 import { cp, mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { vi } from 'vitest';
@@ -30,6 +30,15 @@ export async function tempDataDir(): Promise<string> {
 }
 
 /** bumpRule rewrites a rule's version in a knowledge copy. */
+/** The version a sample rule has now (tests bump from it, so a rule's next release does not break them). */
+export const SAMPLE_HBA1C_VERSION = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'rules/hba1c-above-9.json'), 'utf8')) as { version: string }).version;
+
+/** nextVersion is `version` with its minor (or, with 'patch', its patch) number one higher. */
+export function nextVersion(version: string, part: 'minor' | 'patch' = 'minor'): string {
+  const [major = 0, minor = 0, patch = 0] = version.split('.').map(Number);
+  return part === 'minor' ? `${major}.${minor + 1}.0` : `${major}.${minor}.${patch + 1}`;
+}
+
 export async function bumpRule(root: string, ruleId: string, version: string): Promise<void> {
   await editFile(root, `rules/${ruleId}.json`, (t) => t.replace(/"version": "[^"]+"/, `"version": "${version}"`));
 }
