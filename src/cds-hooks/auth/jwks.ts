@@ -1,6 +1,7 @@
 import { KeyObject } from 'node:crypto';
 import { importJWK, type JWK } from 'jose';
 import type { AllowedAlg } from './config.ts';
+import { readCapped } from '../../http/read-capped.ts';
 
 /** A public key ready for signature verification, with the one algorithm it may verify. */
 export interface VerificationKey {
@@ -136,30 +137,9 @@ export function createJwksFetcher(options: { timeoutMs: number; maxBytes: number
       await response.body?.cancel();
       throw new Error(`JWKS request to ${url} answered HTTP ${response.status}`);
     }
-    const declared = Number(response.headers.get('content-length'));
-    if (Number.isFinite(declared) && declared > options.maxBytes) {
-      await response.body?.cancel();
-      throw new Error(`JWKS at ${url} is larger than ${options.maxBytes} bytes`);
-    }
-    const text = await readCapped(response, options.maxBytes, url);
+    const text = await readCapped(response, options.maxBytes);
+    if (text === undefined) throw new Error(`JWKS at ${url} is larger than ${options.maxBytes} bytes`);
     return JSON.parse(text) as unknown;
   };
 }
 
-async function readCapped(response: Response, maxBytes: number, url: string): Promise<string> {
-  if (!response.body) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw new Error(`JWKS at ${url} is larger than ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}

@@ -5,6 +5,7 @@
  * http except to a loopback host).
  */
 import type { FhirResource } from '../../cql-engine/fhir-model.ts';
+import { readCapped } from '../../http/read-capped.ts';
 import { classifyFhirJson } from './read.ts';
 
 /** One HTTP request made while assembling patient data. */
@@ -195,30 +196,6 @@ async function getJson(connection: FhirConnection, key: string, url: string): Pr
   }
   record(response.status);
   return { ok: true, body };
-}
-
-/** readCapped reads a response body as UTF-8 text, or gives undefined (and stops reading) once it exceeds `maxBytes`. */
-async function readCapped(response: Response, maxBytes: number): Promise<string | undefined> {
-  const declared = Number(response.headers.get('content-length') ?? NaN);
-  if (declared > maxBytes || !response.body) {
-    await response.body?.cancel();
-    return declared > maxBytes ? undefined : '';
-  }
-  const chunks: Uint8Array[] = [];
-  let bytes = 0;
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    bytes += value.byteLength;
-    if (bytes > maxBytes) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  // As Response.text() decodes: UTF-8, a leading BOM dropped.
-  return new TextDecoder().decode(Buffer.concat(chunks, bytes));
 }
 
 function messageOf(error: unknown): string {
