@@ -1,6 +1,7 @@
 import { FHIRWrapper } from 'cql-exec-fhir';
 import { Code, Date as CqlDate, DateTime as CqlDateTime, Interval, type RecordObject } from 'cql-execution';
 import { equals as cqlEquals, equivalent as cqlEquivalent } from 'cql-execution/lib/util/comparison.js';
+import { CairnError } from '../domain/errors.ts';
 
 /**
  * The FHIR R4 (4.0.1) model as cql-exec-fhir understands it, parsed once. cql-exec-fhir's
@@ -55,6 +56,27 @@ export const RECORD_ELEMENTS = Symbol('cairn.recordElements');
 
 /** Where a record built by {@link fastFhirObjectClass} keeps its JSON (read through `_json`). */
 const RECORD_JSON = Symbol('cairn.recordJson');
+
+/**
+ * MalformedFhirDataError: an element CQL reads has JSON of a shape the FHIR R4 model does not
+ * allow (a list that is not an array, a single element that is one, a complex element that is not
+ * an object, a primitive of the wrong JSON type, a date or time that does not parse). Reading it
+ * as absent would quietly change what a rule finds (a missed warning), so the read fails. The
+ * message names the resource (`Observation/egfr-1`) and the element's JSON path, never its value.
+ */
+export class MalformedFhirDataError extends CairnError {
+  /** `ResourceType/id` of the resource holding the element (`?` for what is unknown). */
+  readonly resource: string;
+  /** The element's JSON path within the resource, e.g. `valueQuantity.value`. */
+  readonly elementPath: string;
+
+  constructor(resource: string, elementPath: string, expected: string) {
+    super('EVALUATION_FAILED', `Malformed FHIR data: ${resource} ${elementPath} is not ${expected}, as FHIR R4 requires`, { context: { resource, elementPath, expected } });
+    this.name = 'MalformedFhirDataError';
+    this.resource = resource;
+    this.elementPath = elementPath;
+  }
+}
 
 /** Where a record remembers the values read from it (field -> value; see `memoised`). */
 const RECORD_MEMO = Symbol('cairn.recordMemo');
@@ -121,12 +143,19 @@ export const ELEMENT_IS = Symbol('cairn.elementIs');
 /**
  * plainCoding is a Coding's JSON when its four primitives (code, system, version, display) can be
  * read as the JSON values: an object without their primitive extensions (`_code`...), which could
- * carry a `value` of their own. Undefined otherwise.
+ * carry a `value` of their own, whose four primitives are strings where present. Undefined
+ * otherwise (a malformed one included: the general path then reads it, and fails on it).
  */
 export function plainCoding(json: unknown): Readonly<Record<string, unknown>> | undefined {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
   const c = json as Record<string, unknown>;
-  return c._code != null || c._system != null || c._version != null || c._display != null ? undefined : c;
+  if (c._code != null || c._system != null || c._version != null || c._display != null) return undefined;
+  // A primitive that is not a string is malformed: the general path reads it, and says so.
+  return notString(c.code) || notString(c.system) || notString(c.version) || notString(c.display) ? undefined : c;
+}
+
+function notString(value: unknown): boolean {
+  return value != null && typeof value !== 'string';
 }
 
 /** System types cql-exec-fhir reads as the JSON value itself. */
@@ -243,11 +272,58 @@ interface ClassInternals {
   readonly baseTypeSpecifier?: TypeSpec | null;
 }
 
+/** Lets a subclass's constructor put private fields on an object made elsewhere (a record made by `Object.create`). */
+class Stamp {
+  constructor(target: object) {
+    return target as Stamp;
+  }
+}
+
+/**
+ * Where an element's record came from: the record it was read from (none for a resource read on
+ * its own) and the JSON property (`medicationCodeableConcept`, `coding`...), for naming the
+ * element in a {@link MalformedFhirDataError}. Kept in private fields, which reflection does not
+ * see: cql-execution's `toNormalizedKey` (through immutable's `Seq`) walks a record's own symbol
+ * keys, and a parent link there would lead back to the child through the parent's memo, forever.
+ */
+class Lineage extends Stamp {
+  readonly #parent: FhirObject | undefined;
+  readonly #property: string | undefined;
+
+  private constructor(target: object, parent: FhirObject | undefined, property: string | undefined) {
+    super(target);
+    this.#parent = parent;
+    this.#property = property;
+  }
+
+  /** stamp gives a record (made once, never stamped before) its lineage. */
+  static stamp(record: object, parent: FhirObject | undefined, property: string | undefined): void {
+    new Lineage(record, parent, property);
+  }
+
+  static parentOf(record: object): FhirObject | undefined {
+    return #parent in record ? (record as Lineage).#parent : undefined;
+  }
+
+  static propertyOf(record: object): string | undefined {
+    return #property in record ? (record as Lineage).#property : undefined;
+  }
+}
+
+/**
+ * The JSON an element's value must be by the FHIR R4 model: an object (a complex type), a string,
+ * number or boolean (a primitive, by its System type), an array of those (a list), or anything
+ * (`any`: no single answer, as for a choice none of whose forms is present).
+ */
+type Shape = 'any' | 'object' | 'string' | 'number' | 'boolean' | { readonly item: Shape };
+
+const SHAPE_NAMES: Readonly<Record<string, string>> = { object: 'an object', string: 'a string', number: 'a number', boolean: 'a boolean' };
+
 /** What {@link fastFhirObjectClass} makes: the record class, and its constructor without cql-exec-fhir's per-instance cost. */
 interface FastFhirObjectKit {
   readonly FastFhirObject: FhirObjectConstructor;
   /** build makes a record of `json` read as `typeInfo`, equal in every observable way to `new FHIRObject(json, typeInfo, modelInfo)`. */
-  build(json: unknown, typeInfo: FhirClassInfo | null | undefined): FhirObject;
+  build(json: unknown, typeInfo: FhirClassInfo | null | undefined, parent?: FhirObject, property?: string): FhirObject;
 }
 
 /**
@@ -281,6 +357,13 @@ interface FastFhirObjectKit {
  *   for choice-typed code paths hits this for every CodeableConcept-valued MedicationRequest.
  *   Dotted paths are walked one step at a time for the same reason, with cql-exec-fhir's outcomes:
  *   null stays null/undefined, a list or System value in the middle gives undefined.
+ * - an element whose JSON contradicts the model where it is read (a list that is not an array, a
+ *   single element that is one, a complex element that is not an object, a primitive whose JSON
+ *   type is not its System type's, a date or time that does not parse) throws a
+ *   {@link MalformedFhirDataError}, where cql-exec-fhir reads it as absent or as it is: a rule
+ *   then fails loudly instead of quietly finding nothing. Only what is read is checked, when it is
+ *   read (`read`, and the JSON-only readings, which leave a malformed element to `read` or check it
+ *   themselves); records remember where they were read from (a private {@link Lineage}) to name it.
  *
  * One deliberate difference in answers: a resource held in an element declared as the abstract
  * `FHIR.Resource` or `FHIR.DomainResource` (`contained`, `Bundle.entry.resource`, ...) is read as
@@ -322,7 +405,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
 
     override get(field: string): unknown {
       const typeInfo = this.getTypeInfo();
-      if (typeInfo == null) return adopt(baseGet.call(this, field));
+      if (typeInfo == null) return adopt(baseGet.call(this, field), this, field);
       const known = (this as Memoising)[RECORD_MEMO];
       if (known !== undefined && field in known) return handOut(known[field]);
       const dot = field.indexOf('.');
@@ -369,10 +452,11 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   }
 
   /** build: see {@link FastFhirObjectKit}. Without a class info, FHIRObject's own constructor (it logs, as before). */
-  function build(json: unknown, typeInfo: FhirClassInfo | null | undefined): FhirObject {
+  function build(json: unknown, typeInfo: FhirClassInfo | null | undefined, parent?: FhirObject, property?: string): FhirObject {
     if (typeInfo == null) return Object.setPrototypeOf(new Base(json, typeInfo as unknown as FhirClassInfo, modelInfo), FastFhirObject.prototype) as FhirObject;
     const object = Object.create(prototypeOf(typeInfo)) as FhirObject & { [RECORD_JSON]: unknown };
     object[RECORD_JSON] = json;
+    Lineage.stamp(object, parent, property);
     return object;
   }
 
@@ -448,17 +532,116 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   function read(object: FastFhirObject, field: string): unknown {
     const json = (object as unknown as { readonly _json: unknown })._json as Record<string, unknown> | null | undefined;
     const element = elementOf(object.getTypeInfo() as FhirClassInfo, field);
-    if (json == null || element === undefined || (field !== element.name && element.typeSpecifier.isChoice === true)) return adopt(baseGet.call(object, field));
-    const { property, extension, spec } = presentForm(json, element);
+    if (json == null || element === undefined) return adopt(baseGet.call(object, field), object, field);
+    if (field !== element.name && element.typeSpecifier.isChoice === true) {
+      // An explicit choice name (`medicationCodeableConcept`): cql-exec-fhir reads it, once its JSON is known to fit.
+      const explicit = formsOf(element).choices.find((choice) => choice.property === field);
+      if (explicit !== undefined) check(object, field, json[field], explicit.shape);
+      return adopt(baseGet.call(object, field), object, field);
+    }
+    const form = presentForm(json, element);
+    const { property, extension, spec } = form;
+    const value = json[property];
     if (spec.namespace === 'System') {
       // cql-exec-fhir's toSystemObject hands these over as the JSON value (cql-execution 3.3.2 has
       // no Decimal class); dates and times are parsed there (and memoised by the caller).
-      if (PLAIN_SYSTEM_TYPES.has(spec.name ?? '')) return json[property];
-      return adopt(baseGet.call(object, field));
+      if (PLAIN_SYSTEM_TYPES.has(spec.name ?? '')) {
+        check(object, property, value, form.shape);
+        return value;
+      }
+      return systemValue(object, field, property, value, form.shape, spec);
     }
-    if (spec.isNamed !== true && spec.isList !== true) return adopt(baseGet.call(object, field));
+    if (spec.isNamed !== true && spec.isList !== true) return adopt(baseGet.call(object, field), object, field);
+    check(object, property, value, form.shape);
     const data = propertyFromJson(json, property, extension, spec);
-    return data == null ? data : toFhirObject(data, spec);
+    return data == null ? data : toFhirObject(data, spec, object, property);
+  }
+
+  /** A Date, DateTime or Time value, parsed by cql-exec-fhir: a string that does not parse is malformed, not absent. */
+  function systemValue(object: FastFhirObject, field: string, property: string, value: unknown, shape: Shape, spec: TypeSpec): unknown {
+    if (value == null) return adopt(baseGet.call(object, field), object, field);
+    check(object, property, value, shape);
+    let parsed: unknown;
+    try {
+      parsed = baseGet.call(object, field);
+    } catch {
+      parsed = null; // cql-exec-fhir's Time conversion fails on a string DateTime.parse does not take
+    }
+    if (parsed == null) throw malformed(object, property, `a valid FHIR ${spec.name === 'Date' ? 'date' : spec.name === 'Time' ? 'time' : 'dateTime'}`);
+    return parsed;
+  }
+
+  /** check throws {@link MalformedFhirDataError} unless the JSON `value` of `property` has the element's shape (null and absent always do). */
+  function check(object: FastFhirObject, property: string, value: unknown, shape: Shape): void {
+    if (value == null || shape === 'any') return;
+    if (typeof shape === 'string') {
+      if (!fits(value, shape)) throw malformed(object, property, SHAPE_NAMES[shape] ?? shape);
+      return;
+    }
+    if (!Array.isArray(value)) throw malformed(object, property, 'an array');
+    const item = shape.item;
+    if (typeof item !== 'string' || item === 'any') return;
+    for (let i = 0; i < value.length; i++) {
+      const entry: unknown = value[i];
+      if (entry != null && !fits(entry, item)) throw malformed(object, `${property}[${i}]`, SHAPE_NAMES[item] ?? item);
+    }
+  }
+
+  function fits(value: unknown, shape: 'object' | 'string' | 'number' | 'boolean'): boolean {
+    return shape === 'object' ? typeof value === 'object' && !Array.isArray(value) : typeof value === shape;
+  }
+
+  /** The error for `property` of `object`: the resource it belongs to and the JSON path to it, from the records' lineage. */
+  function malformed(object: FhirObject, property: string, expected: string): MalformedFhirDataError {
+    let current = object;
+    // A primitive's value sits in the JSON at the primitive's own property (`valueQuantity.value`, not `.value.value`).
+    const segments = property === 'value' && /^(FHIR\.)?[a-z]/.test(current.getTypeInfo()?.name ?? '') ? [] : [property];
+    for (let parent = Lineage.parentOf(current); parent !== undefined; parent = Lineage.parentOf(current)) {
+      segments.unshift(Lineage.propertyOf(current) ?? '?');
+      current = parent;
+    }
+    const root = (current as unknown as { readonly _json?: { readonly resourceType?: unknown; readonly id?: unknown } })._json;
+    const resourceType = typeof root?.resourceType === 'string' ? root.resourceType : unqualified(current.getTypeInfo()?.name ?? '?');
+    const id = typeof root?.id === 'string' ? root.id : '?';
+    return new MalformedFhirDataError(`${resourceType}/${id}`, segments.join('.'), expected);
+  }
+
+  /** The JSON shape a type specifier's values must have (remembered per specifier). */
+  const shapes = new WeakMap<TypeSpec, Shape>();
+  function shapeOf(spec: TypeSpec | undefined): Shape {
+    if (spec === undefined) return 'any';
+    let shape = shapes.get(spec);
+    if (shape === undefined) {
+      shape = computeShape(spec);
+      shapes.set(spec, shape);
+    }
+    return shape;
+  }
+
+  function computeShape(spec: TypeSpec): Shape {
+    if (spec.isList === true) return { item: shapeOf(spec.elementType) };
+    if (spec.isChoice === true || spec.isNamed !== true) return 'any';
+    if (spec.namespace === 'System') return systemShape(spec.name);
+    if (!isFhirPrimitive(spec)) return namedClassOf(spec).classInfo === undefined ? 'any' : 'object';
+    const value = primitiveClassValue(spec)?.typeSpecifier;
+    return value?.namespace === 'System' ? systemShape(value.name) : 'any';
+  }
+
+  function systemShape(name: string | undefined): Shape {
+    switch (name) {
+      case 'Boolean':
+        return 'boolean';
+      case 'Integer':
+      case 'Decimal':
+        return 'number';
+      case 'String':
+      case 'Date':
+      case 'DateTime':
+      case 'Time':
+        return 'string';
+      default:
+        return 'any';
+    }
   }
 
   /**
@@ -475,7 +658,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   }
 
   /** Elements that are FHIR primitives with a plain System value: their JSON property and extension names (null: not such an element). */
-  const primitiveForms = new WeakMap<ElementInfo, { readonly property: string; readonly extension: string } | null>();
+  const primitiveForms = new WeakMap<ElementInfo, { readonly property: string; readonly extension: string; readonly type: string } | null>();
 
   /** See {@link PRIMITIVE_VALUE}: what `read` then FHIRHelpers' `.value` accessor give, read from the JSON alone. */
   function primitiveValue(object: FastFhirObject, field: string): unknown {
@@ -487,12 +670,14 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
       const spec = element.typeSpecifier;
       const valueElement = spec.isNamed === true && spec.isChoice !== true && isFhirPrimitive(spec) ? primitiveClassValue(spec) : undefined;
       const plain = valueElement !== undefined && valueElement.typeSpecifier.namespace === 'System' && PLAIN_SYSTEM_TYPES.has(valueElement.typeSpecifier.name ?? '');
-      form = plain ? { property: element.name, extension: `_${element.name}` } : null;
+      form = plain ? { property: element.name, extension: `_${element.name}`, type: valueElement.typeSpecifier.name === 'Boolean' ? 'boolean' : valueElement.typeSpecifier.name === 'String' ? 'string' : 'number' } : null;
       primitiveForms.set(element, form);
     }
     if (form === null || json[form.extension] != null) return NOT_PLAIN;
     const value = json[form.property];
-    return value == null ? NOT_PLAIN : value;
+    if (value == null) return NOT_PLAIN;
+    if (typeof value !== form.type) throw malformed(object, form.property, SHAPE_NAMES[form.type] ?? form.type);
+    return value;
   }
 
   /** See {@link ELEMENT_IS}: the class `read` would build the element as, and that class's `_is`. */
@@ -501,8 +686,10 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     const found = namedElement(object, field);
     if (found === undefined) return NOT_PLAIN;
     const { json, element } = found;
-    const { property, extension, spec } = presentForm(json, element);
+    const form = presentForm(json, element);
+    const { property, extension, spec } = form;
     const value = json[property];
+    check(object, property, value, form.shape);
     // No value (or only a primitive's extension on a complex type): what read gives is left to it.
     if (value == null && (json[extension] == null || !isFhirPrimitive(spec))) return NOT_PLAIN;
     if (spec.isNamed !== true || spec.isList === true || spec.namespace === 'System') return NOT_PLAIN;
@@ -523,6 +710,8 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     readonly property: string;
     readonly extension: string;
     readonly spec: TypeSpec;
+    /** The JSON shape its value must have. */
+    readonly shape: Shape;
   }
   const forms = new WeakMap<ElementInfo, { readonly plain: ElementForm; readonly choices: readonly ElementForm[] }>();
 
@@ -533,19 +722,25 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
    * once per element: a key made afresh for every read costs a string-table lookup.
    */
   function presentForm(json: Record<string, unknown>, element: ElementInfo): ElementForm {
+    const known = formsOf(element);
+    for (const choice of known.choices) if (json[choice.property] != null || json[choice.extension] != null) return choice;
+    return known.plain;
+  }
+
+  /** Every JSON form of an element: under its own name, and (a choice) under each choice's name. */
+  function formsOf(element: ElementInfo): { readonly plain: ElementForm; readonly choices: readonly ElementForm[] } {
     let known = forms.get(element);
     if (known === undefined) {
       const spec = element.typeSpecifier;
       const choices = spec.isChoice !== true ? [] : (spec.choices ?? []).filter((choice) => choice.isNamed === true).map((choice): ElementForm => {
         const choiceName = choice.name === 'SimpleQuantity' ? 'Quantity' : choice.name ?? '';
         const property = `${element.name}${choiceName.charAt(0).toUpperCase()}${choiceName.slice(1)}`;
-        return { property, extension: `_${property}`, spec: choice };
+        return { property, extension: `_${property}`, spec: choice, shape: shapeOf(choice) };
       });
-      known = { plain: { property: element.name, extension: `_${element.name}`, spec }, choices };
+      known = { plain: { property: element.name, extension: `_${element.name}`, spec, shape: shapeOf(spec) }, choices };
       forms.set(element, known);
     }
-    for (const choice of known.choices) if (json[choice.property] != null || json[choice.extension] != null) return choice;
-    return known.plain;
+    return known;
   }
 
   /**
@@ -681,17 +876,17 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   }
 
   /** cql-exec-fhir's toFHIRObject (no path suffix: dotted paths are walked by `get`). */
-  function toFhirObject(data: unknown, spec: TypeSpec): unknown {
+  function toFhirObject(data: unknown, spec: TypeSpec, parent: FhirObject, property: string): unknown {
     if (data == null) return data;
     if (spec.isNamed === true) {
       const { classInfo, abstract } = namedClassOf(spec);
-      const object = build(data, classInfo);
+      const object = build(data, classInfo, parent, property);
       return abstract ? asOwnResourceType(object) : object;
     }
-    if (spec.isList === true) return (data as unknown[]).map((item) => toFhirObject(item, spec.elementType as TypeSpec));
+    if (spec.isList === true) return (data as unknown[]).map((item) => toFhirObject(item, spec.elementType as TypeSpec, parent, property));
     if (spec.isInterval === true) {
       const { low, high, lowClosed, highClosed } = data as { low: unknown; high: unknown; lowClosed?: boolean; highClosed?: boolean };
-      return new Interval(toFhirObject(low, spec.pointType as TypeSpec), toFhirObject(high, spec.pointType as TypeSpec), lowClosed, highClosed);
+      return new Interval(toFhirObject(low, spec.pointType as TypeSpec, parent, property), toFhirObject(high, spec.pointType as TypeSpec, parent, property), lowClosed, highClosed);
     }
     return undefined;
   }
@@ -733,11 +928,12 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
   }
 
   /** adopt switches values cql-exec-fhir built to this class (in place: `get` returns fresh objects and arrays). */
-  function adopt(value: unknown): unknown {
+  function adopt(value: unknown, parent: FhirObject, property: string): unknown {
     if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) value[i] = adopt(value[i]);
+      for (let i = 0; i < value.length; i++) value[i] = adopt(value[i], parent, property);
     } else if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Base.prototype) {
       Object.setPrototypeOf(value, FastFhirObject.prototype);
+      Lineage.stamp(value, parent, property);
       return asOwnResourceType(value as FhirObject);
     }
     return value;
@@ -751,7 +947,7 @@ function fastFhirObjectClass(Base: FhirObjectConstructor, modelInfo: FhirModelIn
     if (typeof resourceType !== 'string') return object;
     const own = findClass(resourceType);
     if (own === undefined || unqualified(own.name) !== resourceType) return object;
-    const retyped = build((object as unknown as { readonly _json: unknown })._json, own);
+    const retyped = build((object as unknown as { readonly _json: unknown })._json, own, Lineage.parentOf(object), Lineage.propertyOf(object));
     // Only ever narrow: the own class must derive from the declared one.
     return retyped._is({ type: 'NamedTypeSpecifier', name: `{http://hl7.org/fhir}${unqualified(declared.name)}` } as TypeSpecifier) ? retyped : object;
   }

@@ -1158,6 +1158,8 @@ function conceptFromRecord(def: FunctionDefNode): (value: unknown) => unknown {
     const json = jsonOfRecord(value, 'CodeableConcept');
     if (json === undefined || json._text != null) return NOT_PLAIN;
     const { coding, text } = json;
+    // A malformed text (or coding, below) is read by the body, through the record, which says so.
+    if (text != null && typeof text !== 'string') return NOT_PLAIN;
     let codes: unknown[] | null = null;
     if (Array.isArray(coding)) {
       codes = new Array<unknown>(coding.length);

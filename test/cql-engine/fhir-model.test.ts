@@ -2,12 +2,14 @@ import { FHIRWrapper } from 'cql-exec-fhir';
 import { Code } from 'cql-execution';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadFhirR4Model, NOT_PLAIN, PRIMITIVE_VALUE, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
+import { loadFhirR4Model, MalformedFhirDataError, NOT_PLAIN, PRIMITIVE_VALUE, type FhirModel, type FhirResource } from '../../src/cql-engine/fhir-model.ts';
 
 /**
  * Records read codes (cql-execution's `getCode`, which every code-filtered retrieve calls) straight
  * from the JSON; cql-exec-fhir builds element objects first. Both must give the same Codes for
- * every shape of CodeableConcept, Coding, list and choice, well formed or not.
+ * every shape of CodeableConcept, Coding, list and choice, except that JSON whose shape the FHIR
+ * model does not allow (which cql-exec-fhir reads as absent, or as it is) fails to read here with
+ * a MalformedFhirDataError; and well-formed JSON never does.
  */
 
 let model: FhirModel;
@@ -75,13 +77,58 @@ describe('records read codes as cql-exec-fhir does', () => {
         } catch {
           threw = true;
         }
-        if (threw) expect(() => ours.getCode(field)).toThrow();
-        else expect(plain(ours.getCode(field))).toEqual(expected);
+        if (threw) {
+          expect(() => ours.getCode(field)).toThrow();
+          return;
+        }
+        let answer: unknown;
+        try {
+          answer = plain(ours.getCode(field));
+        } catch (error) {
+          // Malformed for the model: then reading the element the general way fails alike.
+          expect(error).toBeInstanceOf(MalformedFhirDataError);
+          const fresh = model.wrap(json as unknown as FhirResource, model.classFor(resourceType)!) as unknown as { get(field: string): unknown };
+          expect(() => JSON.stringify(deepRead(fresh.get(field)))).toThrow(MalformedFhirDataError);
+          return;
+        }
+        expect(answer).toEqual(expected);
       }),
       { numRuns: 3000 },
     );
   });
+
+  it('never fails on well-formed CodeableConcepts and Codings, and gives cql-exec-fhir\'s Codes (property)', () => {
+    const wellFormedText = fc.oneof(fc.constantFrom('a', '', 'http://loinc.org', '8480-6'), fc.constant(undefined));
+    const wellFormedCoding = fc.record({ code: wellFormedText, system: wellFormedText, version: wellFormedText, display: wellFormedText }, { requiredKeys: [] });
+    const wellFormedConcept = fc.record({ coding: fc.array(fc.oneof({ weight: 5, arbitrary: wellFormedCoding }, { weight: 1, arbitrary: fc.constant(null) }), { maxLength: 3 }), text: wellFormedText }, { requiredKeys: [] });
+    const fields = [
+      { resourceType: 'Observation', field: 'code', key: 'code', value: wellFormedConcept },
+      { resourceType: 'Observation', field: 'category', key: 'category', value: fc.array(wellFormedConcept, { maxLength: 3 }) },
+      { resourceType: 'MedicationRequest', field: 'medication', key: 'medicationCodeableConcept', value: wellFormedConcept },
+      { resourceType: 'Encounter', field: 'class', key: 'class', value: wellFormedCoding },
+      { resourceType: 'Condition', field: 'clinicalStatus', key: 'clinicalStatus', value: wellFormedConcept },
+    ];
+    const cases = fc.oneof(...fields.map(({ value, ...rest }) => value.map((json) => ({ ...rest, json }))));
+    fc.assert(
+      fc.property(cases, ({ resourceType, field, key, json: value }) => {
+        const json = { resourceType, id: 'r1', [key]: value };
+        const ours = model.wrap(json as unknown as FhirResource, model.classFor(resourceType)!) as unknown as CodeRecord;
+        const theirs = plainFhir.wrap(json) as unknown as CodeRecord;
+        expect(plain(ours.getCode(field))).toEqual(plain(theirs.getCode(field)));
+      }),
+      { numRuns: 1000 },
+    );
+  });
 });
+
+/** Every element under a value read from a record, read (lists, records and their elements): what toCode or equality would read. */
+function deepRead(value: unknown, depth = 0): unknown {
+  if (depth > 4 || value == null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((item) => deepRead(item, depth + 1));
+  const record = value as { readonly _typeInfo?: { readonly elements?: readonly { readonly name: string }[] } } & Record<string, unknown>;
+  const names = ['coding', 'code', 'system', 'version', 'display', 'text', 'value', 'reference'];
+  return Object.fromEntries(names.filter((name) => record._typeInfo?.elements?.some((e) => e.name === name) === true).map((name) => [name, deepRead(record[name], depth + 1)]));
+}
 
 describe('records hand out a primitive element\'s plain JSON value (PRIMITIVE_VALUE)', () => {
   const anyJson = fc.oneof(fc.constantFrom('active', '', 'final'), fc.boolean(), fc.integer(), fc.double({ noNaN: true }), fc.constant(null), fc.constant(undefined), fc.constant({ value: 'nested' }), fc.constant(['a']));
@@ -101,7 +148,15 @@ describe('records hand out a primitive element\'s plain JSON value (PRIMITIVE_VA
         const record = model.wrap(json as FhirResource, model.classFor(type) as never) as unknown as Record<symbol, (field: string) => unknown>;
         const fresh = () => model.wrap(json as FhirResource, model.classFor(type) as never);
         for (const field of ['status', 'id', 'subject', 'effective']) {
-          const direct = record[PRIMITIVE_VALUE]!.call(record, field);
+          let direct: unknown;
+          try {
+            direct = record[PRIMITIVE_VALUE]!.call(record, field);
+          } catch (error) {
+            // JSON of a type the model does not allow for the element: reading it the general way fails alike.
+            expect(error).toBeInstanceOf(MalformedFhirDataError);
+            expect(() => element(fresh(), field)).toThrow(MalformedFhirDataError);
+            continue;
+          }
           if (direct !== NOT_PLAIN) expect(direct).toBe(element(fresh(), field));
         }
         // The plain forms are taken.
