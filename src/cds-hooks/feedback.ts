@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { cutInput } from '../http/problem.ts';
 import type { RequestIssue } from './request.ts';
 import { MAX_SNOOZE_DAYS, type FeedbackRecord, type Snooze } from './store.ts';
 
@@ -67,10 +68,7 @@ export const MAX_ECHOED_ID_LENGTH = 64;
 
 /** echoId is an id as an answer quotes it: at most MAX_ECHOED_ID_LENGTH characters, then an ellipsis. */
 export function echoId(id: string): string {
-  if (id.length <= MAX_ECHOED_ID_LENGTH) return id;
-  const cut = id.slice(0, MAX_ECHOED_ID_LENGTH);
-  // Never half a surrogate pair.
-  return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
+  return cutInput(id, MAX_ECHOED_ID_LENGTH);
 }
 
 /** echoIds lists ids for an answer: each once, cut by echoId, at most MAX_ECHOED of them and how many more. */
@@ -98,7 +96,6 @@ export function snoozeDays(code: string): number | undefined {
   return days > 0 && days <= MAX_SNOOZE_DAYS ? days : undefined;
 }
 
-/** The override reasons a rule's card offers (system and code), by rule id; undefined for a rule the serving knowledge no longer has. */
 /** The override reasons the card with this uuid offered (undefined: not known). */
 export type OfferedReasons = (cardUuid: string) => readonly { readonly system: string; readonly code: string }[] | undefined;
 

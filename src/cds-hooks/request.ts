@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ContextPatientId, parseHookContext, type RequestIssue } from '../domain/hook-context.ts';
 import { HOOK_IDS, type HookId } from '../domain/hooks.ts';
+import { isRecord } from '../domain/json.ts';
 
 /**
  * CDS Hooks 2.0 service request ({@link https://cds-hooks.hl7.org/2.0/#http-request-1}), parsed with
@@ -44,8 +45,8 @@ export interface CallIdentifiers {
 
 /** callIdentifiers reads the ids of a call from its body, valid or not, so a refused call is audited under them. */
 export function callIdentifiers(body: unknown): CallIdentifiers {
-  const fields = body !== null && typeof body === 'object' ? (body as { hookInstance?: unknown; context?: unknown }) : {};
-  const context = fields.context !== null && typeof fields.context === 'object' ? (fields.context as { patientId?: unknown }) : {};
+  const fields = isRecord(body) ? body : {};
+  const context = isRecord(fields.context) ? fields.context : {};
   const hookInstance = HookRequestSchema.shape.hookInstance.safeParse(fields.hookInstance);
   const patientId = ContextPatientId.safeParse(context.patientId);
   return { hookInstance: hookInstance.success ? hookInstance.data : '', patientId: patientId.success ? patientId.data : '' };

@@ -58,6 +58,9 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     return services;
   };
 
+  /** The ids of a call whose body was not read, or gave none. */
+  const NO_IDS: CallIdentifiers = { hookInstance: '', patientId: '' };
+
   // Declared, so every request object has the field from the start (one shape, as Fastify advises).
   app.decorateRequest('cdsClient', undefined);
   app.decorateRequest('cdsFhirServers', undefined);
@@ -92,8 +95,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const prepared = deps.knowledge();
     const service = servicesOf(prepared).get(request.params.id ?? '');
     if (!service) return;
-    const started = performance.now() - reply.elapsedTime;
-    await audit({ service, prepared, started, request, hookInstance: '', patientId: '' }, reply.statusCode, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
+    await auditUnanswered({ service, prepared, started: performance.now() - reply.elapsedTime, request, ...NO_IDS }, reply.statusCode);
   });
 
   // Invocations are written behind responses: write what is pending before the service stops.
@@ -126,8 +128,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const service = servicesOf(prepared).get(request.params.id);
     if (!service) return sendProblem(reply, { title: 'Unknown CDS service', status: 404, detail: `no service "${request.params.id}"; GET /cds-services lists them` });
     // A call answered without cards (busy, invalid, failed) is an invocation too; ids it did not give are ''.
-    const unanswered = (status: number, ids: CallIdentifiers = { hookInstance: '', patientId: '' }): Promise<void> =>
-      audit({ service, prepared, started, request, ...ids }, status, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
+    const unanswered = (status: number, ids: CallIdentifiers = NO_IDS): Promise<void> => auditUnanswered({ service, prepared, started, request, ...ids }, status);
     if (inFlight >= maxInFlight) {
       await unanswered(503);
       reply.header('Retry-After', '1');
@@ -166,7 +167,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     if (quick.kind === 'evaluated') {
       const { evaluation } = quick;
       // Refused even when the prefetch left nothing to read from it: the answer must not depend on what was prefetched.
-      if (quick.fhirServer !== undefined && !fhirServerAllowed(quick.fhirServer, request.cdsFhirServers)) {
+      if (!fhirServerAllowed(quick.fhirServer, request.cdsFhirServers)) {
         await unanswered(400, quick);
         return invalidRequest(reply, [notTheClientsServer]);
       }
@@ -179,7 +180,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       return invalidRequest(reply, parsed.issues);
     }
     const { request: hookRequest, context } = parsed;
-    if (hookRequest.fhirServer !== undefined && !fhirServerAllowed(hookRequest.fhirServer, request.cdsFhirServers)) {
+    if (!fhirServerAllowed(hookRequest.fhirServer, request.cdsFhirServers)) {
       await unanswered(400, { hookInstance: hookRequest.hookInstance, patientId: String(context.patientId) });
       return invalidRequest(reply, [notTheClientsServer]);
     }
@@ -201,7 +202,7 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
     const shortfall = shortfallOf(data, service.prefetch);
     if (shortfall) {
       // A call answered 412 is an invocation too: the audit trail shows the EHR could not give the data.
-      await audit({ service, prepared, started, request, hookInstance: hookRequest.hookInstance, patientId }, 412, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
+      await auditUnanswered({ service, prepared, started, request, hookInstance: hookRequest.hookInstance, patientId }, 412);
       return sendProblem(reply, {
         title: 'Prefetch data missing',
         status: 412,
@@ -246,6 +247,8 @@ export async function cdsHooksRoutes(app: FastifyInstance, deps: CdsHooksDeps): 
       ...counts,
     });
   };
+  /** A call answered without cards (refused, busy, invalid, data missing, failed): no cards, nothing suppressed. */
+  const auditUnanswered = (call: Invocation, status: number): Promise<void> => audit(call, status, [], { suppressed: 0, ruleErrors: 0 }, deps.now().toISOString());
 
   /** respond turns an evaluation into the cards response: snoozed rules silenced, cards recorded for feedback, the call audited. */
   const respond = async (call: Invocation & { readonly evaluation: PatientEvaluation }): Promise<unknown> => {

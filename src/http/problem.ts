@@ -17,7 +17,14 @@ export function sendProblem(reply: FastifyReply, problem: ProblemDetails): Fasti
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
 }
 
-/** quoteInput quotes what a caller sent for a problem's detail, cut to `max` characters: an error must not echo a megabyte back. */
+/** cutInput is what a caller sent, as a problem echoes it: at most `max` characters, then an ellipsis (never half a surrogate pair). An error must not echo a megabyte back. */
+export function cutInput(value: string, max: number): string {
+  if (value.length <= max) return value;
+  const cut = value.slice(0, max);
+  return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
+}
+
+/** quoteInput quotes what a caller sent for a problem's detail, cut by {@link cutInput}. */
 export function quoteInput(value: string, max = 100): string {
-  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+  return JSON.stringify(cutInput(value, max));
 }

@@ -95,9 +95,9 @@ export function fhirServerBase(url: string): string {
   return new URL(url).href.replace(/\/+$/, '');
 }
 
-/** fhirServerAllowed says whether a call may name `fhirServer`, given its client's `fhirServers` (undefined: any). */
-export function fhirServerAllowed(fhirServer: string, allowed: readonly string[] | undefined): boolean {
-  if (allowed === undefined) return true;
+/** fhirServerAllowed says whether a call may name `fhirServer` (undefined: it names none), given its client's `fhirServers` (undefined: any). */
+export function fhirServerAllowed(fhirServer: string | undefined, allowed: readonly string[] | undefined): boolean {
+  if (fhirServer === undefined || allowed === undefined) return true;
   try {
     return allowed.includes(fhirServerBase(fhirServer));
   } catch {

@@ -174,9 +174,10 @@ async function getJson(connection: FhirConnection, key: string, url: string): Pr
   }
   let body: unknown;
   try {
-    const text = await readCapped(response, connection.maxResponseBytes ?? MAX_RESPONSE_BYTES);
+    const maxBytes = connection.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+    const text = await readCapped(response, maxBytes);
     if (text === undefined) {
-      const detail = `HTTP ${response.status}: response larger than ${connection.maxResponseBytes ?? MAX_RESPONSE_BYTES} bytes; not read`;
+      const detail = `HTTP ${response.status}: response larger than ${maxBytes} bytes; not read`;
       record(response.status, detail);
       return { ok: false, timeout: false, detail };
     }
